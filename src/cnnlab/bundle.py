@@ -1,0 +1,303 @@
+"""The model bundle: one folder with weights, preprocessing, classes, decision rule and card.
+
+    model.safetensors   weights (never a pickle)
+    bundle.json         model name + arguments, preprocessing, classes, threshold/temperature,
+                        metrics, the resolved recipe, versions
+    card.md             the model card, for people
+
+`load_bundle` is the only way the CLI, the app and the API load a model, so all of them
+preprocess and decide exactly as training did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path, atomic_write_text
+
+FORMAT = "cnnlab-bundle"
+VERSION = 1
+WEIGHTS, META, CARD = "model.safetensors", "bundle.json", "card.md"
+
+
+@dataclass
+class Bundle:
+    model: nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    meta: dict[str, Any]
+    path: Path | None = None
+    runtime: Any = field(default=None, repr=False)  # cnnlab.engine.runtime.Runtime, set on load
+
+    @property
+    def name(self) -> str:
+        return str(
+            self.meta.get("name") or (self.path.name if self.path else self.meta["model"]["name"])
+        )
+
+    @property
+    def binary(self) -> bool:
+        return self.meta.get("class_mode") == "binary"
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        return self.meta.get("decision", {})
+
+    @property
+    def threshold(self) -> float | None:
+        """Decision threshold on p(positive class) for binary bundles; None for argmax."""
+        return float(self.decision.get("threshold", 0.5)) if self.binary else None
+
+    @property
+    def temperature(self) -> float:
+        return float(self.decision.get("temperature", 1.0))
+
+    @property
+    def card(self) -> str:
+        if self.path and (self.path / CARD).is_file():
+            return (self.path / CARD).read_text()
+        return ""
+
+    def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
+        from cnnlab.engine.inference import predict_logits, probabilities
+
+        logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
+        return probabilities(logits, self.temperature)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def shipped_root() -> Path:
+    return Path(str(resources.files("cnnlab") / "zoo"))
+
+
+def shipped_bundles() -> dict[str, Path]:
+    root = shipped_root()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / META).is_file()}
+
+
+def resolve_bundle(ref: str | Path) -> Path:
+    """A bundle folder, or the name of a bundle that ships with cnnlab (e.g. `pneumonia`)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / META).is_file():
+            raise CnnlabError(
+                f"{path} is not a cnnlab bundle (no {META}); train one with `cnnlab train`"
+            )
+        return path
+    if path.is_file() and path.name == META:
+        return path.parent
+    shipped = shipped_bundles()
+    if str(ref) in shipped:
+        return shipped[str(ref)]
+    names = ", ".join(shipped) or "none installed"
+    raise CnnlabError(f"no bundle at {ref} (a bundle folder, or a shipped model name: {names})")
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from cnnlab import __version__
+
+    out = {
+        "cnnlab": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+    }
+    try:
+        import timm
+
+        out["timm"] = timm.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: nn.Module,
+    model_name: str,
+    model_args: dict[str, Any],
+    preprocess: Preprocess,
+    classes: list[str],
+    *,
+    class_mode: str = "categorical",
+    decision: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+    card: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the three files, each atomically; weights first so bundle.json never points at nothing."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": out.name,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": {"name": model_name, "args": model_args},
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "preprocess": preprocess.to_dict(),
+        "classes": list(classes),
+        "class_mode": class_mode,
+        "decision": decision
+        or (
+            {"threshold": 0.5, "temperature": 1.0, "policy": "0.5"}
+            if class_mode == "binary"
+            else {"temperature": 1.0}
+        ),
+        "metrics": metrics or {},
+        "recipe": recipe or {},
+        "versions": versions(),
+        **(extra or {}),
+    }
+    atomic_write_text(out / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / CARD, card or default_card(meta))
+    return out
+
+
+def update_bundle_meta(path: Path, **changes: Any) -> dict[str, Any]:
+    meta = json.loads((path / META).read_text())
+    meta.update(changes)
+    atomic_write_text(path / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    return meta
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def default_card(meta: dict[str, Any]) -> str:
+    m = meta.get("metrics", {})
+    lines = [
+        f"# {meta['name']}",
+        "",
+        f"Model `{meta['model']['name']}` ({meta['params']:,} parameters), trained with cnnlab "
+        f"{meta['versions']['cnnlab']} (torch {meta['versions']['torch']}).",
+        "",
+        "## Data",
+        f"- classes: {', '.join(meta['classes'])}",
+        f"- input: {meta['preprocess']['channels']} x {meta['preprocess']['size'][0]} x "
+        f"{meta['preprocess']['size'][1]}, resize {meta['preprocess']['resize']}",
+    ]
+    data = meta.get("data", {})
+    if data:
+        lines.append(
+            f"- source: `{data.get('source')}` ({data.get('format')}); validation: {data.get('val_origin')}"
+        )
+        for split, counts in data.get("counts", {}).items():
+            lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if m:
+        lines += ["", "## Metrics (validation split)"]
+        for key in ("accuracy", "loss", "macro_f1"):
+            if key in m:
+                lines.append(f"- {key}: {m[key]:.4f}")
+    lines += [
+        "",
+        "## How it was trained",
+        "```",
+        meta.get("command", "cnnlab train <recipe>"),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
+    """Load and check a bundle; anything missing or mismatched is a clear CnnlabError."""
+    from cnnlab.engine.runtime import choose_runtime
+    from cnnlab.models import create_model, get_entry
+
+    path = resolve_bundle(ref)
+    try:
+        meta = json.loads((path / META).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CnnlabError(f"{path / META} is unreadable: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise CnnlabError(f"{path / META} is not a cnnlab bundle description")
+    for key in ("model", "preprocess", "classes"):
+        if key not in meta:
+            raise CnnlabError(f"{path / META} lacks '{key}'")
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CnnlabError(f"bundle {path} has no {WEIGHTS}; re-save or re-train it")
+    args = dict(meta["model"].get("args", {}))
+    if "pretrained" in get_entry(meta["model"]["name"]).arguments():
+        args["pretrained"] = False  # the bundle's own weights replace any download
+    model = create_model(meta["model"]["name"], **args)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CnnlabError(f"{weights} is not a readable safetensors file: {e}") from None
+    check_state(model, state, weights)
+    model.load_state_dict(state)
+    rt = choose_runtime(device, precision, "auto")
+    model.to(rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.eval()
+    pre = Preprocess.from_dict(meta["preprocess"])
+    return Bundle(model, pre, list(meta["classes"]), meta, path, rt)
+
+
+def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        problems.append(f"{len(wrong)} with the wrong shape (e.g. {wrong[0]}, file vs model)")
+    if problems:
+        raise CnnlabError(
+            f"weights in {where} do not match the model in bundle.json: " + "; ".join(problems)
+        )
+
+
+def copy_bundle(src: Path, dst: Path) -> Path:
+    """Copy the three bundle files (used to ship a trained bundle inside the package)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, META, CARD):
+        shutil.copy2(src / name, dst / name)
+    return dst

@@ -1,0 +1,74 @@
+"""The `cnnlab` command. Each subcommand parses its arguments and calls one library function.
+
+Subcommands live in modules of this package, each with a `register(subparsers)` function.
+Exit status: 0 success, 2 bad input (one clear line on stderr), 1 an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from importlib import import_module
+
+from cnnlab.errors import CnnlabError
+
+MODULES = ["cnnlab.cli.core"]  # later modules append themselves here (inspect, data, serve, ...)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+
+    parser = _Parser(
+        prog="cnnlab",
+        description="Build, inspect, train, explain and deploy CNN image classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors on stderr"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in MODULES:
+        import_module(name).register(sub)
+    return parser
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("cnnlab")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if os.environ.get("CNNLAB_DEBUG"):
+            raise
+        print(
+            f"cnnlab: internal error: {type(e).__name__}: {e} (set CNNLAB_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,152 @@
+"""train, evaluate, predict, models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from cnnlab.errors import CnnlabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a recipe and write a model bundle")
+    p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
+    p.add_argument("--data", help="dataset name or local path (overrides data.source)")
+    p.add_argument("--out", help="run folder for the bundle (default runs/<recipe>-<time>/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.epochs=3 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a bundle on a split of a dataset")
+    p.add_argument("bundle", help="bundle folder or shipped model name")
+    p.add_argument("--data", required=True, help="dataset name or local path")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--out", help="folder for plots (confusion matrix, ...)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files or folders")
+    p.add_argument("bundle", help="bundle folder or shipped model name")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=3)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list the registered models with parameter counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.config import load_recipe
+    from cnnlab.engine.train import train_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
+    acc = outcome.metrics.get("accuracy")
+    summary = f"validation accuracy {acc:.2%}, " if acc is not None else ""
+    print(
+        f"bundle written to {outcome.out_dir} ({summary}{outcome.result.train_seconds:.1f} s of training)"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cnnlab.bundle import load_bundle
+    from cnnlab.engine.evaluate import evaluate_bundle
+
+    bundle = load_bundle(args.bundle)
+    report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
+    if args.json:
+        json.dump(report, sys.stdout, default=float)
+        sys.stdout.write("\n")
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"{report['model']} on {report['data']} [{report['split']}]: {report['n']} images",
+        f"accuracy {report['accuracy']:.2%}   loss {report['loss']:.4f}   macro F1 {report['macro_f1']:.4f}",
+    ]
+    if report.get("threshold") is not None:
+        lines.append(f"decision threshold {report['threshold']:.3f}")
+    width = max(len(c) for c in report["per_class"]) + 2
+    lines.append(f"{'class':<{width}}precision  recall    f1      support")
+    for name, m in report["per_class"].items():
+        lines.append(
+            f"{name:<{width}}{m['precision']:<11.4f}{m['recall']:<10.4f}{m['f1']:<8.4f}{m['support']}"
+        )
+    lines.append("confusion matrix (rows = true, columns = predicted):")
+    lines += ["  " + " ".join(f"{v:>6}" for v in row) for row in report["confusion_matrix"]]
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.bundle import load_bundle
+    from cnnlab.predict import expand_inputs, predict_sources
+
+    if args.top_k < 1:
+        raise CnnlabError("--top-k must be at least 1")
+    files = expand_inputs(args.paths)
+    bundle = load_bundle(args.bundle)
+    results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
+    failed = [r for r in results if r.error]
+    if args.json:
+        json.dump({"model": bundle.name, "predictions": [r.to_dict() for r in results]}, sys.stdout)
+        sys.stdout.write("\n")
+    elif args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["file", "label", "probability", "threshold", "top_k", "error"])
+        for r in results:
+            top = ";".join(f"{t['label']}:{t['probability']:.4f}" for t in r.top_k)
+            w.writerow([r.source, r.label or "", r.probability if r.probability is not None else "",
+                        r.threshold if r.threshold is not None else "", top, r.error or ""])  # fmt: skip
+    else:
+        for r in results:
+            if r.error:
+                continue
+            top = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in r.top_k)
+            extra = f" (threshold {r.threshold:.2f})" if r.threshold is not None else ""
+            print(f"{r.source}: {r.label} {r.probability:.2%}{extra}   [{top}]")
+    for r in failed:
+        print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from cnnlab.models import count_params, create_model, list_models
+
+    rows = []
+    for entry in list_models():
+        import torch
+
+        with torch.device("meta"):
+            model = create_model(entry.name)
+        rows.append({
+            "name": entry.name, "family": entry.family, "params": count_params(model),
+            "input": "x".join(map(str, entry.input_size)), "classes": entry.num_classes,
+            "description": entry.description,
+        })  # fmt: skip
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{'model':<20}{'family':<9}{'params':>13}  {'input':<10}{'outputs':>7}  description")
+    for r in rows:
+        print(
+            f"{r['name']:<20}{r['family']:<9}{r['params']:>13,}  {r['input']:<10}{r['classes']:>7}  {r['description']}"
+        )
+    print(
+        "\nAny timm or torchvision classifier also works by name (see `cnnlab models --help`).",
+        file=sys.stderr,
+    )
+    return 0

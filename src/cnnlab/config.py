@@ -1,0 +1,256 @@
+"""Typed recipes: dataclasses loaded from YAML, checked strictly, overridable from the CLI.
+
+A recipe is data, never code: unknown keys and wrong types are refused at load time
+with a message that names the key, so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they become tensors (this travels with the bundle)."""
+
+    source: str = "mnist"  # a dataset name (mnist, fashion-mnist, cifar10) or a local path
+    val_fraction: float = 0.1  # held out, stratified, when the source has no validation split
+    split_seed: int = 0
+    group_by: Literal["none", "patient"] = "none"  # keep one patient's images in one split
+    image_size: list[int] | None = None  # [H, W]; None keeps the source size
+    color_mode: Literal["auto", "grayscale", "rgb"] = "auto"
+    resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
+    normalize: Literal["dataset", "unit", "symmetric", "imagenet", "custom"] = "dataset"
+    mean: list[float] | None = None  # only with normalize: custom (on the 0-1 scale)
+    std: list[float] | None = None
+    class_mode: Literal["categorical", "binary"] = "categorical"
+    class_names: list[str] | None = None  # names for sources that carry only numbers (npz)
+    cache: bool = True  # decoded image folders are cached on disk
+
+
+@dataclass
+class ModelConfig:
+    name: str = "keras_mnist_cnn"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Batched augmentation, with Keras ImageDataGenerator names; all off by default."""
+
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    random_crop: int = 0  # pad by this many pixels (reflect), then crop back: a random translation
+    rotation_range: float = 0.0  # degrees
+    width_shift_range: float = 0.0  # fraction of width
+    height_shift_range: float = 0.0  # fraction of height
+    shear_range: float = 0.0  # degrees, as Keras
+    zoom_range: float | list[float] = 0.0  # [1-z, 1+z] or an explicit [lo, hi]
+    brightness_range: list[float] | None = None  # e.g. [0.8, 1.2]
+    fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = "nearest"
+    cval: float = 0.0  # fill value for fill_mode: constant, on the 0-255 scale
+    cutout: int = 0  # side of a random square set to the mean (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    step_size: int = 10  # epochs, for schedule: step
+    gamma: float = 0.1
+    warmup_fraction: float = 0.25  # for onecycle: share of steps spent rising to lr
+    label_smoothing: float = 0.0
+    class_weight: Literal["none", "auto"] = "none"
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    seed: int = 0
+    threads: int = 0  # 0 = all cores
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    compile: bool = False  # torch.compile the model (worth it on a GPU)
+    checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
+    train_on_val: bool = False  # fold the validation split into training (final runs only)
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form settings read by later stages
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise CnnlabError(f"{where}: {value!r} is not one of {_type_name(tp)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except CnnlabError as e:
+                errors.append(str(e))
+        raise CnnlabError(f"{where}: {value!r} is not {_type_name(tp)}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise CnnlabError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise CnnlabError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise CnnlabError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CnnlabError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CnnlabError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise CnnlabError(f"{where}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    raise CnnlabError(f"{where}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"{where or 'recipe'}: expected a mapping of settings, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise CnnlabError(
+            f"unknown recipe key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
+    recipe = _build(Recipe, raw, "")
+    validate(recipe)
+    return recipe
+
+
+def validate(recipe: Recipe) -> None:
+    """Value checks that types alone cannot express."""
+    d, t = recipe.data, recipe.train
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise CnnlabError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
+        raise CnnlabError(f"data.image_size must be [height, width], got {d.image_size}")
+    if d.normalize == "custom" and (d.mean is None or d.std is None):
+        raise CnnlabError("data.normalize: custom needs data.mean and data.std")
+    if d.std is not None and any(s <= 0 for s in d.std):
+        raise CnnlabError(f"data.std must be positive, got {d.std}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(t, key) < 1:
+            raise CnnlabError(f"train.{key} must be at least 1, got {getattr(t, key)}")
+    if t.lr <= 0:
+        raise CnnlabError(f"train.lr must be positive, got {t.lr}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise CnnlabError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if t.threads < 0:
+        raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe, apply `key=value` overrides (values parsed as YAML), check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnlabError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise CnnlabError(
+            f"recipe {path} is not valid YAML{at}: {getattr(e, 'problem', e)}"
+        ) from None
+    except UnicodeDecodeError:
+        raise CnnlabError(f"recipe {path} is not a text file") from None
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"recipe {path} must be a mapping of sections (data, model, train, ...)")
+    raw.setdefault("name", path.stem)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return recipe_from_dict(raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """`train.lr=0.01` or `model.args.width=64`: a dotted key and a YAML value."""
+    if "=" not in item:
+        raise CnnlabError(f"--set expects key=value, got {item!r}")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise CnnlabError(f"--set expects key=value, got {item!r}")
+    node = raw
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise CnnlabError(f"--set {key}: {p} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))

@@ -1,0 +1,166 @@
+"""Reading one image file, safely, and fitting it to a model's input.
+
+Training (image folders) and serving (CLI predict, app, API) call the same two functions,
+`read_image` and `fit_image`, so a model never sees pixels prepared two different ways.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding (a 20000x20000 PNG is 400 MP)
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".dcm",
+    ".dicom",
+}
+
+
+class ImageReadError(ValueError):
+    """This file cannot be used as an image; the message says why, in a few words."""
+
+
+def _to_uint8(img: Image.Image) -> np.ndarray:
+    """High-bit-depth grayscale (16-bit PNG/TIFF, float) scaled to 0-255 by its nominal range."""
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        return arr
+    if img.mode.startswith("I;16") or arr.dtype == np.uint16:
+        return (arr.astype(np.float32) / 257.0).round().clip(0, 255).astype(np.uint8)
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return (arr * 255).round().astype(np.uint8)
+    if hi <= 255 and lo >= 0:
+        return arr.round().astype(np.uint8)
+    return ((arr - lo) / max(hi - lo, 1e-12) * 255).round().astype(np.uint8)
+
+
+def is_dicom(head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarray:
+    """Decode a file (or its bytes) to uint8 (H, W, C), C = 1 or 3, EXIF orientation applied.
+
+    `color_mode`: "grayscale", "rgb", or "auto" (1 channel when the image is grayscale).
+    Raises ImageReadError for anything that is not a usable image.
+    """
+    name = "upload" if isinstance(source, bytes) else str(source)
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as e:
+        raise ImageReadError(f"cannot read file: {e.strerror or e}") from None
+    if not data:
+        raise ImageReadError("empty file (0 bytes)")
+    if is_dicom(data[:132]):
+        from cnnlab.data.dicom import read_dicom  # optional format, imported on demand
+
+        arr = read_dicom(data)
+        return _to_mode(arr, color_mode)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageReadError(
+                    f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"not a recognised image format ({name})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"corrupt or truncated image: {e}") from None
+    return _pil_to_array(img, color_mode)
+
+
+def _pil_to_array(img: Image.Image, color_mode: str) -> np.ndarray:
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = img.convert("L") if img.mode in ("1", "LA") else img
+        arr = _to_uint8(gray)[..., None]
+    else:
+        arr = np.asarray(img.convert("RGB"))  # CMYK, YCbCr, RGBA (alpha dropped), ...
+    return _to_mode(arr, color_mode)
+
+
+def _to_mode(arr: np.ndarray, color_mode: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if color_mode == "grayscale" and arr.shape[2] == 3:
+        gray = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        arr = gray.round().clip(0, 255).astype(np.uint8)[..., None]
+    elif color_mode == "rgb" and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def match_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (..., C, H, W) to `channels` channels: gray repeated to RGB, RGB to luminance."""
+    c = img.shape[-3]
+    if c == channels:
+        return img
+    if c == 1 and channels == 3:
+        return img.expand(*img.shape[:-3], 3, *img.shape[-2:]).contiguous()
+    if c == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (img.float() * w).sum(-3, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise ValueError(f"cannot convert {c} channels to {channels}")
+
+
+def fit_image(
+    img: torch.Tensor, size: tuple[int, int] | list[int], policy: str = "stretch"
+) -> torch.Tensor:
+    """uint8 (C, H, W) or (N, C, H, W) to `size` by the bundle's resize policy.
+
+    stretch: resize to size (aspect ratio changes); letterbox: fit inside, pad with black;
+    center_crop: fill, then crop the centre.
+    """
+    h, w = int(size[0]), int(size[1])
+    ih, iw = img.shape[-2:]
+    if (ih, iw) == (h, w):
+        return img
+    if policy == "stretch":
+        return TF.resize(img, [h, w], antialias=True)
+    if policy == "letterbox":
+        scale = min(h / ih, w / iw)
+        nh, nw = max(1, round(ih * scale)), max(1, round(iw * scale))
+        img = TF.resize(img, [nh, nw], antialias=True)
+        top, left = (h - nh) // 2, (w - nw) // 2
+        return TF.pad(img, [left, top, w - nw - left, h - nh - top], fill=0)
+    if policy == "center_crop":
+        scale = max(h / ih, w / iw)
+        nh, nw = max(h, round(ih * scale)), max(w, round(iw * scale))
+        img = TF.resize(img, [nh, nw], antialias=True)
+        return TF.center_crop(img, [h, w])
+    raise ValueError(f"unknown resize policy {policy!r}")
+
+
+def load_image_tensor(
+    source: str | Path | bytes,
+    channels: int,
+    size: tuple[int, int] | list[int],
+    policy: str = "stretch",
+) -> torch.Tensor:
+    """Read and fit one image: uint8 (C, H, W) ready for `Preprocess.normalize`."""
+    arr = read_image(source, "grayscale" if channels == 1 else "rgb")
+    return fit_image(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), size, policy)

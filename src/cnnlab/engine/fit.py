@@ -1,0 +1,322 @@
+"""The training loop, readable in one sitting.
+
+Data lives on the device as one uint8 tensor; each step indexes a batch, augments it
+as a whole, normalises it with one multiply-add, and runs a plain PyTorch step.
+Randomness is re-seeded from (seed, epoch) at every epoch, so a run resumed from a
+checkpoint continues bit for bit like one that never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cnnlab.config import Recipe, TrainConfig
+from cnnlab.data.augment import BatchAugment
+from cnnlab.data.dataset import ImageData, concat
+from cnnlab.data.prepare import PreparedData
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.engine.callbacks import (
+    CHECKPOINT,
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    FitState,
+    HistoryWriter,
+    load_checkpoint,
+)
+from cnnlab.engine.inference import predict_logits
+from cnnlab.engine.runtime import Runtime, choose_runtime, set_threads
+from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab")
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    runtime: str
+    train_seconds: float  # time spent in training steps and per-epoch validation
+    class_counts: dict[str, int] = field(default_factory=dict)
+    loss_weighting: str = "none"
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on weights only (not biases or norm scales); models may offer their own
+    parameter groups (discriminative learning rates) through `param_groups(lr)`."""
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(t.lr)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise CnnlabError("the model has no trainable parameters (is everything frozen?)")
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay
+        )
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int):
+    """Stepped once per batch; `step` decays every `step_size` epochs."""
+    total = max(1, t.epochs * steps_per_epoch)
+    if t.schedule == "onecycle":
+        max_lr = [g.get("lr", t.lr) for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=max_lr, total_steps=total, pct_start=t.warmup_fraction,
+            cycle_momentum=t.optimizer == "sgd",
+        )  # fmt: skip
+    if t.schedule == "cosine":
+        fn = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
+    elif t.schedule == "step":
+        fn = lambda s: t.gamma ** ((s // steps_per_epoch) // t.step_size)  # noqa: E731
+    else:
+        fn = lambda s: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(opt, fn)
+
+
+def class_counts(data: ImageData) -> torch.Tensor:
+    return torch.bincount(data.labels, minlength=len(data.classes)).double()
+
+
+def make_loss(t: TrainConfig, binary: bool, train: ImageData) -> tuple[nn.Module, str]:
+    """Cross-entropy (or BCE for one-logit binary models), weighted when class_weight: auto."""
+    counts = class_counts(train)
+    if binary:
+        pos_weight = None
+        how = "none"
+        if t.class_weight == "auto":
+            pos_weight = (counts[0] / counts[1].clamp_min(1)).float().view(1)
+            how = f"pos_weight={pos_weight.item():.3f}"
+        return BinaryLoss(pos_weight, t.label_smoothing), how
+    weight = None
+    how = "none"
+    if t.class_weight == "auto":
+        weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).float()
+        how = "class weights " + ", ".join(f"{w:.2f}" for w in weight.tolist())
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=t.label_smoothing), how
+
+
+class BinaryLoss(nn.Module):
+    """BCE with logits on one output; labels are class indices 0/1 (1 = the positive class)."""
+
+    def __init__(self, pos_weight: torch.Tensor | None, smoothing: float) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        target = labels.to(logits.dtype)
+        if self.smoothing:
+            target = target * (1 - self.smoothing) + 0.5 * self.smoothing
+        return F.binary_cross_entropy_with_logits(logits[:, 0], target, pos_weight=self.pos_weight)
+
+
+def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+    return (pred == labels).sum()
+
+
+def validate(
+    model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
+) -> dict:
+    logits = predict_logits(model, data.images, pre, rt, batch)
+    loss_fn = loss_fn.cpu()
+    with torch.no_grad():
+        loss = float(loss_fn(logits, data.labels))
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
+    }
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: list[Callback] | None = None,
+) -> FitResult:
+    t = recipe.train
+    set_threads(t.threads)
+    rt = choose_runtime(t.device, t.precision, t.channels_last)
+    torch.manual_seed(t.seed)
+
+    train = (
+        concat([data.train, data.val]) if t.train_on_val and data.val is not None else data.train
+    )
+    val = None if t.train_on_val else data.val
+    n = len(train)
+    batch = min(t.batch_size, n)
+    steps = n // batch + (1 if n % batch > 1 else 0)  # a last batch of 1 would upset BatchNorm
+
+    model.to(rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    binary = _num_outputs(model) == 1
+    loss_fn, weighting = make_loss(t, binary, train)
+    loss_fn.to(rt.device)
+    optimizer = make_optimizer(model, t)
+    scheduler = make_scheduler(optimizer, t, steps)
+    augment = BatchAugment(recipe.augment)
+    scaler = torch.amp.GradScaler("cuda") if rt.needs_grad_scaler else None
+
+    stopper = EarlyStopping(t.early_stopping, t.monitor) if val is not None else None
+    stateful: list[Callback] = [c for c in (stopper,) if c] + list(callbacks or [])
+    cbs = list(stateful)
+    if out_dir is not None:
+        cbs.append(HistoryWriter(out_dir))
+        if t.checkpoint:
+            cbs.append(Checkpointer(out_dir, stateful, {"recipe_name": recipe.name}))
+    state = FitState(model, optimizer, scheduler, t.epochs)
+    if resume:
+        _restore(state, stateful, out_dir)
+
+    counts = train.class_counts()
+    log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
+             ", ".join(f"{k}: {v}" for k, v in counts.items()), len(val) if val is not None else 0)  # fmt: skip
+    log.info(
+        "runtime: %s; batch %d, %d steps/epoch; loss weighting: %s",
+        rt.describe(),
+        batch,
+        steps,
+        weighting,
+    )
+    for cb in cbs:
+        cb.on_train_start(state)
+
+    images = train.images.to(rt.device)
+    labels = train.labels.to(rt.device)
+    scale, shift = data.preprocess.affine(rt.device)
+    step_fn = torch.compile(model) if t.compile else model
+    bar = tqdm(total=t.epochs * steps, initial=state.epoch * steps, file=sys.stderr, disable=not progress,
+               unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
+    started = time.perf_counter()
+    for epoch in range(state.epoch, t.epochs):
+        epoch_start = time.perf_counter()
+        gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
+        torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
+        order = torch.randperm(n, generator=gen).to(rt.device)
+        model.train()
+        if hasattr(model, "on_train_mode"):
+            model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
+        loss_sum = torch.zeros((), device=rt.device)
+        hits = torch.zeros((), device=rt.device, dtype=torch.long)
+        seen = 0
+        bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
+        for s in range(steps):
+            idx = order[s * batch : (s + 1) * batch if s < steps - 1 else n]
+            x = images[idx].float()
+            y = labels[idx]
+            x = augment(x, gen)
+            x = x * scale + shift
+            if rt.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with rt.autocast():
+                out = step_fn(x)
+                loss = loss_fn(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+            hits += correct_count(out.detach(), y)
+            seen += len(idx)
+            bar.update(1)
+            if s % 20 == 0 or s == steps - 1:
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}"
+                )
+        if not math.isfinite(loss_sum.item()):
+            bar.close()
+            raise CnnlabError(
+                f"training diverged at epoch {epoch + 1} (loss is {loss_sum.item()}); lower train.lr"
+            )
+        row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
+               "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+        if val is not None:
+            row.update(validate(model, val, data.preprocess, rt, loss_fn, t.eval_batch_size))
+        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        state.epoch = epoch + 1
+        state.history.append(row)
+        bar.clear()
+        log.info(_epoch_line(row, t.epochs))
+        bar.refresh()
+        for cb in cbs:
+            cb.on_epoch_end(state, row)
+        if state.stop:
+            break
+    bar.close()
+    elapsed = time.perf_counter() - started
+    for cb in cbs:
+        cb.on_train_end(state)
+    model.eval()
+    return FitResult(state.history, rt.describe(), elapsed, counts, weighting)
+
+
+def _num_outputs(model: nn.Module) -> int:
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        if isinstance(head, nn.Linear):
+            return head.out_features
+    return int(getattr(model, "num_classes", 0)) or 2
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    text = f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.2%}"
+    if "val_loss" in row:
+        text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.2%}"
+    return text + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+
+
+def _restore(state: FitState, cbs: list[Callback], out_dir: Path | None) -> None:
+    path = (out_dir or Path(".")) / CHECKPOINT
+    if not path.is_file():
+        raise CnnlabError(f"--resume: no checkpoint at {path}")
+    try:
+        ckpt = load_checkpoint(path)
+        state.model.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CnnlabError(
+            f"--resume: checkpoint {path} does not fit this recipe and model ({e})"
+        ) from None
+    state.epoch = int(ckpt["epoch"])
+    state.history = list(ckpt["history"])
+    for cb, cb_state in zip(cbs, ckpt.get("callbacks", []), strict=False):
+        if cb_state:
+            cb.load_state_dict(cb_state)
+    log.info("resuming from %s after epoch %d", path, state.epoch)

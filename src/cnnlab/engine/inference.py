@@ -1,0 +1,44 @@
+"""Batched, gradient-free forward passes: the one path evaluate, predict, app and API share."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.engine.runtime import Runtime
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    runtime: Runtime,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """uint8 (N, C, H, W) in, float32 logits (N, K) out on the CPU; the model is put in eval mode."""
+    was_training = model.training
+    model.eval()
+    scale, shift = preprocess.affine(runtime.device)
+    outs = []
+    for chunk in images.split(batch_size):
+        x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            out = model(x)
+        outs.append(out.float().cpu())
+    model.train(was_training)
+    if not outs:
+        return torch.zeros(0, 0)
+    return torch.cat(outs)
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """(N, K) class probabilities; a single-logit (binary) model gives [1 - p, p]."""
+    z = logits / temperature
+    if z.shape[1] == 1:
+        p = torch.sigmoid(z[:, 0])
+        return torch.stack([1 - p, p], 1)
+    return torch.softmax(z, 1)

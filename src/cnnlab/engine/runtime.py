@@ -1,0 +1,88 @@
+"""Where and how tensors run: device, mixed precision, memory format, threads.
+
+"auto" picks what the hardware does fast: bf16 autocast only on CPUs with native bf16
+(AMX or AVX512-BF16; elsewhere it is emulated and slower than fp32), bf16/fp16 on GPUs,
+channels_last where oneDNN or cuDNN run convolutions in it natively.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+
+def cpu_has_native_bf16() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None = fp32
+    channels_last: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.amp_dtype is torch.float16 and self.device.type == "cuda"
+
+    def describe(self) -> str:
+        precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[
+            self.amp_dtype
+        ]
+        fmt = "channels_last" if self.channels_last else "contiguous"
+        return f"{self.device.type} / {precision} / {fmt} / {torch.get_num_threads()} threads"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"unknown device {name!r} (use auto, cpu or cuda[:N])") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("device cuda asked for, but no CUDA GPU is available here")
+    return device
+
+
+def choose_runtime(
+    device: str = "auto", precision: str = "auto", channels_last: str = "auto"
+) -> Runtime:
+    dev = pick_device(device)
+    if precision == "auto":
+        if dev.type == "cuda":
+            amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            amp = torch.bfloat16 if cpu_has_native_bf16() else None
+    else:
+        amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        if amp is torch.float16 and dev.type == "cpu":
+            raise CnnlabError("precision fp16 is for GPUs; on a CPU use bf16 or fp32")
+    if channels_last == "auto":
+        cl = dev.type == "cuda" or torch.backends.mkldnn.is_available()
+    else:
+        cl = channels_last == "on"
+    return Runtime(dev, amp, cl)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Use `threads` intra-op threads (0 = every core this process may use)."""
+    if threads <= 0:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,157 @@
+"""`cnnlab train`: recipe -> data -> model -> fit -> validation report -> bundle.
+
+Everything that can be wrong with the input (data, model name, arguments) is checked
+before the run folder is created, so a bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.bundle import save_bundle
+from cnnlab.config import Recipe, save_recipe
+from cnnlab.data.prepare import PreparedData, prepare_data
+from cnnlab.engine.evaluate import classification_report, plot_confusion_matrix
+from cnnlab.engine.fit import FitResult, fit
+from cnnlab.engine.inference import predict_logits
+from cnnlab.engine.runtime import choose_runtime
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model, get_entry
+
+log = logging.getLogger("cnnlab")
+
+
+@dataclass
+class TrainOutcome:
+    out_dir: Path
+    result: FitResult
+    metrics: dict[str, Any]
+    data: PreparedData
+
+
+def model_arguments(recipe: Recipe, data: PreparedData) -> dict[str, Any]:
+    """The recipe's model arguments, with input channels/size and outputs filled in from the data."""
+    args = dict(recipe.model.args)
+    valid = get_entry(recipe.model.name).arguments()
+    outputs = 1 if recipe.data.class_mode == "binary" else len(data.classes)
+    filled = {
+        "in_channels": data.train.channels,
+        "num_classes": outputs,
+        "input_size": list(data.train.size),
+    }
+    for key, value in filled.items():
+        if key in valid and key not in args:
+            args[key] = value
+    if "num_classes" in args and args["num_classes"] != outputs:
+        raise CnnlabError(
+            f"model.args.num_classes is {args['num_classes']} but the data has {len(data.classes)} classes "
+            f"({recipe.data.class_mode}: {outputs} output{'s' if outputs > 1 else ''})"
+        )
+    return args
+
+
+def build_model(recipe: Recipe, data: PreparedData) -> tuple[nn.Module, dict[str, Any]]:
+    torch.manual_seed(recipe.train.seed)
+    args = model_arguments(recipe, data)
+    return create_model(recipe.model.name, **args), args
+
+
+def default_out_dir(recipe: Recipe) -> Path:
+    return Path("runs") / f"{recipe.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def train_recipe(
+    recipe: Recipe,
+    data_source: str | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainOutcome:
+    if data_source:
+        recipe.data.source = data_source
+    if resume and out_dir is None:
+        raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
+    data = prepare_data(recipe.data)
+    model, args = build_model(recipe, data)
+    out = Path(out_dir) if out_dir else default_out_dir(recipe)
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise CnnlabError(f"--resume: no checkpoint.pt in {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    file_log = _log_to(out / "train.log")
+    try:
+        save_recipe(recipe, out / "recipe.yaml")
+        if data.skipped:
+            log.warning("%d files were skipped while loading:", len(data.skipped))
+            for path, reason in data.skipped[:50]:
+                log.warning("  %s: %s", path, reason)
+        result = fit(model, data, recipe, out, resume=resume, progress=progress)
+        metrics = validation_report(model, data, recipe, out)
+        log.info("training took %.1f s; validation accuracy %s", result.train_seconds,
+                 f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "n/a")  # fmt: skip
+        save_bundle(
+            out,
+            model,
+            recipe.model.name,
+            args,
+            data.preprocess,
+            data.classes,
+            class_mode=recipe.data.class_mode,
+            metrics=metrics,
+            recipe=recipe.to_dict(),
+            extra={
+                "data": data_summary(data),
+                "training": {"seconds": round(result.train_seconds, 2), "runtime": result.runtime,
+                             "epochs_run": len(result.history), "loss_weighting": result.loss_weighting},
+                "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
+            },
+        )  # fmt: skip
+    finally:
+        logging.getLogger("cnnlab").removeHandler(file_log)
+        file_log.close()
+    return TrainOutcome(out, result, metrics, data)
+
+
+def validation_report(
+    model: nn.Module, data: PreparedData, recipe: Recipe, out: Path
+) -> dict[str, Any]:
+    if data.val is None or recipe.train.train_on_val:
+        return {}
+    rt = choose_runtime(recipe.train.device, recipe.train.precision, recipe.train.channels_last)
+    logits = predict_logits(
+        model, data.val.images, data.preprocess, rt, recipe.train.eval_batch_size
+    )
+    threshold = 0.5 if recipe.data.class_mode == "binary" else None
+    report = classification_report(logits, data.val.labels, data.classes, threshold)
+    plot_confusion_matrix(report["confusion_matrix"], data.classes, out / "confusion_matrix.png",
+                          f"validation ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip
+    report["split"] = "val"
+    return report
+
+
+def data_summary(data: PreparedData) -> dict[str, Any]:
+    counts = {"train": data.train.class_counts()}
+    if data.val is not None:
+        counts["val"] = data.val.class_counts()
+    return {
+        "source": data.source,
+        "format": data.format,
+        "val_origin": data.val_origin,
+        "counts": counts,
+        "skipped": len(data.skipped),
+    }
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("cnnlab").addHandler(handler)
+    return handler

@@ -1,0 +1,102 @@
+"""Models by name: a decorator registers each builder; `create_model` checks arguments early.
+
+Unlike timm, an unknown keyword is refused at once with the list of valid ones, instead of
+surfacing as "unexpected keyword argument" deep inside a constructor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    input_size: tuple[int, int, int]  # native (C, H, W)
+    num_classes: int  # native number of outputs
+    family: str = "cnnlab"
+    meta: dict[str, Any] = field(default_factory=dict)  # year, headline result, ...
+
+    def arguments(self) -> dict[str, Any]:
+        """Valid keyword arguments and their defaults."""
+        sig = inspect.signature(self.builder)
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if p.kind == p.KEYWORD_ONLY or p.default is not p.empty
+        }
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_RESOLVERS: list[Callable[[str], ModelEntry | None]] = []  # e.g. timm/torchvision backbones by name
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    input_size: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    family: str = "cnnlab",
+    **meta: Any,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or fn.__name__
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[key] = ModelEntry(
+            key, fn, doc[0] if doc else "", input_size, num_classes, family, meta
+        )
+        return fn
+
+    return wrap
+
+
+def register_resolver(fn: Callable[[str], ModelEntry | None]) -> None:
+    """A resolver turns names outside the registry (say `timm/resnet18`) into entries."""
+    _RESOLVERS.append(fn)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for resolve in _RESOLVERS:
+        entry = resolve(name)
+        if entry is not None:
+            return entry
+    close = [n for n in _REGISTRY if name.lower() in n.lower() or n.lower() in name.lower()]
+    hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+    raise CnnlabError(f"unknown model {name!r}{hint}; run `cnnlab models` for the list")
+
+
+def list_models() -> list[ModelEntry]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; unknown arguments are refused with the valid ones listed."""
+    entry = get_entry(name)
+    valid = entry.arguments()
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        listing = ", ".join(f"{k}={v!r}" for k, v in valid.items())
+        raise CnnlabError(
+            f"model {name} has no argument {unknown[0]!r}; valid arguments: {listing}"
+        )
+    try:
+        model = entry.builder(**kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CnnlabError(f"cannot build {name} with {kwargs}: {e}") from None
+    model.cnnlab_name = name  # type: ignore[assignment]
+    return model
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,99 @@
+"""Predictions on image files or uploads: the function behind `cnnlab predict`, the app and the API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnlab.bundle import Bundle
+from cnnlab.data.images import IMAGE_SUFFIXES, ImageReadError
+from cnnlab.engine.evaluate import predictions
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class Prediction:
+    source: str
+    label: str | None = None
+    probability: float | None = None  # calibrated probability of `label`
+    top_k: list[dict[str, float | str]] = field(default_factory=list)
+    positive_probability: float | None = None  # binary bundles: p(positive class)
+    threshold: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
+
+
+def expand_inputs(paths: list[str]) -> list[Path]:
+    """Files as given, folders walked for image files (sorted); a missing path is an error."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise CnnlabError(f"no image files in folder {p}")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise CnnlabError(f"no such file or folder: {p}")
+    return out
+
+
+def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list[Prediction]:
+    """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule."""
+    preds = predictions(probs, bundle.threshold)
+    out = []
+    k = max(1, min(top_k, len(bundle.classes)))
+    for row, pred in zip(probs, preds.tolist(), strict=True):
+        values, idx = row.topk(k)
+        out.append(
+            Prediction(
+                source="",
+                label=bundle.classes[pred],
+                probability=round(float(row[pred]), 6),
+                top_k=[
+                    {"label": bundle.classes[i], "probability": round(float(v), 6)}
+                    for v, i in zip(values.tolist(), idx.tolist(), strict=True)
+                ],  # fmt: skip
+                positive_probability=round(float(row[1]), 6) if bundle.binary else None,
+                threshold=bundle.threshold,
+            )
+        )
+    return out
+
+
+def predict_sources(
+    bundle: Bundle,
+    sources: list[str | Path | bytes],
+    names: list[str] | None = None,
+    top_k: int = 3,
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Read each source with the bundle's preprocessing and predict in batches.
+
+    Unreadable inputs get a Prediction with `error` set; the others are unaffected.
+    """
+    names = names or [
+        str(s) if not isinstance(s, bytes) else f"upload-{i}" for i, s in enumerate(sources)
+    ]
+    results: list[Prediction] = [Prediction(source=n) for n in names]
+    tensors, where = [], []
+    for i, src in enumerate(sources):
+        try:
+            tensors.append(bundle.preprocess.load(src))
+            where.append(i)
+        except ImageReadError as e:
+            results[i].error = str(e)
+    for start in range(0, len(tensors), batch_size):
+        batch = torch.stack(tensors[start : start + batch_size])
+        probs = bundle.predict_proba(batch, batch_size)
+        for j, pred in enumerate(label_probabilities(bundle, probs, top_k)):
+            pred.source = results[where[start + j]].source
+            results[where[start + j]] = pred
+    return results
