@@ -1,0 +1,88 @@
+"""Shared fixtures: fake datasets written to temp folders, the real data in ../shared/data, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data. Missing data fails under CI (CI=true) and skips elsewhere."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        message = f"real data missing: {path} (CI must run with ../shared beside the checkout)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """Write an IDX file (the MNIST format): magic, big-endian dims, then raw uint8 data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def digit_images(n: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable toy set: class k is a bright bar at row band k on a noisy background."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.integers(0, 40, (n, size, size)).astype(np.uint8)
+    band = size // 10
+    for i, k in enumerate(labels):
+        images[i, k * band : (k + 1) * band, 2:-2] = 220
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    """A tiny MNIST-format folder: 600 train and 200 test images, gzipped IDX."""
+    d = tmp_path / "idx"
+    d.mkdir()
+    x, y = digit_images(600, 0)
+    write_idx(d / "train-images-idx3-ubyte.gz", x)
+    write_idx(d / "train-labels-idx1-ubyte.gz", y)
+    x, y = digit_images(200, 1)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", x)
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y)
+    return d
+
+
+def write_image_folder(root: Path, classes: list[str], per_class: int, size: int = 32, mode: str = "RGB",
+                       splits: list[str] | None = None, suffix: str = ".png", seed: int = 0) -> Path:
+    """root/<split>/<class>/img_i.png (or root/<class>/... when splits is None); class k has colour k."""
+    rng = np.random.default_rng(seed)
+    for split in splits or [None]:
+        base = root / split if split else root
+        for k, name in enumerate(classes):
+            (base / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 30, (size, size, 3)).astype(np.uint8)
+                arr[..., k % 3] += np.uint8(150 + 20 * (k // 3))
+                Image.fromarray(arr).convert(mode).save(base / name / f"img_{i}{suffix}")
+    return root
+
+
+@pytest.fixture
+def run_cli():
+    """Run `python -m cnnlab ARGS` in a subprocess; returns CompletedProcess (text)."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None):
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
+                              cwd=cwd or ROOT, timeout=timeout, env=full_env)  # fmt: skip
+
+    return run
