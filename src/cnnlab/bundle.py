@@ -41,6 +41,7 @@ class Bundle:
     meta: dict[str, Any]
     path: Path | None = None
     runtime: Any = field(default=None, repr=False)  # cnnlab.engine.runtime.Runtime, set on load
+    backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
 
     @property
     def name(self) -> str:
@@ -75,7 +76,10 @@ class Bundle:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
         from cnnlab.engine.inference import predict_logits, probabilities
 
-        logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
+        if self.backend is not None:  # e.g. ONNX Runtime: same uint8 input, same logits
+            logits = self.backend.logits(images, batch_size)
+        else:
+            logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
         return probabilities(logits, self.temperature)
 
 

@@ -14,7 +14,10 @@ from importlib import import_module
 
 from cnnlab.errors import CnnlabError
 
-MODULES = ["cnnlab.cli.core"]  # later modules append themselves here (inspect, data, serve, ...)
+MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
+    "cnnlab.cli.core",
+    "cnnlab.cli.serve",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,6 +11,8 @@ from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.cli.serve import add_backend_arguments
+
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
     p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
     p.add_argument("--data", help="dataset name or local path (overrides data.source)")
@@ -34,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
+    add_backend_arguments(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
@@ -92,12 +95,13 @@ def format_report(report: dict) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle
+    from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
     files = expand_inputs(args.paths)
-    bundle = load_bundle(args.bundle)
+    bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
     if args.json:

@@ -1,0 +1,44 @@
+"""Which engine runs a bundle's forward pass: PyTorch (the default) or ONNX Runtime.
+
+A backend turns the uint8 batch that `Bundle.predict_proba` receives into logits; the
+bundle then applies its own temperature and threshold, so both backends decide alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from cnnlab.bundle import Bundle
+from cnnlab.errors import CnnlabError
+
+BACKENDS = ("torch", "onnx")
+
+
+class Backend(Protocol):
+    name: str
+
+    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """uint8 (N, C, H, W) at the bundle's size -> float32 logits (N, K) on the CPU."""
+        ...
+
+
+def use_backend(bundle: Bundle, name: str = "torch", onnx_file: str | Path | None = None) -> Bundle:
+    """Point `bundle.predict_proba` (and so `predict_sources`) at a backend; returns the bundle."""
+    if name not in BACKENDS:
+        raise CnnlabError(f"unknown backend {name!r} (use {' or '.join(BACKENDS)})")
+    if name == "torch":
+        if onnx_file:
+            raise CnnlabError("--onnx FILE goes with --backend onnx")
+        bundle.backend = None
+    else:
+        from cnnlab.deploy.onnx import onnx_backend_for
+
+        bundle.backend = onnx_backend_for(bundle, onnx_file)
+    return bundle
+
+
+def backend_name(bundle: Bundle) -> str:
+    return getattr(bundle.backend, "name", "torch")

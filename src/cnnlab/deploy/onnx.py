@@ -1,0 +1,296 @@
+"""ONNX export with a parity check, and the ONNX Runtime backend for predict, app and API.
+
+The graph takes the same uint8 (N, C, H, W) batch that `Bundle.predict_proba` takes, at
+the bundle's size, with the bundle's mean/std folded in as one multiply-add: nobody can
+feed it pixels normalised differently (pytorch #80133). Decoding and resizing stay in
+`Preprocess.load`, shared by both backends. Outputs: `logits` and `probabilities`
+(temperature-calibrated; [1 - p, p] for one-logit binary models), batch axis dynamic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from cnnlab.bundle import WEIGHTS, Bundle
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.engine.inference import predict_logits, probabilities
+from cnnlab.engine.runtime import Runtime
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path
+
+log = logging.getLogger("cnnlab")
+
+INPUT, OUTPUTS = "images", ("logits", "probabilities")
+OPSET = 18
+PARITY_LIMIT = 1e-4  # max |difference| of probabilities between PyTorch and ONNX Runtime
+PARITY_IMAGES = 64
+
+
+class Deployable(nn.Module):
+    """uint8 images in; logits and calibrated probabilities out (what gets exported)."""
+
+    def __init__(self, model: nn.Module, preprocess: Preprocess, temperature: float) -> None:
+        super().__init__()
+        self.model = model
+        scale, shift = preprocess.affine("cpu")
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+        self.temperature = float(temperature)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(images.to(torch.float32) * self.scale + self.shift)
+        z = logits / self.temperature
+        if z.shape[1] == 1:
+            p = torch.sigmoid(z)
+            return logits, torch.cat([1 - p, p], 1)
+        return logits, torch.softmax(z, 1)
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: float
+    n: int
+    source: str  # where the images came from
+
+    def describe(self) -> str:
+        return (
+            f"parity: max |p_torch - p_onnx| = {self.max_abs_diff:.2e} over {self.n} images "
+            f"from {self.source} (limit {PARITY_LIMIT:.0e})"
+        )
+
+
+@dataclass
+class ExportResult:
+    path: Path | None
+    size_bytes: int
+    parity: ParityReport
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def weights_digest(bundle: Bundle) -> str:
+    """sha256 of the bundle's weights file: ties an ONNX file to the weights it came from."""
+    if bundle.path is None or not (bundle.path / WEIGHTS).is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(bundle.path / WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def onnx_model_bytes(bundle: Bundle) -> bytes:
+    """Export the bundle's model (fp32, CPU, contiguous) with torch.export to ONNX bytes."""
+    model = copy.deepcopy(bundle.model).float().cpu().eval()
+    model.to(memory_format=torch.contiguous_format)
+    wrapped = Deployable(model, bundle.preprocess, bundle.temperature).eval()
+    c, (h, w) = bundle.preprocess.channels, bundle.preprocess.size
+    example = torch.zeros(2, c, h, w, dtype=torch.uint8)  # batch 2: a 1 would be specialised
+    chatter = io.StringIO()  # the exporter prints its progress on stdout; keep stdout clean
+    try:
+        with contextlib.redirect_stdout(chatter):
+            program = torch.onnx.export(
+                wrapped, (example,), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=[INPUT], output_names=list(OUTPUTS),
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - exporter errors come in many types
+        log.debug("exporter output:\n%s", chatter.getvalue())
+        raise CnnlabError(
+            f"cannot export {bundle.meta['model']['name']} to ONNX: {type(e).__name__}: {e}"
+        ) from None
+    proto = program.model_proto
+    meta = {
+        "cnnlab.bundle": bundle.name,
+        "cnnlab.model": bundle.meta["model"]["name"],
+        "cnnlab.classes": json.dumps(bundle.classes),
+        "cnnlab.class_mode": str(bundle.meta.get("class_mode", "categorical")),
+        "cnnlab.decision": json.dumps(bundle.decision),
+        "cnnlab.preprocess": json.dumps(bundle.preprocess.to_dict()),
+        "cnnlab.input": f"uint8 [N, {c}, {h}, {w}], 0-255, normalisation inside the graph",
+        "cnnlab.weights_sha256": weights_digest(bundle),
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def parity_check(bundle: Bundle, model: bytes | str | Path, images: torch.Tensor) -> float:
+    """max |difference| of calibrated probabilities, PyTorch fp32 vs ONNX Runtime."""
+    fp32 = Runtime(torch.device("cpu"), None, False)
+    model_cpu = copy.deepcopy(bundle.model).float().cpu()
+    ref = probabilities(predict_logits(model_cpu, images, bundle.preprocess, fp32, 64),
+                        bundle.temperature)  # fmt: skip
+    got = probabilities(OnnxBackend(model).logits(images, 64), bundle.temperature)
+    return float((ref - got).abs().max()) if len(images) else 0.0
+
+
+def export_onnx(
+    bundle: Bundle,
+    path: str | Path | None = None,
+    images: torch.Tensor | None = None,
+    source: str = "",
+) -> tuple[bytes, ExportResult]:
+    """Export, check parity on `images` (uint8 at the bundle's size), then write `path` atomically.
+
+    A parity error above PARITY_LIMIT is a CnnlabError and leaves no file behind.
+    """
+    started = time.perf_counter()
+    if images is None:
+        images, source = parity_images(bundle)
+    data = onnx_model_bytes(bundle)
+    diff = parity_check(bundle, data, images)
+    report = ParityReport(diff, len(images), source or "the given images")
+    if not diff <= PARITY_LIMIT:
+        raise CnnlabError(f"ONNX export failed the parity check: {report.describe()}")
+    out = None
+    if path is not None:
+        out = Path(path)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+    return data, ExportResult(out, len(data), report, time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------- parity images
+
+
+def parity_images(
+    bundle: Bundle, paths: list[str] | None = None, n: int = PARITY_IMAGES
+) -> tuple[torch.Tensor, str]:
+    """Real images for the parity check: `paths` (files/folders), else the bundle's own data
+    source when it is on this machine, else synthetic images (said so in the report)."""
+    from cnnlab.data.images import ImageReadError
+    from cnnlab.predict import expand_inputs
+
+    if paths:
+        files = _spread(expand_inputs(paths), n)
+        tensors = []
+        for f in files:
+            try:
+                tensors.append(bundle.preprocess.load(f))
+            except ImageReadError as e:
+                raise CnnlabError(f"parity image {f}: {e}") from None
+        return torch.stack(tensors), f"{len(files)} files under {', '.join(paths)}"
+    source = str(bundle.meta.get("data", {}).get("source") or "")
+    if source and Path(source).exists():
+        try:
+            return _from_source(bundle, source, n), f"the training data {source}"
+        except (CnnlabError, ImageReadError, OSError, ValueError) as e:
+            log.warning("could not read parity images from %s (%s)", source, e)
+    log.warning("no real images for the parity check (pass --images PATH); using synthetic ones")
+    return synthetic_images(bundle.preprocess, n), "synthetic images (no real ones found)"
+
+
+def _spread(items: list, n: int) -> list:
+    if len(items) <= n:
+        return items
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def _from_source(bundle: Bundle, source: str, n: int) -> torch.Tensor:
+    from cnnlab.data.folder import is_image_folder
+    from cnnlab.data.images import IMAGE_SUFFIXES
+    from cnnlab.data.sources import load_source
+
+    path = Path(source)
+    if path.is_dir() and is_image_folder(path):  # read files as serving does: cheap for big sets
+        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        return torch.stack([bundle.preprocess.load(f) for f in _spread(files, n)])
+    pre = bundle.preprocess
+    mode = "grayscale" if pre.channels == 1 else "rgb"
+    loaded = load_source(source, None, pre.size, mode, pre.resize)
+    data = next(iter(loaded.splits.values()))
+    return data.images[torch.linspace(0, len(data) - 1, min(n, len(data))).long()]
+
+
+def synthetic_images(pre: Preprocess, n: int, seed: int = 0) -> torch.Tensor:
+    """Smooth gradients plus noise: not real images, but they use the whole 0-255 range."""
+    g = torch.Generator().manual_seed(seed)
+    c, (h, w) = pre.channels, pre.size
+    ramp = torch.linspace(0, 255, w).view(1, 1, 1, w).expand(n, c, h, w)
+    noise = torch.randint(0, 256, (n, c, h, w), generator=g).float()
+    mix = torch.rand(n, 1, 1, 1, generator=g)
+    return (ramp * mix + noise * (1 - mix)).round().clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- the backend
+
+
+class OnnxBackend:
+    """Runs the exported graph with ONNX Runtime; same uint8 input and logits as PyTorch."""
+
+    name = "onnx"
+
+    def __init__(self, model: bytes | str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        providers = [p for p in wanted if p in ort.get_available_providers()]
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise CnnlabError(f"ONNX Runtime cannot load the model: {e}") from None
+        names = [i.name for i in self.session.get_inputs()]
+        if names != [INPUT]:
+            raise CnnlabError(f"not a cnnlab ONNX export (inputs {names}, expected [{INPUT!r}])")
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float32 logits (N, K), in chunks of `batch_size`."""
+        outs = [
+            self.session.run([OUTPUTS[0]], {INPUT: np.ascontiguousarray(chunk.numpy())})[0]
+            for chunk in images.cpu().split(max(1, batch_size))
+        ]
+        if not outs:
+            return torch.zeros(0, 0)
+        return torch.from_numpy(np.concatenate(outs))
+
+
+def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> OnnxBackend:
+    """The backend for a bundle: `onnx_file`, else BUNDLE/model.onnx, else an export in memory.
+
+    A file exported from other weights than the bundle's is refused (it would answer for
+    another model)."""
+    candidates = [Path(onnx_file)] if onnx_file else []
+    if not onnx_file and bundle.path is not None:
+        candidates.append(bundle.path / "model.onnx")
+    for path in candidates:
+        if not path.is_file():
+            if onnx_file:
+                raise CnnlabError(f"no ONNX file at {path} (write one with `cnnlab export`)")
+            continue
+        backend = OnnxBackend(path)
+        made_from, ours = backend.metadata.get("cnnlab.weights_sha256", ""), weights_digest(bundle)
+        if made_from and ours and made_from != ours:
+            raise CnnlabError(
+                f"{path} was exported from other weights than {bundle.path}; "
+                f"re-export it with `cnnlab export {bundle.path} --onnx {path}`"
+            )
+        log.info("ONNX backend: %s", path)
+        return backend
+    log.info("ONNX backend: exporting %s in memory (save it with `cnnlab export`)", bundle.name)
+    data, result = export_onnx(bundle)
+    log.info("%s; %.1f s", result.parity.describe(), result.seconds)
+    return OnnxBackend(data)

@@ -1,0 +1,75 @@
+"""Response bodies of the HTTP API, as pydantic models: they make the OpenAPI schema exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a short code, e.g. too_many_images, bad_image, unknown_model")
+    detail: str = Field(description="what was wrong, in a sentence")
+
+
+def ERRORS(statuses: list[int]) -> dict[int | str, dict[str, Any]]:  # noqa: N802 - a constant table
+    """OpenAPI `responses` entries for the refusals an endpoint can give."""
+    what = {
+        400: "malformed request or no images",
+        404: "unknown model",
+        413: "request too large or too many images",
+        415: "not multipart/form-data",
+        422: "an upload is not a usable image, or a bad query parameter",
+        503: "too many images waiting; retry after a second",
+    }
+    return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
+
+
+class TopK(BaseModel):
+    label: str
+    probability: float
+
+
+class ImagePrediction(BaseModel):
+    file: str = Field(description="the upload's file name, or files[i]")
+    label: str = Field(description="the decision: argmax, or the threshold rule for binary models")
+    probability: float = Field(description="calibrated probability of `label`")
+    positive_probability: float | None = Field(
+        None, description="binary models: calibrated p(positive class), compared with threshold"
+    )
+    threshold: float | None = Field(None, description="binary models: the decision threshold")
+    top_k: list[TopK]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    backend: str
+    predictions: list[ImagePrediction]
+
+
+class ModelInput(BaseModel):
+    channels: int
+    size: list[int]
+    resize: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    architecture: str
+    classes: list[str]
+    class_mode: str
+    threshold: float | None
+    temperature: float
+    input: ModelInput
+    backend: str
+
+
+class ModelDetail(ModelSummary):
+    metadata: dict[str, Any] = Field(description="bundle.json, without the training recipe")
+    card: str = Field(description="the model card (Markdown)")
+
+
+class Health(BaseModel):
+    status: str
+    models: list[str]
+    batching: dict[str, dict[str, int]]
