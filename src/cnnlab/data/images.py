@@ -7,6 +7,7 @@ Training (image folders) and serving (CLI predict, app, API) call the same two f
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -30,13 +31,16 @@ IMAGE_SUFFIXES = {
 }
 
 
+_ORIENTATION_KEYS = {"exif", "xmp", "XML:com.adobe.xmp"}
+
+
 class ImageReadError(ValueError):
     """This file cannot be used as an image; the message says why, in a few words."""
 
 
 def _to_uint8(img: Image.Image) -> np.ndarray:
     """High-bit-depth grayscale (16-bit PNG/TIFF, float) scaled to 0-255 by its nominal range."""
-    arr = np.asarray(img)
+    arr = np.array(img)  # a writable copy: tensors made from it may be modified
     if arr.dtype == np.uint8:
         return arr
     if img.mode.startswith("I;16") or arr.dtype == np.uint16:
@@ -72,6 +76,14 @@ def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarr
 
         arr = read_dicom(data)
         return _to_mode(arr, color_mode)
+    return _pil_to_array(open_image(data, name), color_mode)
+
+
+def open_image(data: bytes, name: str = "upload") -> Image.Image:
+    """Decode image bytes with Pillow, size-checked before decoding and EXIF-oriented after.
+
+    Shared by `read_image` and the dataset audit, so both give the same reason for a bad file.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -82,14 +94,18 @@ def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarr
                     f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
                 )
             img.load()
-            img = ImageOps.exif_transpose(img)
+            # a JPEG keeps its orientation in EXIF or XMP; without either there is nothing to turn
+            if img.format != "JPEG" or _ORIENTATION_KEYS & img.info.keys():
+                img = ImageOps.exif_transpose(img)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(f"image too large to decode safely (decompression bomb?): {e}") from None
+    except UnidentifiedImageError:
         raise ImageReadError(f"not a recognised image format ({name})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
         raise ImageReadError(f"corrupt or truncated image: {e}") from None
-    return _pil_to_array(img, color_mode)
+    return img
 
 
 def _pil_to_array(img: Image.Image, color_mode: str) -> np.ndarray:
@@ -99,7 +115,7 @@ def _pil_to_array(img: Image.Image, color_mode: str) -> np.ndarray:
         gray = img.convert("L") if img.mode in ("1", "LA") else img
         arr = _to_uint8(gray)[..., None]
     else:
-        arr = np.asarray(img.convert("RGB"))  # CMYK, YCbCr, RGBA (alpha dropped), ...
+        arr = np.array(img.convert("RGB"))  # CMYK, YCbCr, RGBA (alpha dropped), ...
     return _to_mode(arr, color_mode)
 
 

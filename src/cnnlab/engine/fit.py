@@ -194,10 +194,10 @@ def fit(
     if out_dir is not None:
         cbs.append(HistoryWriter(out_dir))
         if t.checkpoint:
-            cbs.append(Checkpointer(out_dir, stateful, {"recipe_name": recipe.name}))
+            cbs.append(Checkpointer(out_dir, stateful, {"recipe": _resume_key(recipe)}))
     state = FitState(model, optimizer, scheduler, t.epochs)
     if resume:
-        _restore(state, stateful, out_dir)
+        _restore(state, stateful, out_dir, _resume_key(recipe))
 
     counts = train.class_counts()
     log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
@@ -301,12 +301,40 @@ def _epoch_line(row: dict, epochs: int) -> str:
     return text + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
 
 
-def _restore(state: FitState, cbs: list[Callback], out_dir: Path | None) -> None:
+def _resume_key(recipe: Recipe) -> dict:
+    """The settings a resumed run must share with the run it continues (not threads or device)."""
+    d = recipe.to_dict()
+    d["train"] = {
+        k: v for k, v in d["train"].items() if k not in ("threads", "device", "checkpoint")
+    }
+    return {k: d[k] for k in ("data", "model", "augment", "train")}
+
+
+def _first_difference(a, b, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            diff = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{where} (checkpoint: {a!r}, now: {b!r})"
+
+
+def _restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dict) -> None:
     path = (out_dir or Path(".")) / CHECKPOINT
     if not path.is_file():
         raise CnnlabError(f"--resume: no checkpoint at {path}")
     try:
         ckpt = load_checkpoint(path)
+    except Exception as e:  # torch raises several types for a damaged file
+        raise CnnlabError(
+            f"--resume: cannot read {path} ({type(e).__name__}); start a new run"
+        ) from None
+    diff = _first_difference(ckpt.get("recipe", {}), key)
+    if diff:
+        raise CnnlabError(f"--resume: the recipe differs from the interrupted run's in {diff}; "
+                          "resume with the same recipe, or start a new run")  # fmt: skip
+    try:
         state.model.load_state_dict(ckpt["model"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scheduler.load_state_dict(ckpt["scheduler"])

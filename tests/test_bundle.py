@@ -1,0 +1,78 @@
+"""Bundles: what is saved, that it loads back identically, and clear errors when it does not fit."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cnnlab.bundle import load_bundle, save_bundle
+from cnnlab.data import Preprocess
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("fastnet", widths=[4, 8])
+    pre = Preprocess(channels=1, size=[28, 28], mean=[0.13], std=[0.3])
+    return save_bundle(tmp_path / "b", model, "fastnet", {"widths": [4, 8]}, pre, [str(i) for i in range(10)],
+                       metrics={"accuracy": 0.5}, recipe={"name": "x"}), model  # fmt: skip
+
+
+def test_save_then_load_gives_the_same_predictions(bundle_dir):
+    path, model = bundle_dir
+    meta = json.loads((path / "bundle.json").read_text())
+    for key in ("model", "preprocess", "classes", "metrics", "recipe", "versions", "params"):
+        assert key in meta
+    assert meta["versions"]["torch"] == torch.__version__
+    assert (path / "card.md").read_text().startswith("# b")
+    b = load_bundle(path)
+    x = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    model.eval()
+    expected = torch.softmax(model(b.preprocess.normalize(x)), 1)
+    assert torch.allclose(b.predict_proba(x), expected, atol=1e-5)
+    assert not list(path.glob(".*.tmp"))
+
+
+def test_missing_weights(bundle_dir):
+    path, _ = bundle_dir
+    (path / "model.safetensors").unlink()
+    with pytest.raises(CnnlabError, match="has no model.safetensors"):
+        load_bundle(path)
+
+
+def test_mismatched_weights_say_what_is_wrong(bundle_dir):
+    path, _ = bundle_dir
+    other = create_model("fastnet", widths=[4, 16])
+    save_file(
+        {k: v.contiguous() for k, v in other.state_dict().items()}, str(path / "model.safetensors")
+    )
+    with pytest.raises(CnnlabError, match="wrong shape .*stage2_conv1.weight"):
+        load_bundle(path)
+    save_file({"nonsense": torch.zeros(1)}, str(path / "model.safetensors"))
+    with pytest.raises(CnnlabError, match="missing .*unexpected"):
+        load_bundle(path)
+
+
+def test_corrupt_files(bundle_dir, tmp_path):
+    path, _ = bundle_dir
+    (path / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CnnlabError, match="not a readable safetensors file"):
+        load_bundle(path)
+    (path / "bundle.json").write_text("{not json")
+    with pytest.raises(CnnlabError, match="unreadable"):
+        load_bundle(path)
+    with pytest.raises(CnnlabError, match="no bundle at"):
+        load_bundle(tmp_path / "nothing-here")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CnnlabError, match="not a cnnlab bundle"):
+        load_bundle(tmp_path / "plain")
+
+
+def test_pickled_weights_are_never_loaded(bundle_dir):
+    path, model = bundle_dir
+    torch.save(model.state_dict(), path / "model.safetensors")  # a pickle under the right name
+    with pytest.raises(CnnlabError, match="not a readable safetensors file"):
+        load_bundle(path)
