@@ -46,18 +46,20 @@ class MicroBatcher:
         self.arriving = 0  # requests admitted but still decoding: worth waiting for
         self.batches = 0  # statistics, for /healthz and tests
         self.images_done = 0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cnnlab-infer")
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._carry: _Job | None = None
 
-    # -- life cycle (bound to one event loop; restarted if a new loop calls it)
+    # -- life cycle (bound to one event loop; restarted if a new loop calls it, or after stop)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is loop and self._task is not None and not self._task.done():
             return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cnnlab-infer")
         self._loop, self._queue, self._carry = loop, asyncio.Queue(), None
         self._task = loop.create_task(self._run(), name="cnnlab-batcher")
 
@@ -69,7 +71,9 @@ class MicroBatcher:
         self._task = None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     # -- requests
 

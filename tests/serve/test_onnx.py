@@ -1,0 +1,103 @@
+"""ONNX export: parity with PyTorch on real image files, dynamic batch, calibrated binary
+decisions identical to the PyTorch path, refusals that leave no file behind."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.deploy import use_backend
+from cnnlab.deploy.onnx import OnnxBackend, export_onnx, parity_images
+from cnnlab.errors import CnnlabError
+from cnnlab.predict import predict_sources
+from tests.conftest import write_image_folder
+from tests.serve.conftest import make_bundle, png_bytes
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    return write_image_folder(root, ["a", "b", "c"], per_class=8, size=40, mode="L")
+
+
+def test_export_writes_a_checked_file_with_dynamic_batch(digit_bundle, image_folder, tmp_path):
+    images, source = parity_images(digit_bundle, [str(image_folder)], n=16)
+    assert images.shape == (16, 1, 28, 28) and "files under" in source
+    out = tmp_path / "m.onnx"
+    data, result = export_onnx(digit_bundle, out, images, source)
+    assert out.read_bytes() == data and result.size_bytes == len(data)
+    assert result.parity.n == 16 and result.parity.max_abs_diff <= 1e-4
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["cnnlab.classes"]) == digit_bundle.classes
+    assert json.loads(meta["cnnlab.preprocess"]) == digit_bundle.preprocess.to_dict()
+    dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.dim_value  # symbolic batch axis
+    backend = OnnxBackend(out)
+    ref = digit_bundle.predict_proba(images)
+    for n in (1, 3, 16):  # any batch size runs and matches
+        got = torch.softmax(backend.logits(images[:n]), 1)
+        assert torch.allclose(got, ref[:n], atol=1e-5)
+    probs = backend.session.run(["probabilities"], {"images": images.numpy()})[0]
+    assert torch.allclose(torch.from_numpy(probs), ref, atol=1e-5)  # calibrated output too
+
+
+def test_binary_bundle_decides_alike_on_both_backends(binary_bundle, digits, tmp_path):
+    uploads = [png_bytes(d) for d in digits]
+    torch_preds = predict_sources(binary_bundle, uploads, top_k=2)
+    export_onnx(binary_bundle, binary_bundle.path / "model.onnx")
+    use_backend(binary_bundle, "onnx")  # finds BUNDLE/model.onnx
+    try:
+        onnx_preds = predict_sources(binary_bundle, uploads, top_k=2)
+    finally:
+        use_backend(binary_bundle, "torch")
+    for a, b in zip(torch_preds, onnx_preds, strict=True):
+        assert a.label == b.label and b.threshold == 0.3
+        assert abs(a.positive_probability - b.positive_probability) <= 1e-5
+    # the decision is threshold 0.3 on p = sigmoid(z / 2): check one by hand
+    z = binary_bundle.model(binary_bundle.preprocess.normalize(
+        binary_bundle.preprocess.load(uploads[0])[None]))[0, 0].item()  # fmt: skip
+    p = torch.sigmoid(torch.tensor(z / 2.0)).item()
+    assert abs(onnx_preds[0].positive_probability - p) < 1e-5
+    assert onnx_preds[0].label == ("PNEUMONIA" if p >= 0.3 else "NORMAL")
+
+
+def test_failed_parity_or_stale_file_is_refused(digit_bundle, tmp_path, monkeypatch):
+    import cnnlab.deploy.onnx as deploy_onnx
+
+    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(deploy_onnx, "PARITY_LIMIT", -1.0)  # any difference now fails
+    with pytest.raises(CnnlabError, match="parity check"):
+        export_onnx(digit_bundle, out)
+    assert not out.exists() and not list(tmp_path.iterdir())  # no file, no temporary left
+    monkeypatch.undo()
+    other = make_bundle(tmp_path / "other", seed=7)
+    export_onnx(other, out)
+    with pytest.raises(CnnlabError, match="other weights"):
+        use_backend(digit_bundle, "onnx", out)
+    with pytest.raises(CnnlabError, match="no ONNX file"):
+        use_backend(digit_bundle, "onnx", tmp_path / "missing.onnx")
+
+
+def test_cli_export_and_predict_with_onnx(digit_bundle, image_folder, tmp_path, capsys):
+    out = tmp_path / "cli.onnx"
+    assert main(["export", str(digit_bundle.path), "--onnx", str(out),
+                 "--images", str(image_folder)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "parity: max |p_torch - p_onnx| = " in printed and "24 images" in printed
+    assert out.is_file()
+    files = sorted(str(p) for p in image_folder.rglob("*.png"))[:5]
+    results = []
+    for backend in (["--backend", "torch"], ["--backend", "onnx", "--onnx", str(out)]):
+        assert main(["predict", str(digit_bundle.path), *files, "--json", *backend]) == 0
+        results.append(json.loads(capsys.readouterr().out)["predictions"])
+    for a, b in zip(*results, strict=True):
+        assert a["label"] == b["label"] and abs(a["probability"] - b["probability"]) < 1e-5
+    assert main(["export", str(digit_bundle.path), "--onnx", str(tmp_path / "x.onnx"),
+                 "--images", str(tmp_path / "nowhere")]) == 2  # fmt: skip
+    assert "no such file or folder" in capsys.readouterr().err
