@@ -49,10 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.config import load_recipe
+    from cnnlab.engine.distributed import is_main
     from cnnlab.engine.train import train_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
+    if not is_main():  # under torchrun, rank 0 reports
+        return 0
     acc = outcome.metrics.get("accuracy")
     summary = f"validation accuracy {acc:.2%}, " if acc is not None else ""
     print(

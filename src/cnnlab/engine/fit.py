@@ -25,6 +25,7 @@ from cnnlab.data.augment import BatchAugment
 from cnnlab.data.dataset import ImageData, concat
 from cnnlab.data.prepare import PreparedData
 from cnnlab.data.preprocess import Preprocess
+from cnnlab.engine import distributed
 from cnnlab.engine.callbacks import (
     CHECKPOINT,
     Callback,
@@ -142,7 +143,9 @@ def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def validate(
     model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
 ) -> dict:
-    logits = predict_logits(model, data.images, pre, rt, batch)
+    logits = distributed.shard_predict(
+        lambda x: predict_logits(model, x, pre, rt, batch), data.images
+    )  # with DDP, each rank predicts its part
     loss_fn = loss_fn.cpu()
     with torch.no_grad():
         loss = float(loss_fn(logits, data.labels))
@@ -175,7 +178,12 @@ def fit(
     val = None if t.train_on_val else data.val
     n = len(train)
     batch = min(t.batch_size, n)
-    steps = n // batch + (1 if n % batch > 1 else 0)  # a last batch of 1 would upset BatchNorm
+    ddp = distributed.current()  # None unless launched by torchrun with several processes
+    world = ddp.world if ddp else 1
+    if ddp is not None and batch < 2 * world:
+        raise CnnlabError(f"train.batch_size {batch} is too small for {world} processes (2 each)")
+    # a last batch of 1 (per process) would upset BatchNorm: a short remainder joins the last batch
+    steps = n // batch + (1 if n % batch >= 2 * world else 0)
 
     model.to(rt.device)
     if rt.channels_last:
@@ -191,7 +199,7 @@ def fit(
     stopper = EarlyStopping(t.early_stopping, t.monitor) if val is not None else None
     stateful: list[Callback] = [c for c in (stopper,) if c] + list(callbacks or [])
     cbs = list(stateful)
-    if out_dir is not None:
+    if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
         if t.checkpoint:
             cbs.append(Checkpointer(out_dir, stateful, {"recipe": _resume_key(recipe)}))
@@ -215,8 +223,9 @@ def fit(
     images = train.images.to(rt.device)
     labels = train.labels.to(rt.device)
     scale, shift = data.preprocess.affine(rt.device)
-    step_fn = torch.compile(model) if t.compile else model
-    bar = tqdm(total=t.epochs * steps, initial=state.epoch * steps, file=sys.stderr, disable=not progress,
+    train_model = distributed.wrap(model, rt.device)  # DDP when distributed, else the model
+    step_fn = torch.compile(train_model) if t.compile else train_model
+    bar = tqdm(total=t.epochs * steps, initial=state.epoch * steps, file=sys.stderr, disable=not (progress and distributed.is_main()),
                unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
     started = time.perf_counter()
     for epoch in range(state.epoch, t.epochs):
@@ -224,6 +233,8 @@ def fit(
         gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
         torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
         order = torch.randperm(n, generator=gen).to(rt.device)
+        if ddp is not None:
+            ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
         model.train()
         if hasattr(model, "on_train_mode"):
             model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
@@ -233,6 +244,9 @@ def fit(
         bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
         for s in range(steps):
             idx = order[s * batch : (s + 1) * batch if s < steps - 1 else n]
+            weight = 1.0
+            if ddp is not None:  # this rank's share of the global batch, and its loss weight
+                idx, weight = ddp.split(idx)
             x = images[idx].float()
             y = labels[idx]
             x = augment(x, gen)
@@ -244,11 +258,11 @@ def fit(
                 loss = loss_fn(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                scaler.scale(loss * weight).backward()
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
+                (loss * weight).backward()
                 optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * len(idx)
@@ -259,6 +273,8 @@ def fit(
                 bar.set_postfix(
                     loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}"
                 )
+        if ddp is not None:  # the epoch's figures over all ranks
+            loss_sum, hits, seen = ddp.totals(loss_sum, hits, seen)
         if not math.isfinite(loss_sum.item()):
             bar.close()
             raise CnnlabError(
@@ -282,6 +298,7 @@ def fit(
     elapsed = time.perf_counter() - started
     for cb in cbs:
         cb.on_train_end(state)
+    distributed.unwrap(model)
     model.eval()
     return FitResult(state.history, rt.describe(), elapsed, counts, weighting)
 

@@ -84,5 +84,7 @@ def set_threads(threads: int = 0) -> int:
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             threads = os.cpu_count() or 1
+        # processes started together by torchrun on one machine share its cores
+        threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     torch.set_num_threads(threads)
     return threads

@@ -20,6 +20,7 @@ import torch.nn as nn
 from cnnlab.bundle import save_bundle
 from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, prepare_data
+from cnnlab.engine import distributed
 from cnnlab.engine.evaluate import classification_report, plot_confusion_matrix
 from cnnlab.engine.fit import FitResult, fit
 from cnnlab.engine.inference import predict_logits
@@ -80,11 +81,16 @@ def train_recipe(
         recipe.data.source = data_source
     if resume and out_dir is None:
         raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
+    ddp = distributed.setup(recipe.train.device)  # under torchrun: join the process group
     data = prepare_data(recipe.data)
     model, args = build_model(recipe, data)
     out = Path(out_dir) if out_dir else default_out_dir(recipe)
+    if ddp is not None:
+        out = Path(ddp.same_everywhere(str(out)))  # rank 0's run folder
     if resume and not (out / "checkpoint.pt").is_file():
         raise CnnlabError(f"--resume: no checkpoint.pt in {out}")
+    if not distributed.is_main():  # the other ranks train their share; rank 0 writes
+        return TrainOutcome(out, fit(model, data, recipe, out, resume, False), {}, data)
     out.mkdir(parents=True, exist_ok=True)
     file_log = _log_to(out / "train.log")
     try:
