@@ -8,6 +8,7 @@ checkpoint continues bit for bit like one that never stopped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -146,7 +147,7 @@ def validate(
     logits = distributed.shard_predict(
         lambda x: predict_logits(model, x, pre, rt, batch), data.images
     )  # with DDP, each rank predicts its part
-    loss_fn = loss_fn.cpu()
+    loss_fn = copy.deepcopy(loss_fn).cpu()  # a copy: on a GPU the training loss stays there
     with torch.no_grad():
         loss = float(loss_fn(logits, data.labels))
     return {
