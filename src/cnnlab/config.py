@@ -59,6 +59,7 @@ class AugmentConfig:
     fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = "nearest"
     cval: float = 0.0  # fill value for fill_mode: constant, on the 0-255 scale
     cutout: int = 0  # side of a random square set to the mean (0 = off)
+    rescale: float | str | None = None  # Keras's rescale: only 1/255, read as data.normalize: unit
 
 
 @dataclass
@@ -206,6 +207,28 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     if t.threads < 0:
         raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
+    _check_augment(recipe)
+
+
+def _check_augment(recipe: Recipe) -> None:
+    """Augment values; Keras's `rescale: 1/255` becomes data.normalize: unit (it is
+    preprocessing, so it must travel in the bundle, not live in the augmentation)."""
+    from cnnlab.data.augment import check_augment, parse_rescale
+
+    check_augment(recipe.augment)
+    scale = parse_rescale(recipe.augment.rescale)
+    if scale is None:
+        return
+    if abs(scale * 255 - 1) > 1e-6:
+        raise CnnlabError(
+            f"augment.rescale: only 1/255 is supported (got {scale:g}); for other scales use "
+            "data.normalize: custom with data.mean and data.std"
+        )
+    if recipe.data.normalize not in ("dataset", "unit"):
+        raise CnnlabError(
+            f"augment.rescale: 1/255 and data.normalize: {recipe.data.normalize} disagree; keep one"
+        )
+    recipe.data.normalize = "unit"
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -4,15 +4,25 @@ Random parameters are drawn per image from a seeded generator, and all geometric
 (rotation, shifts, shear, zoom, flips) are folded into one affine matrix per image, then
 sampled with a single `grid_sample` over the batch: no per-image Python loop, no PIL.
 Pixels are floats on the 0-255 scale (before normalisation), so `cval` and
-`brightness_range` mean what they mean in Keras.
+`brightness_range` mean what they mean in Keras. Keras's `rescale` is not augmentation but
+preprocessing: `rescale: 1/255` is read as `data.normalize: unit`, which travels with the
+bundle so serving scales pixels exactly as training did.
+
+Keras conventions kept: shifts below 1 are fractions of the size, from 1 up pixels; zoom
+draws x and y factors independently from [1 - z, 1 + z] (above 1 shows more of the image);
+shear is in degrees and slides rows in proportion to the column, as Keras's (row, col)
+matrix does; `reflect` is dcba|abcd|dcba, `wrap` abcd|abcd|abcd, `nearest` aaaa|abcd|dddd.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 
 from cnnlab.config import AugmentConfig
+from cnnlab.errors import CnnlabError
 
 _PADDING = {"nearest": "border", "reflect": "reflection", "wrap": "border", "constant": "zeros"}
 
@@ -102,11 +112,12 @@ class BatchAugment:
             else torch.ones(n)
         )
         cos, sin = torch.cos(theta), torch.sin(theta)
-        # pixel-space matrix: rotation @ shear @ zoom @ flip (Keras order), then to normalised space
+        # pixel-space (x, y) matrix: rotation @ shear @ zoom @ flip (Keras order); it maps each
+        # output pixel to the input position it samples, then goes to normalised coordinates
         rot = torch.stack([cos, -sin, sin, cos], 1).view(n, 2, 2)
-        shr = torch.stack(
-            [torch.ones(n), -torch.sin(shear), torch.zeros(n), torch.cos(shear)], 1
-        ).view(n, 2, 2)
+        one, zero = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        # Keras's [[1, -sin], [0, cos]] acts on (row, col): in (x, y) it is [[cos, 0], [-sin, 1]]
+        shr = torch.stack([torch.cos(shear), zero, -torch.sin(shear), one], 1).view(n, 2, 2)
         zoom = torch.diag_embed(torch.stack([zx * fx.double(), zy * fy.double()], 1))
         m = rot @ shr @ zoom
         half = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
@@ -116,20 +127,33 @@ class BatchAugment:
 
     def _affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
-        theta = self.matrices(n, h, w, gen).to(x.device, torch.float32)
-        grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-        mode = self.cfg.fill_mode
-        if mode == "wrap":
-            grid = torch.remainder(grid + 1, 2) - 1
-        src = x.float()
-        if mode == "constant" and self.cfg.cval:
-            src = src - self.cfg.cval
-        out = F.grid_sample(
-            src, grid, mode="bilinear", padding_mode=_PADDING[mode], align_corners=False
-        )
-        if mode == "constant" and self.cfg.cval:
-            out = out + self.cfg.cval
-        return out.to(x.dtype)
+        theta = self.matrices(n, h, w, gen)
+        return warp(x, theta, self.cfg.fill_mode, self.cfg.cval)
+
+
+def warp(
+    x: torch.Tensor, theta: torch.Tensor, fill_mode: str = "nearest", cval: float = 0.0
+) -> torch.Tensor:
+    """Resample float (N, C, H, W) through (N, 2, 3) output-to-input matrices (normalised
+    coordinates, align_corners=False), bilinear, filling outside pixels by `fill_mode`."""
+    n, _, h, w = x.shape
+    theta = theta.to(x.device, torch.float32)
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    src = x.float()
+    if fill_mode == "wrap":
+        # wrap the sample positions into the image, then read from a copy padded by one pixel
+        # of the opposite edge, so bilinear weights across the seam blend the right pixels
+        grid = torch.remainder(grid + 1, 2) - 1
+        grid = grid * torch.tensor([w / (w + 2), h / (h + 2)], device=grid.device)
+        src = F.pad(src, (1, 1, 1, 1), mode="circular")
+    elif fill_mode == "constant" and cval:
+        src = src - cval
+    out = F.grid_sample(
+        src, grid, mode="bilinear", padding_mode=_PADDING[fill_mode], align_corners=False
+    )
+    if fill_mode == "constant" and cval:
+        out = out + cval
+    return out.to(x.dtype) if x.is_floating_point() else out
 
 
 def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -168,3 +192,44 @@ def describe(cfg: AugmentConfig) -> str:
     if BatchAugment(cfg).affine:
         on.append(f"fill_mode={cfg.fill_mode}")
     return ", ".join(on)
+
+
+def parse_rescale(value: float | str | None) -> float | None:
+    """Keras's `rescale` as a number: 0.00392..., "1/255" or "1./255"."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            num, _, den = value.replace(" ", "").partition("/")
+            scale = float(Fraction(num.rstrip(".") or "1")) / float(den.rstrip(".") or 1)
+        except (ValueError, ZeroDivisionError):
+            raise CnnlabError(f"augment.rescale: cannot read {value!r} (write 1/255)") from None
+        return scale
+    return float(value)
+
+
+def check_augment(cfg: AugmentConfig) -> None:
+    """Value checks for the augment section, so a bad recipe fails before training starts."""
+    ranges = {
+        "rotation_range": cfg.rotation_range,
+        "width_shift_range": cfg.width_shift_range,
+        "height_shift_range": cfg.height_shift_range,
+        "shear_range": cfg.shear_range,
+        "random_crop": cfg.random_crop,
+        "cutout": cfg.cutout,
+    }
+    for key, value in ranges.items():
+        if value < 0:
+            raise CnnlabError(f"augment.{key} must be >= 0, got {value}")
+    if isinstance(cfg.zoom_range, list) and len(cfg.zoom_range) != 2:
+        raise CnnlabError(f"augment.zoom_range must be a number or [lo, hi], got {cfg.zoom_range}")
+    lo, hi = zoom_bounds(cfg.zoom_range)
+    if not 0 < lo <= hi:
+        raise CnnlabError(
+            f"augment.zoom_range must give 0 < lo <= hi, got [{lo}, {hi}] (a number z means [1-z, 1+z])"
+        )
+    b = cfg.brightness_range
+    if b is not None and (len(b) != 2 or not 0 <= b[0] <= b[1]):
+        raise CnnlabError(f"augment.brightness_range must be [lo, hi] with 0 <= lo <= hi, got {b}")
+    if not 0 <= cfg.cval <= 255:
+        raise CnnlabError(f"augment.cval is on the 0-255 pixel scale, got {cfg.cval}")

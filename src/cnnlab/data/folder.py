@@ -1,89 +1,141 @@
 """Image folders: `root/<class>/*` or `root/<split>/<class>/*`, decoded once into uint8 tensors.
 
-Unreadable files are skipped and reported by path and reason; they never stop a load.
+Class order is the sorted folder names (as Keras), the same in every split and saved in the
+bundle. Unreadable files are skipped and reported by path and reason; they never stop a load.
+Decoded splits are cached on disk (`cnnlab.data.decode_cache`), so the next load is seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cnnlab.data.dataset import ImageData, LoadedData
-from cnnlab.data.images import IMAGE_SUFFIXES, ImageReadError, fit_image, read_image
+from cnnlab.data.decode import decode_split
+from cnnlab.data.images import IMAGE_SUFFIXES, match_channels
 from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab")
 
 SPLIT_ALIASES = {
     "train": "train",
+    "training": "train",
     "val": "val",
     "valid": "val",
     "validation": "val",
     "test": "test",
+    "testing": "test",
 }
+IGNORED_DIRS = {"__MACOSX", "__pycache__"}  # zip and tool debris, never a class
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in path.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_DIRS
+    )
+
+
+def _has_images(path: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.iterdir() if f.is_file())
+
+
+def find_folder_root(path: Path) -> Path:
+    """Step down through single wrapper folders (an archive's `cifar10/`) to the dataset's root."""
+    for _ in range(4):
+        subs = _subdirs(path) if path.is_dir() else []
+        if len(subs) != 1 or subs[0].name.lower() in SPLIT_ALIASES or _has_images(path):
+            return path
+        if not _subdirs(subs[0]):  # root/<the one class>/<images>
+            return path
+        path = subs[0]
+    return path
+
+
+def _split_dirs(root: Path) -> tuple[dict[str, Path], list[Path]]:
+    """(split name -> folder, ignored folders); {"all": root} when there are no split folders."""
+    subs = _subdirs(root)
+    splits = [d for d in subs if d.name.lower() in SPLIT_ALIASES and _subdirs(d)]
+    if not splits:
+        return {"all": root}, []
+    named: dict[str, Path] = {}
+    for d in splits:
+        key = SPLIT_ALIASES[d.name.lower()]
+        if key in named:
+            raise CnnlabError(
+                f"{root} has two folders for the {key} split: {named[key].name}/ and {d.name}/"
+            )
+        named[key] = d
+    return named, [d for d in subs if d not in splits]
 
 
 def folder_splits(root: Path) -> dict[str, Path]:
-    """Map split name to folder: the split layout when every subfolder is a split name."""
-    subdirs = _subdirs(root)
-    named = {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_ALIASES}
-    if named and len(named) == len(subdirs):
-        return named
-    return {"all": root}
+    """Map split name to folder: train/val/test folders, or {"all": root} for root/<class>/*."""
+    return _split_dirs(root)[0]
 
 
 def is_image_folder(root: Path) -> bool:
     if not root.is_dir():
         return False
+    root = find_folder_root(root)
     for split_dir in folder_splits(root).values():
         for cls in _subdirs(split_dir):
-            if any(f.suffix.lower() in IMAGE_SUFFIXES for f in cls.iterdir() if f.is_file()):
+            if any(f.suffix.lower() in IMAGE_SUFFIXES for f in cls.rglob("*") if f.is_file()):
                 return True
     return False
 
 
-def list_class_files(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]], list[str]]:
-    """Class names (sorted), (file, class) pairs, and the class folders that hold no files."""
-    classes, files, empty = [], [], []
-    for cls_dir in _subdirs(split_dir):
-        members = sorted(
-            f for f in cls_dir.rglob("*") if f.is_file() and not f.name.startswith(".")
-        )
-        classes.append(cls_dir.name)
-        if not members:
-            empty.append(cls_dir.name)
-        files.extend((f, cls_dir.name) for f in members)
-    return classes, files, empty
+@dataclass
+class SplitListing:
+    """What one split folder holds, before anything is decoded."""
+
+    root: Path
+    classes: list[str]  # sorted class folder names
+    files: list[tuple[str, int, int, int]]  # (path relative to root, bytes, mtime_ns, class index)
+    empty: list[str] = field(default_factory=list)  # class folders without image files
+    other: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why not read)
 
 
-def decode_files(
-    files: list[Path],
-    color_mode: str,
-    size: tuple[int, int] | None,
-    resize: str,
-    workers: int | None = None,
-) -> tuple[list[np.ndarray | None], list[str | None]]:
-    """Decode and fit files in parallel threads; returns (arrays, reasons) with None where it failed."""
+def _walk(folder: str, rel: str, out: list[tuple[str, os.stat_result]]) -> None:
+    """Files under `folder`, sorted, with their stat: plain strings (pathlib is slow for 50k)."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_dir():
+            if e.name not in IGNORED_DIRS:
+                _walk(e.path, f"{rel}/{e.name}", out)
+        elif e.is_file():
+            out.append((f"{rel}/{e.name}", e.stat()))
 
-    def one(path: Path):
-        try:
-            arr = read_image(path, color_mode)
-        except ImageReadError as e:
-            return None, str(e)
-        if size is not None:
-            t = fit_image(torch.from_numpy(arr).permute(2, 0, 1), size, resize)
-            arr = t.permute(1, 2, 0).numpy()
-        return arr, None
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = list(pool.map(one, files, chunksize=64))
-    return [r[0] for r in results], [r[1] for r in results]
+def scan_split(split_dir: Path) -> SplitListing:
+    """List class folders and their files (with sizes and mtimes, the decode cache's key)."""
+    listing = SplitListing(split_dir, [], [])
+    for k, cls_dir in enumerate(_subdirs(split_dir)):
+        listing.classes.append(cls_dir.name)
+        found: list[tuple[str, os.stat_result]] = []
+        _walk(str(cls_dir), cls_dir.name, found)
+        images = 0
+        for rel, st in found:
+            suffix = os.path.splitext(rel)[1]
+            if suffix.lower() in IMAGE_SUFFIXES:
+                listing.files.append((rel, st.st_size, st.st_mtime_ns, k))
+                images += 1
+            else:
+                listing.other.append((rel, f"not an image file type ({suffix or 'no suffix'})"))
+        if not images:
+            listing.empty.append(cls_dir.name)
+    for f in sorted(split_dir.iterdir()):
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            listing.other.append((f.name, "image outside any class folder; ignored"))
+    return listing
 
 
 def load_image_folder(
@@ -92,55 +144,60 @@ def load_image_folder(
     image_size: list[int] | None = None,
     color_mode: str = "auto",
     resize: str = "stretch",
+    cache: bool = True,
+    workers: int | None = None,
 ) -> LoadedData:
     """Load the splits of an image folder (`split` limits to one), all at one size and mode."""
-    root = Path(root)
-    layout = folder_splits(root)
+    root = find_folder_root(Path(root))
+    layout, ignored = _split_dirs(root)
     if split is not None and "all" not in layout:
         if split not in layout:
             raise CnnlabError(
                 f"{root} has no '{split}' folder (it has: {', '.join(sorted(layout))})"
             )
         layout = {split: layout[split]}
-    listing = {name: list_class_files(d) for name, d in layout.items()}
-    classes = sorted({c for cls, _, _ in listing.values() for c in cls})
-    empty = sorted({f"{name}/{c}" for name, (_, _, e) in listing.items() for c in e})
-    all_files = [(name, f, c) for name, (_, files, _) in listing.items() for f, c in files]
+    listings = {name: scan_split(d) for name, d in layout.items()}
+    classes = sorted({c for lst in listings.values() for c in lst.classes})
     if not classes:
         raise CnnlabError(f"{root} holds no class folders (expected {root}/<class>/<image> files)")
-    if not all_files:
+    if not any(lst.files for lst in listings.values()):
         raise CnnlabError(f"{root} holds no image files in its class folders")
 
-    size = tuple(image_size) if image_size else None
-    arrays, reasons = decode_files([f for _, f, _ in all_files], color_mode, size, resize)
-    skipped = [
-        (str(f), r) for (_, f, _), r in zip(all_files, reasons, strict=True) if r is not None
-    ]
-    skipped += [(str(root / e), "empty class folder") for e in empty]
-    good = [(i, a) for i, a in enumerate(arrays) if a is not None]
-    if not good:
-        raise CnnlabError(f"no readable images in {root} ({len(skipped)} files skipped)")
-    shapes = {a.shape for _, a in good}
-    if len(shapes) > 1:
-        if color_mode == "auto" and len({s[:2] for s in shapes}) == 1:
-            # mixed gray and colour: promote all to RGB
-            good = [(i, np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a) for i, a in good]
-        else:
-            sizes = sorted({f"{s[1]}x{s[0]}" for s in shapes})[:4]
-            raise CnnlabError(
-                f"images in {root} differ in size ({', '.join(sizes)}, ...); set data.image_size: [H, W]"
-            )
+    size = (int(image_size[0]), int(image_size[1])) if image_size else None
+    skipped: list[tuple[str, str]] = [(str(d), "not a split folder (train, val, test); ignored")
+                                      for d in ignored]  # fmt: skip
     splits: dict[str, ImageData] = {}
-    by_index = dict(good)
-    for name in listing:
-        idx = [i for i in by_index if all_files[i][0] == name]
-        if not idx:
+    for name, lst in listings.items():
+        decoded = decode_split(lst, size, color_mode, resize, cache, workers)
+        skipped += [(str(lst.root / rel), why) for rel, why in lst.other + decoded.failed]
+        skipped += [(str(lst.root / c), "empty class folder: no image files") for c in lst.empty]
+        present = set(decoded.labels.tolist())
+        skipped += [(str(lst.root / c), "class folder has no readable image")
+                    for k, c in enumerate(lst.classes) if c not in lst.empty and k not in present]  # fmt: skip
+        if not len(decoded.labels):
             continue
-        stack = np.stack([by_index[i] for i in idx])
-        images = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
-        labels = torch.tensor([classes.index(all_files[i][2]) for i in idx], dtype=torch.int64)
-        paths = [str(all_files[i][1]) for i in idx]
-        splits["train" if name == "all" and split is None else (split or name)] = ImageData(
-            images, labels, classes, paths
-        )
+        lut = torch.tensor([classes.index(c) for c in lst.classes], dtype=torch.int64)
+        base = str(lst.root)
+        paths = [f"{base}/{rel}" for rel in decoded.files]
+        key = "train" if name == "all" and split is None else (split or name)
+        splits[key] = ImageData(decoded.images, lut[decoded.labels], list(classes), paths)
+    if not splits:
+        raise CnnlabError(f"no readable images in {root} ({len(skipped)} files skipped)")
+    _same_shape(splits, root, color_mode)
+    if skipped:
+        log.warning("skipped %d entries in %s (unreadable, not images, or empty class folders); "
+                    "`cnnlab audit %s` lists them", len(skipped), root, root)  # fmt: skip
     return LoadedData(splits=splits, format="image-folder", source=str(root), skipped=skipped)
+
+
+def _same_shape(splits: dict[str, ImageData], root: Path, color_mode: str) -> None:
+    """Every split at one size and channel count (auto mode promotes gray splits to RGB)."""
+    sizes = {d.size for d in splits.values()}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{n}: {d.size[1]}x{d.size[0]}" for n, d in splits.items())
+        raise CnnlabError(f"the splits of {root} differ in size ({shown}); set data.image_size")
+    if len({d.channels for d in splits.values()}) > 1:
+        for name, d in splits.items():
+            if d.channels == 1:
+                images = match_channels(d.images, 3)
+                splits[name] = ImageData(images, d.labels, d.classes, d.paths)

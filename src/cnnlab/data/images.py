@@ -100,7 +100,9 @@ def open_image(data: bytes, name: str = "upload") -> Image.Image:
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(f"image too large to decode safely (decompression bomb?): {e}") from None
+        raise ImageReadError(
+            f"image too large to decode safely (decompression bomb?): {e}"
+        ) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"not a recognised image format ({name})") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:

@@ -51,7 +51,9 @@ def prepare_data(
     cfg: DataConfig, source: str | None = None, with_test: bool = False
 ) -> PreparedData:
     """Load the source, hold out a validation split if it has none, and fix the preprocessing."""
-    loaded = load_source(source or cfg.source, None, cfg.image_size, cfg.color_mode, cfg.resize)
+    loaded = load_source(
+        source or cfg.source, None, cfg.image_size, cfg.color_mode, cfg.resize, cfg.cache
+    )
     if "train" not in loaded.splits:
         raise CnnlabError(
             f"{loaded.source} has no training split (found: {', '.join(loaded.splits)})"

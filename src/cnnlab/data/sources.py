@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import download
+from cnnlab.data.archives import extract_archive, is_archive
 from cnnlab.data.cifar import find_cifar_root, load_cifar_split
 from cnnlab.data.dataset import ImageData, LoadedData
 from cnnlab.data.folder import is_image_folder, load_image_folder
@@ -17,7 +18,8 @@ from cnnlab.errors import CnnlabError
 
 FORMATS_HELP = (
     "IDX files (train-images-idx3-ubyte[.gz], t10k-...), CIFAR-10 python batches, "
-    "an image folder (root/<class>/* or root/<split>/<class>/*) or a MedMNIST .npz"
+    "an image folder (root/<class>/* or root/<split>/<class>/*, or a .tar.gz/.zip of one) "
+    "or a MedMNIST .npz"
 )
 
 
@@ -39,9 +41,15 @@ def load_source(
     image_size: list[int] | None = None,
     color_mode: str = "auto",
     resize: str = "stretch",
+    cache: bool = True,
 ) -> LoadedData:
-    """Load `split` (or every split present) of a source, as uint8 tensors at one size and mode."""
+    """Load `split` (or every split present) of a source, as uint8 tensors at one size and mode.
+
+    An archive (.tar.gz, .tgz, .zip) of an image folder is extracted once into the cache.
+    """
     path = resolve_path(source)
+    if is_archive(path):
+        path = extract_archive(path)
     if path.is_file():
         if path.suffix.lower() == ".npz":
             arrays = load_npz(path)
@@ -67,7 +75,7 @@ def load_source(
                 classes = got[2]
         loaded = _from_tensors(arrays, classes or [], "cifar10-python", path, split)
     elif is_image_folder(path):
-        return load_image_folder(path, split, image_size, color_mode, resize)
+        return load_image_folder(path, split, image_size, color_mode, resize, cache)
     else:
         raise CnnlabError(f"no dataset found in {path}: expected {FORMATS_HELP}")
     for name, data in loaded.splits.items():
