@@ -17,6 +17,8 @@ from cnnlab.errors import CnnlabError
 MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.core",
     "cnnlab.cli.serve",
+    "cnnlab.cli.inspect",
+    "cnnlab.cli.explain",
 ]
 
 

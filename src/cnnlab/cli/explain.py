@@ -1,0 +1,49 @@
+"""explain: filter grids, feature maps and Grad-CAM overlays as PNG files."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.errors import CnnlabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="filters, feature maps and Grad-CAM of a bundle or model, as PNGs",
+        description="Layer names are the ones `cnnlab summary` prints (a unique ending such as "
+        "conv1 also works). Images are read with the bundle's own preprocessing.",
+    )
+    p.add_argument("model", help="a bundle folder or shipped name, or a model name")
+    p.add_argument("image", nargs="?", help="an image file (needed for feature maps and Grad-CAM)")
+    p.add_argument("--filters", metavar="LAYER", help="grid of this conv layer's filters")
+    p.add_argument("--feature-maps", metavar="LAYER|all", help="feature maps of a layer, or all")
+    p.add_argument("--gradcam", action="store_true", help="Grad-CAM overlay (gradcam.png)")
+    p.add_argument("--layer", help="Grad-CAM target layer (default: last conv of forward_features)")
+    p.add_argument("--class", dest="cls", metavar="LABEL",
+                   help="Grad-CAM class by name or index (default: the predicted class)")  # fmt: skip
+    p.add_argument("--max-maps", type=int, default=64, help="feature maps shown per layer")
+    p.add_argument("--input", help="model names only: input C x H x W (default: native)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="model names only: load the library's pretrained weights if offline")  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for the PNGs")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnlab.explain.gallery import explain_to_files
+    from cnnlab.inspect.target import load_target, parse_input
+
+    if args.max_maps < 1:
+        raise CnnlabError(f"--max-maps must be at least 1, got {args.max_maps}")
+    if (args.layer or args.cls) and not args.gradcam:
+        raise CnnlabError("--layer and --class go with --gradcam")
+    shape = parse_input(args.input) if args.input else None
+    target = load_target(args.model, shape, pretrained=args.pretrained)
+    written = explain_to_files(
+        target, args.image, args.out, args.filters, args.feature_maps, args.gradcam,
+        args.layer, args.cls, args.max_maps,
+    )  # fmt: skip
+    for path in written:
+        print(path)
+    return 0

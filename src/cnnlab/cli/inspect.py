@@ -1,0 +1,121 @@
+"""conv, summary, zoo: conv arithmetic on paper, a Keras-style model summary, the classic CNNs compared."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cnnlab.errors import CnnlabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "conv",
+        help="conv/pool arithmetic: output size, unused input, receptive field, parameters",
+        description="One layer (--kernel/--stride/--padding...) or a stack (--layers "
+        '"c3:32,c3:32,p2,c3:64s2psame"): c3 conv 3x3, p2 max pool, a2 avg pool; then sN '
+        "stride, dN dilation, pN|psame|pvalid padding, :N filters, gN groups, dw, ceil.",
+    )
+    p.add_argument("--size", required=True, help="input size: 32 or HxW like 32x48")
+    p.add_argument("--kernel", default="3", help="kernel size: 3 or 3x5 (default 3)")
+    p.add_argument("--stride", default=None, help="stride (default 1; a pool's kernel size)")
+    p.add_argument("--padding", default="valid", help="valid, same, N or HxW (default valid)")
+    p.add_argument("--dilation", default="1", help="dilation (default 1)")
+    p.add_argument("--pool", choices=["max", "avg"], help="a pooling layer instead of a conv")
+    p.add_argument("--ceil-mode", action="store_true", help="round the output size up (pools)")
+    p.add_argument("--in-channels", type=int, help="input channels (for the parameter count)")
+    p.add_argument("--filters", type=int, help="number of filters (for the parameter count)")
+    p.add_argument("--groups", default="1", help="conv groups, or dw for depthwise")
+    p.add_argument("--no-bias", action="store_true", help="a conv without bias")
+    p.add_argument("--layers", help='a stack instead of one layer, e.g. "c3,c3,p2,c3s2"')
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_conv)
+
+    p = sub.add_parser("summary", help="per-layer shapes, params, mult-adds, receptive fields")
+    p.add_argument("model", help="a model name (cnnlab models, or a timm name) or a bundle")
+    p.add_argument("--input", help="input C x H x W, e.g. 1x28x28 (default: the model's own)")
+    p.add_argument("--classes", type=int, help="number of outputs (model names only)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("zoo", help="compare classic CNNs (table, Markdown, bar chart)")
+    p.add_argument("--compare", default="lenet5,alexnet,vgg16", help="comma-separated model names")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--out", help="also write a bar chart of params and mult-adds (PNG)")
+    p.set_defaults(func=cmd_zoo)
+
+
+def cmd_conv(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.stack import (
+        describe_layer,
+        evaluate_stack,
+        format_stack,
+        parse_pair,
+        parse_stack,
+        spec_from_args,
+    )
+
+    size = parse_pair(args.size, "--size")
+    if args.in_channels is not None and args.in_channels < 1:
+        raise CnnlabError(f"--in-channels must be at least 1, got {args.in_channels}")
+    if args.layers:
+        pad = args.padding.lower()
+        if pad not in ("valid", "same"):
+            pad = parse_pair(pad, "--padding", minimum=0)[0]
+        rows = evaluate_stack(size, parse_stack(args.layers, pad), args.in_channels)
+        if args.json:
+            return _json({"input": list(size), "layers": rows})
+        print(format_stack(size, rows))
+        return 0
+    if (args.filters is None) != (args.in_channels is None):
+        raise CnnlabError("the parameter count needs both --in-channels and --filters")
+    spec = spec_from_args(args.kernel, args.stride, args.padding, args.dilation, args.pool,
+                          args.ceil_mode, args.filters, args.groups, not args.no_bias)  # fmt: skip
+    if args.pool and args.filters:
+        raise CnnlabError("a pooling layer has no filters or parameters")
+    row, text = describe_layer(size, spec, args.in_channels)
+    if args.json:
+        return _json({"input": list(size), **row})
+    print(text)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.summary import format_summary, summarize
+    from cnnlab.inspect.target import load_target, parse_input
+
+    shape = parse_input(args.input) if args.input else None  # HxW: the model's own channels
+    target = load_target(args.model, shape, args.classes)
+    summary = summarize(target.model, target.input_shape, target.name)
+    if args.json:
+        return _json(summary.to_dict())
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.compare import compare_models, format_comparison, plot_comparison
+
+    names = [n.strip() for n in args.compare.split(",") if n.strip()]
+    if not names:
+        raise CnnlabError("--compare needs model names, e.g. lenet5,alexnet,vgg16")
+    if args.out and not args.out.lower().endswith(".png"):
+        raise CnnlabError(f"--out must be a .png file, got {args.out}")
+    rows = compare_models(names)
+    if args.out:
+        from cnnlab.explain.render import save_figure
+
+        save_figure(plot_comparison(rows), args.out)
+        print(f"chart written to {args.out}", file=sys.stderr)
+    if args.json:
+        return _json({"models": [r.to_dict() for r in rows]})
+    print(format_comparison(rows, markdown=args.markdown))
+    return 0
+
+
+def _json(obj: dict) -> int:
+    json.dump(obj, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
