@@ -1,30 +1,36 @@
 """DICOM pixels to a display-ready uint8 image, the way a radiology viewer shows them.
 
-Order matters: stored values -> modality LUT (rescale slope/intercept) -> VOI LUT or
-window centre/width -> MONOCHROME1 inverted (so bone is bright as in MONOCHROME2) -> 0-255.
+Order matters: stored values -> modality LUT (rescale slope/intercept) -> VOI LUT, or
+window centre/width, or else the image's own value range -> 0-255 -> MONOCHROME1
+inverted (so bone is bright as in MONOCHROME2). The window is applied here, straight
+onto 0-255, rather than through pydicom's apply_voi_lut, whose output range depends on
+BitsStored and the rescale values and is easy to map back wrongly.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 
 from cnnlab.data.images import ImageReadError
+
+COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
 
 
 def read_dicom(data: bytes) -> np.ndarray:
     """Decode DICOM bytes to uint8 (H, W, C); the first frame of a multi-frame file."""
     try:
         import pydicom
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+        from pydicom.pixels import apply_modality_lut
     except ImportError:  # pragma: no cover - pydicom is a dependency
         raise ImageReadError("DICOM support needs the pydicom package") from None
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as e:  # pydicom raises many types for broken files
         raise ImageReadError(f"unreadable DICOM file: {e}") from None
-    if "PixelData" not in ds:
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageReadError("DICOM file has no pixel data (no image inside)")
     try:
         arr = ds.pixel_array
@@ -34,40 +40,75 @@ def read_dicom(data: bytes) -> np.ndarray:
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[0]
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") or (arr.ndim == 3 and arr.shape[-1] == 3):
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            arr = convert_color_space(arr, photometric, "RGB")
-        return np.ascontiguousarray(_rescale(arr.astype(np.float64), None))
+    if photometric in COLOR:
+        return np.ascontiguousarray(_color(arr, ds, photometric))
     if arr.ndim != 2:
-        raise ImageReadError(f"unsupported DICOM pixel array of shape {arr.shape}")
-    values = apply_modality_lut(arr, ds).astype(np.float64)
-    windowed = "WindowCenter" in ds or "VOILUTSequence" in ds
-    if windowed:
-        values = apply_voi_lut(values, ds, index=0).astype(np.float64)
-    lo, hi = _range(ds, values, windowed)
-    out = _rescale(values, (lo, hi))
+        raise ImageReadError(f"unsupported DICOM pixel array of shape {tuple(arr.shape)}")
+    try:
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        out = _voi(values, ds)
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise ImageReadError(f"invalid DICOM display settings: {e}") from None
     if photometric == "MONOCHROME1":
         out = 255 - out
     return np.ascontiguousarray(out[..., None])
 
 
-def _range(ds, values: np.ndarray, windowed: bool) -> tuple[float, float]:
-    """The value range mapped to 0-255: the VOI output range when windowed, else the data's."""
-    if windowed and "VOILUTSequence" not in ds:
-        bits = int(getattr(ds, "BitsStored", 8) or 8)
-        signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
-        # apply_voi_lut's linear window maps onto the full range of the stored type
-        if signed:
-            return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        return 0.0, 2**bits - 1.0
-    return float(values.min()), float(values.max())
+def _first(value) -> float:
+    """Window centre/width may hold several alternatives (VM > 1): the first is the default."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        value = value[0]
+    return float(value)
 
 
-def _rescale(values: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
-    if bounds is None:
-        bounds = (0.0, 255.0) if values.max() <= 255 else (float(values.min()), float(values.max()))
-    lo, hi = bounds
+def _voi(values: np.ndarray, ds) -> np.ndarray:
+    """Modality values to uint8: VOI LUT table, else window centre/width, else min-max."""
+    if ds.get("VOILUTSequence"):
+        from pydicom.pixels import apply_voi
+
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        whole = np.array_equal(values, np.round(values))  # a LUT is indexed by integers
+        lut_in = values.astype(np.int64) if whole else values
+        mapped = np.asarray(apply_voi(lut_in, ds, index=0), dtype=np.float64)
+        return _to_uint8(mapped, 0.0, float(2**bits - 1))
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        func = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR").upper()
+        if func == "SIGMOID":
+            if width <= 0:
+                raise ValueError("window width must be positive")
+            return _to_uint8(1.0 / (1.0 + np.exp(-4.0 * (values - center) / width)), 0.0, 1.0)
+        if func == "LINEAR":  # PS3.3 C.11.2.1.2.1
+            if width < 1:
+                raise ValueError("window width must be at least 1 for LINEAR windowing")
+            center, width = center - 0.5, width - 1
+            if width == 0:
+                return np.where(values > center, 255, 0).astype(np.uint8)
+        elif width <= 0:
+            raise ValueError("window width must be positive")
+        return _to_uint8((values - center) / width + 0.5, 0.0, 1.0)
+    return _to_uint8(values, float(values.min()), float(values.max()))
+
+
+def _color(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    elif photometric.startswith("YBR") and photometric not in ("YBR_RCT", "YBR_ICT"):
+        from pydicom.pixels import convert_color_space
+
+        arr = convert_color_space(arr, photometric, "RGB")
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageReadError(f"unsupported DICOM colour pixel array of shape {tuple(arr.shape)}")
+    values = arr.astype(np.float64)
+    bits = int(getattr(ds, "BitsStored", 8) or 8)
+    if photometric == "PALETTE COLOR":
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    return _to_uint8(values, 0.0, float(2**bits - 1))
+
+
+def _to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scaled = (values - lo) / max(hi - lo, 1e-12) * 255.0
-    return scaled.round().clip(0, 255).astype(np.uint8)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

@@ -1,0 +1,181 @@
+"""What clinicians ask of a binary classifier: ROC-AUC, sensitivity, specificity, PPV, NPV,
+F1 and accuracy, each with a bootstrap 95% interval; ROC and precision-recall curves;
+calibration (reliability diagram, ECE, Brier). The positive class is the bundle's second
+class (e.g. PNEUMONIA after NORMAL), the one whose probability the single logit gives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from cnnlab.engine.calibration import (
+    brier_score,
+    calibration_bins,
+    expected_calibration_error,
+    plot_reliability,
+)
+from cnnlab.fileio import atomic_path
+
+METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
+INTERVAL_KEYS = (*METRICS, "brier")
+
+
+def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    from cnnlab.engine.inference import probabilities
+
+    return probabilities(logits, temperature)[:, 1].numpy().astype(np.float64)
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    if y.min() == y.max():
+        return float("nan")
+    return float(roc_auc_score(y, p))
+
+
+def _rates(pred: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics of (B, N) or (N,) predictions against labels; NaN where a denominator is 0."""
+    tp = ((pred == 1) & (y == 1)).sum(-1).astype(np.float64)
+    tn = ((pred == 0) & (y == 0)).sum(-1).astype(np.float64)
+    fp = ((pred == 1) & (y == 0)).sum(-1).astype(np.float64)
+    fn = ((pred == 0) & (y == 1)).sum(-1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "ppv": tp / (tp + fp),
+            "npv": tn / (tn + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "accuracy": (tp + tn) / (tp + tn + fp + fn),
+        }
+
+
+def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
+    """Point estimates at `threshold` (positive when p >= threshold)."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
+    out = {k: float(v) for k, v in _rates((p >= threshold).astype(int), y).items()}
+    out["auc"] = _auc(p, y)
+    out["brier"] = brier_score(p, y)
+    return out
+
+
+def bootstrap_intervals(
+    p: np.ndarray, y: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """Percentile 95% intervals over `n_boot` resamples of the images (with replacement)."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
+    if len(y) < 2:
+        return {k: [float("nan"), float("nan")] for k in INTERVAL_KEYS}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), (n_boot, len(y)))
+    ys, ps = y[idx], p[idx]
+    samples = _rates((ps >= threshold).astype(int), ys)
+    samples["brier"] = ((ps - ys) ** 2).mean(1)
+    samples["auc"] = np.array([_auc(ps[b], ys[b]) for b in range(n_boot)])
+    out = {}
+    for key in INTERVAL_KEYS:
+        v = samples[key][np.isfinite(samples[key])]
+        out[key] = (
+            [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            if len(v)
+            else [float("nan"), float("nan")]
+        )
+    return out
+
+
+def binary_report(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    threshold: float,
+    temperature: float = 1.0,
+    out_dir: Path | None = None,
+    title: str = "",
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """The medical fields for a binary model's report (flat `<metric>` and `<metric>_ci`)."""
+    p = positive_probability(logits, temperature)
+    y = labels.numpy().astype(int)
+    point = binary_metrics(p, y, threshold)
+    ci = bootstrap_intervals(p, y, threshold, n_boot)
+    report: dict[str, Any] = {"positive_class": classes[1], "threshold": float(threshold),
+                              "temperature": float(temperature)}  # fmt: skip
+    for key in INTERVAL_KEYS:
+        report[key] = point[key]
+        report[f"{key}_ci"] = ci[key]
+    report["ece"] = expected_calibration_error(p, y)
+    report["average_precision"] = (
+        float(average_precision_score(y, p)) if y.min() != y.max() else float("nan")
+    )
+    report["calibration_bins"] = calibration_bins(p, y)
+    if out_dir is not None:
+        plot_curves(p, y, threshold, Path(out_dir), title, classes[1])
+        plot_reliability(p, y, Path(out_dir) / "reliability.png",
+                         f"{title}: ECE {report['ece']:.3f}, Brier {report['brier']:.3f}")  # fmt: skip
+    return report
+
+
+def plot_curves(
+    p: np.ndarray, y: np.ndarray, threshold: float, out: Path, title: str, positive: str
+) -> None:
+    """roc_curve.png and pr_curve.png, with the operating point at `threshold` marked."""
+    if y.min() == y.max():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    at = binary_metrics(p, y, threshold)
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"ROC (AUC {at['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.plot(1 - at["specificity"], at["sensitivity"], "o", color="C3",
+            label=f"threshold {threshold:.3f}: sens {at['sensitivity']:.3f}, spec {at['specificity']:.3f}")  # fmt: skip
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel(f"sensitivity ({positive} found)")
+    ax.set_title(f"{title} ROC".strip())
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out / "roc_curve.png")
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"PR (AP {average_precision_score(y, p):.3f})")
+    ax.axhline(y.mean(), ls="--", color="grey", label=f"prevalence {y.mean():.3f}")
+    ax.plot(at["sensitivity"], at["ppv"], "o", color="C3", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_title(f"{title} precision-recall".strip())
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out / "pr_curve.png")
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def format_binary(report: dict[str, Any]) -> list[str]:
+    """Human lines for `cnnlab evaluate`: each metric with its 95% interval."""
+    lines = [f"positive class {report['positive_class']}, threshold {report['threshold']:.3f}, "
+             f"temperature {report['temperature']:.3f}"]  # fmt: skip
+    for key in INTERVAL_KEYS:
+        lo, hi = report[f"{key}_ci"]
+        lines.append(f"  {key:<12}{report[key]:.4f}  (95% CI {lo:.4f} - {hi:.4f})")
+    lines.append(f"  {'ece':<12}{report['ece']:.4f}")
+    return lines
