@@ -88,6 +88,31 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (worth it on a GPU)
     checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
     train_on_val: bool = False  # fold the validation split into training (final runs only)
+    feature_cache: bool = True  # frozen backbone, no augmentation: the head trains on features
+
+
+@dataclass
+class FinetuneConfig:
+    """An optional second phase for transfer models: unfreeze stages and train on, gently."""
+
+    epochs: int = 0  # 0 = no fine-tuning phase
+    unfreeze: str = "all"  # "all", or the first backbone stage to train (e.g. blocks.5)
+    lr: float = 1e-4  # the head's; the backbone gets lr * model.args.backbone_lr_scale
+    batch_size: int = 32
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    weight_decay: float = 0.01
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
+    augment: bool = True  # use the recipe's augment section in this phase
+
+
+@dataclass
+class DecisionConfig:
+    """How a binary model turns p(positive) into a label; fitted on the validation split."""
+
+    policy: Literal["target_sensitivity", "youden", "fixed"] = "fixed"
+    target_sensitivity: float = 0.95  # for policy target_sensitivity
+    threshold: float = 0.5  # for policy fixed
+    calibrate: bool = True  # fit temperature scaling on the validation split
 
 
 @dataclass
@@ -98,6 +123,8 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form settings read by later stages
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,6 +234,11 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     if t.threads < 0:
         raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
+    f, dc = recipe.finetune, recipe.decision
+    if f.epochs < 0 or f.batch_size < 1 or f.lr <= 0:
+        raise CnnlabError("finetune: epochs must be >= 0, batch_size >= 1 and lr positive")
+    if not 0.0 < dc.target_sensitivity <= 1.0 or not 0.0 <= dc.threshold <= 1.0:
+        raise CnnlabError("decision.target_sensitivity must be in (0, 1] and threshold in [0, 1]")
     _check_augment(recipe)
 
 

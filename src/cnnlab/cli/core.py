@@ -83,7 +83,11 @@ def format_report(report: dict) -> str:
         f"{report['model']} on {report['data']} [{report['split']}]: {report['n']} images",
         f"accuracy {report['accuracy']:.2%}   loss {report['loss']:.4f}   macro F1 {report['macro_f1']:.4f}",
     ]
-    if report.get("threshold") is not None:
+    if "auc" in report:
+        from cnnlab.engine.medical import format_binary
+
+        lines += format_binary(report)
+    elif report.get("threshold") is not None:
         lines.append(f"decision threshold {report['threshold']:.3f}")
     width = max(len(c) for c in report["per_class"]) + 2
     lines.append(f"{'class':<{width}}precision  recall    f1      support")

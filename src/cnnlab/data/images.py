@@ -71,7 +71,7 @@ def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarr
         raise ImageReadError(f"cannot read file: {e.strerror or e}") from None
     if not data:
         raise ImageReadError("empty file (0 bytes)")
-    if is_dicom(data[:132]):
+    if is_dicom(data[:132]) or name.lower().endswith((".dcm", ".dicom")):
         from cnnlab.data.dicom import read_dicom  # optional format, imported on demand
 
         arr = read_dicom(data)

@@ -159,7 +159,11 @@ def evaluate_bundle(
     )
     report.update({"split": split, "data": str(data_path), "model": bundle.name})
     if bundle.binary:
-        report["threshold"] = bundle.threshold
+        from cnnlab.engine.medical import binary_report
+
+        report.update(binary_report(logits, data.labels, bundle.classes, bundle.threshold,
+                                    bundle.temperature, out_dir, f"{split} ({len(data)} images)"))  # fmt: skip
+        report["policy"] = bundle.decision.get("policy", "fixed")
     if out_dir is not None:
         plot_confusion_matrix(report["confusion_matrix"], bundle.classes, Path(out_dir) / "confusion_matrix.png",
                               f"{split} ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip

@@ -22,9 +22,10 @@ from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, prepare_data
 from cnnlab.engine import distributed
 from cnnlab.engine.evaluate import classification_report, plot_confusion_matrix
-from cnnlab.engine.fit import FitResult, fit
+from cnnlab.engine.fit import FitResult
 from cnnlab.engine.inference import predict_logits
 from cnnlab.engine.runtime import choose_runtime
+from cnnlab.engine.transfer import fit_model
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, get_entry
 
@@ -90,7 +91,7 @@ def train_recipe(
     if resume and not (out / "checkpoint.pt").is_file():
         raise CnnlabError(f"--resume: no checkpoint.pt in {out}")
     if not distributed.is_main():  # the other ranks train their share; rank 0 writes
-        return TrainOutcome(out, fit(model, data, recipe, out, resume, False), {}, data)
+        return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
     out.mkdir(parents=True, exist_ok=True)
     file_log = _log_to(out / "train.log")
     try:
@@ -99,8 +100,10 @@ def train_recipe(
             log.warning("%d files were skipped while loading:", len(data.skipped))
             for path, reason in data.skipped[:50]:
                 log.warning("  %s: %s", path, reason)
-        result = fit(model, data, recipe, out, resume=resume, progress=progress)
-        metrics = validation_report(model, data, recipe, out)
+        result = fit_model(model, data, recipe, out, resume=resume, progress=progress)
+        val_logits = validation_logits(model, data, recipe)
+        decision = binary_decision(val_logits, data, recipe)
+        metrics = validation_report(model, data, recipe, out, decision, val_logits)
         log.info("training took %.1f s; validation accuracy %s", result.train_seconds,
                  f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "n/a")  # fmt: skip
         save_bundle(
@@ -111,6 +114,7 @@ def train_recipe(
             data.preprocess,
             data.classes,
             class_mode=recipe.data.class_mode,
+            decision=decision,
             metrics=metrics,
             recipe=recipe.to_dict(),
             extra={
@@ -120,23 +124,69 @@ def train_recipe(
                 "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
             },
         )  # fmt: skip
+        if recipe.data.class_mode == "binary":
+            write_medical_card(out)
     finally:
         logging.getLogger("cnnlab").removeHandler(file_log)
         file_log.close()
     return TrainOutcome(out, result, metrics, data)
 
 
+def validation_logits(model: nn.Module, data: PreparedData, recipe: Recipe) -> torch.Tensor | None:
+    if data.val is None or recipe.train.train_on_val:
+        return None
+    rt = choose_runtime(recipe.train.device, recipe.train.precision, recipe.train.channels_last)
+    batch = min(recipe.train.eval_batch_size, 64 if data.val.size[0] >= 128 else 4096)
+    return predict_logits(model, data.val.images, data.preprocess, rt, batch)
+
+
+def binary_decision(
+    logits: torch.Tensor | None, data: PreparedData, recipe: Recipe
+) -> dict[str, Any] | None:
+    """Temperature and threshold for binary models, fitted on the validation split (see
+    engine.calibration); None (argmax) for the others."""
+    from cnnlab.engine.calibration import fit_decision
+
+    if recipe.data.class_mode != "binary":
+        return None
+    labels = data.val.labels if logits is not None and data.val is not None else None
+    decision = fit_decision(logits, labels, data.classes, recipe.decision)
+    log.info("decision: predict %s when p >= %.4f (%s; temperature %.3f)", decision["positive_class"],
+             decision["threshold"], decision["policy_text"], decision["temperature"])  # fmt: skip
+    return decision
+
+
+def write_medical_card(out: Path) -> None:
+    import json
+
+    from cnnlab.bundle import CARD, META
+    from cnnlab.engine.card import medical_card
+    from cnnlab.fileio import atomic_write_text
+
+    atomic_write_text(out / CARD, medical_card(json.loads((out / META).read_text())))
+
+
 def validation_report(
-    model: nn.Module, data: PreparedData, recipe: Recipe, out: Path
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out: Path,
+    decision: dict[str, Any] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     if data.val is None or recipe.train.train_on_val:
         return {}
-    rt = choose_runtime(recipe.train.device, recipe.train.precision, recipe.train.channels_last)
-    logits = predict_logits(
-        model, data.val.images, data.preprocess, rt, recipe.train.eval_batch_size
-    )
-    threshold = 0.5 if recipe.data.class_mode == "binary" else None
-    report = classification_report(logits, data.val.labels, data.classes, threshold)
+    if logits is None:
+        logits = validation_logits(model, data, recipe)
+    decision = decision or {}
+    threshold = decision.get("threshold", 0.5) if recipe.data.class_mode == "binary" else None
+    temperature = decision.get("temperature", 1.0)
+    report = classification_report(logits, data.val.labels, data.classes, threshold, temperature)
+    if recipe.data.class_mode == "binary":
+        from cnnlab.engine.medical import binary_report
+
+        report.update(binary_report(logits, data.val.labels, data.classes, threshold, temperature,
+                                     out, f"validation ({len(data.val)} images)"))  # fmt: skip
     plot_confusion_matrix(report["confusion_matrix"], data.classes, out / "confusion_matrix.png",
                           f"validation ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip
     report["split"] = "val"
