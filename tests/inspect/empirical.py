@@ -61,6 +61,9 @@ def empirical_bounds(
         idx = (o.shape[-2] // 2, o.shape[-1] // 2) if unit == "centre" else (0, 0)
         (g,) = torch.autograd.grad(o[0, :, idx[0], idx[1]].sum(), x, retain_graph=True)
         nz = g[0].abs().sum(0).nonzero()
+        if len(nz) == 0:  # a unit made of padding only sees nothing
+            result[name] = (idx, None, None)
+            continue
         rows, cols = nz[:, 0], nz[:, 1]
         result[name] = (idx, (int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max())))
     return result

@@ -83,12 +83,11 @@ def cmd_conv(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.summary import format_summary, summarize
-    from cnnlab.inspect.target import load_target, parse_input
+    from cnnlab.inspect.summary import format_summary, target_summary
+    from cnnlab.inspect.target import parse_input
 
     shape = parse_input(args.input) if args.input else None  # HxW: the model's own channels
-    target = load_target(args.model, shape, args.classes)
-    summary = summarize(target.model, target.input_shape, target.name)
+    _, summary = target_summary(args.model, shape, args.classes)
     if args.json:
         return _json(summary.to_dict())
     print(format_summary(summary))

@@ -26,6 +26,10 @@ def resolve_layer(valid: list[str], wanted: str) -> str:
     if len(hits) > 1:
         raise CnnlabError(f"layer {wanted!r} is ambiguous: {', '.join(hits[:8])}")
     close = difflib.get_close_matches(wanted, valid, n=3, cutoff=0.6)
+    if not close:  # compare the last parts: 'conv9' is close to 'features.conv1'
+        leaves = {n.rsplit(".", 1)[-1]: n for n in reversed(valid)}
+        tail = wanted.rsplit(".", 1)[-1]
+        close = [leaves[x] for x in difflib.get_close_matches(tail, list(leaves), n=3, cutoff=0.6)]
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     shown = ", ".join(valid[:20])
     if len(valid) > 20:

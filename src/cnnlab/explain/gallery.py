@@ -49,7 +49,10 @@ def _file_name(kind: str, layer: str) -> str:
 
 
 def spatial_layers(summary: Summary) -> list[str]:
-    return [r.name for r in summary.rows if len(r.output_shape) == 3]
+    """Layers whose output is a stack of maps (a 1x1 'map' after global pooling is not one)."""
+    return [
+        r.name for r in summary.rows if len(r.output_shape) == 3 and r.output_shape[1:] != (1, 1)
+    ]
 
 
 def explain_to_files(

@@ -12,7 +12,7 @@ from typing import Any
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.summary import summarize
+from cnnlab.inspect.summary import target_summary
 
 
 @dataclass
@@ -34,13 +34,11 @@ class ArchRow:
 
 
 def compare_models(names: list[str]) -> list[ArchRow]:
-    """Build each registered model at its native input and measure it."""
-    from cnnlab.inspect.target import load_target
-
+    """Build each model at its native input and measure it (on the meta device where it can:
+    VGG-16 then costs no memory and no compute)."""
     rows = []
     for name in names:
-        target = load_target(name)
-        s = summarize(target.model, target.input_shape, name)
+        target, s = target_summary(name)
         modules = dict(target.model.named_modules())
         convs = [modules[r.name.split("#")[0]] for r in s.rows if r.type.startswith("Conv")]
         kernels = sorted({tuple(m.kernel_size) for m in convs if isinstance(m, nn.Conv2d)},

@@ -149,7 +149,7 @@ def format_stack(size: tuple[int, int], rows: list[dict[str, Any]]) -> str:
     for i, r in enumerate(rows, 1):
         pads = {f"{a}+{b}" if a != b else str(a) for a, b in r["padding"]}
         body.append([
-            str(i), r["layer"], r["kind"], "/".join(sorted(pads)),
+            str(i), r["layer"], r["kind"].replace(" ", "-"), "/".join(sorted(pads)),
             f"{r['output'][0]}x{r['output'][1]}", _hw(r["unused"]),
             _hw(r["rf"]), _hw(r["jump"]), _hw([f"{s:g}" for s in r["start"]]),
             "-" if r["channels"] is None else str(r["channels"]),

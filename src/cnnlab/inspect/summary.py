@@ -175,6 +175,28 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str = "
     )
 
 
+def target_summary(
+    ref: str, input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None
+) -> tuple[Any, Summary]:
+    """(Target, Summary) of a bundle, a registered model or a timm name.
+
+    A model name is first built on the meta device: shapes, counts and fields without
+    allocating or computing anything (VGG-16 in 0.1 s instead of 3 s). Where that fails,
+    a real build runs, so the user sees the real error, or a model meta cannot run still works.
+    """
+    from cnnlab.inspect.target import load_target, looks_like_bundle
+
+    if not looks_like_bundle(ref):
+        try:
+            with torch.device("meta"):
+                target = load_target(ref, input_shape, num_classes)
+            return target, summarize(target.model, target.input_shape, target.name)
+        except Exception:  # noqa: BLE001 - retried for real just below, which reports properly
+            pass
+    target = load_target(ref, input_shape, num_classes)
+    return target, summarize(target.model, target.input_shape, target.name)
+
+
 def _numel(shape: tuple[int, ...]) -> int:
     n = 1
     for s in shape:

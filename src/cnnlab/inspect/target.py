@@ -40,7 +40,7 @@ def parse_input(text: str) -> tuple[int, int, int]:
     return (parts[0], parts[1], parts[2])
 
 
-def _looks_like_bundle(ref: str) -> bool:
+def looks_like_bundle(ref: str) -> bool:
     from cnnlab.bundle import shipped_bundles
 
     path = Path(ref).expanduser()
@@ -54,7 +54,7 @@ def load_target(
     pretrained: bool = False,
 ) -> Target:
     """A bundle folder or shipped name, a registered model name, or a timm model name."""
-    if _looks_like_bundle(ref):
+    if looks_like_bundle(ref):
         return _from_bundle(ref, input_shape, num_classes)
     from cnnlab.models import get_entry
 
