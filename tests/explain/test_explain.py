@@ -207,3 +207,24 @@ def test_gradcam_of_a_one_output_model_and_the_overlay():
     assert blend.shape == (40, 40, 3) and blend.dtype == np.uint8
     with pytest.raises(CnnlabError, match="classes 0 and 1"):
         gradcam(model, x, class_index=2)
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.001, 1), (0.999, 0)])
+def test_gradcam_image_follows_the_bundles_decision_rule(
+    tmp_path, colour_image, threshold, expected
+):
+    from cnnlab.bundle import load_bundle
+    from cnnlab.explain import gradcam_image
+
+    torch.manual_seed(0)
+    model = create_model("keras_folder_cnn", input_size=(36, 36))
+    pre = Preprocess(3, [36, 36], [0.5] * 3, [0.5] * 3)
+    decision = {"threshold": threshold, "temperature": 1.0}
+    path = save_bundle(tmp_path / "b", model, "keras_folder_cnn", {"input_size": [36, 36]}, pre,
+                       ["NORMAL", "PNEUMONIA"], class_mode="binary", decision=decision)  # fmt: skip
+    bundle = load_bundle(path)
+    image, cam = gradcam_image(bundle, colour_image.read_bytes())
+    assert image.shape == (36, 36, 3) and image.dtype == np.uint8
+    assert cam.class_index == expected and cam.heatmap.shape == (36, 36)
+    _, named = gradcam_image(bundle, colour_image, label="NORMAL")
+    assert named.class_index == 0

@@ -32,12 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from cnnlab.explain.gallery import explain_to_files
-    from cnnlab.inspect.target import load_target, parse_input
+    from cnnlab.inspect.target import load_target, looks_like_bundle, parse_input
 
     if args.max_maps < 1:
         raise CnnlabError(f"--max-maps must be at least 1, got {args.max_maps}")
     if (args.layer or args.cls) and not args.gradcam:
         raise CnnlabError("--layer and --class go with --gradcam")
+    if args.input and looks_like_bundle(args.model):
+        raise CnnlabError("--input is for model names; a bundle reads images at its own size")
     shape = parse_input(args.input) if args.input else None
     target = load_target(args.model, shape, pretrained=args.pretrained)
     written = explain_to_files(

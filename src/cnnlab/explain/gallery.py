@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cnnlab.data.images import ImageReadError
@@ -15,24 +16,24 @@ from cnnlab.errors import CnnlabError
 from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_map_grid, feature_maps, plot_feature_maps
 from cnnlab.explain.filters import conv_weight, filter_grid, plot_filters
-from cnnlab.explain.gradcam import gradcam, plot_gradcam
+from cnnlab.explain.gradcam import GradCam, gradcam, plot_gradcam
 from cnnlab.explain.render import save_figure
 from cnnlab.inspect.summary import Summary, summarize
 from cnnlab.inspect.target import Target
 
 
-def load_input(target: Target, image: str | Path | bytes) -> tuple[torch.Tensor, torch.Tensor]:
+def load_input(target, image: str | Path | bytes) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 (C, H, W) as the model sees it, normalised float batch (1, C, H, W))."""
     try:
         pixels = target.preprocess.load(image)
     except ImageReadError as e:
-        raise CnnlabError(f"{image}: {e}") from None
+        raise CnnlabError(f"{'upload' if isinstance(image, bytes) else image}: {e}") from None
     param = next(target.model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     return pixels, target.preprocess.normalize(pixels[None].to(device))
 
 
-def class_index(target: Target, label: str | None) -> int | None:
+def class_index(target, label: str | None) -> int | None:
     """A class by name (bundle classes) or by number; None means the predicted class."""
     if label is None:
         return None
@@ -42,6 +43,34 @@ def class_index(target: Target, label: str | None) -> int | None:
         return int(label)
     known = ", ".join(target.classes) if target.classes else "a class number"
     raise CnnlabError(f"unknown class {label!r}; use one of: {known}")
+
+
+def predicted_class(target, pixels: torch.Tensor) -> int | None:
+    """The class the bundle's own decision rule picks (its threshold, for binary bundles)."""
+    bundle = getattr(target, "bundle", None) or (
+        target if hasattr(target, "predict_proba") else None
+    )
+    if bundle is None:
+        return None  # a bare model: Grad-CAM takes the top logit
+    from cnnlab.engine.evaluate import predictions
+
+    return int(predictions(bundle.predict_proba(pixels[None]), bundle.threshold)[0])
+
+
+def gradcam_image(
+    target, image: str | Path | bytes, layer: str | None = None, label: str | None = None
+) -> tuple[np.ndarray, GradCam]:
+    """For the app and API: a file or upload through the bundle's preprocessing, then Grad-CAM.
+
+    `target` is a Bundle or a Target. Returns the image as the model saw it (uint8 H x W x C,
+    grey stays one channel) and the Grad-CAM result (heatmap in [0, 1] at that size).
+    """
+    pixels, x = load_input(target, image)
+    cls = class_index(target, label)
+    if cls is None:
+        cls = predicted_class(target, pixels)
+    result = gradcam(target.model, x, layer, cls)
+    return pixels.permute(1, 2, 0).cpu().numpy(), result
 
 
 def _file_name(kind: str, layer: str) -> str:
@@ -108,6 +137,8 @@ def explain_to_files(
             fig = plot_feature_maps(feature_map_grid(fmap, name, max_maps), rows[name].type)
             written.append(save_figure(fig, out / _file_name("feature_maps", name)))
     if cam and x is not None and pixels is not None:
+        if cls is None:
+            cls = predicted_class(target, pixels)
         result = gradcam(target.model, x, cam_layer, cls)
         classes = target.classes
         label = classes[result.class_index] if classes and result.class_index < len(classes) else str(result.class_index)  # fmt: skip
