@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ log = logging.getLogger("cnnlab")
 
 
 def feature_cache_dir() -> Path:
-    return cache_dir() / "features"
+    """`$CNNLAB_FEATURE_CACHE`, else `features/` in cnnlab's cache (benchmarks point it at a
+    fresh folder to time a cold start)."""
+    return Path(os.environ.get("CNNLAB_FEATURE_CACHE") or cache_dir() / "features")
 
 
 def cache_key(model: torch.nn.Module, images: torch.Tensor, preprocess: Preprocess) -> str:
