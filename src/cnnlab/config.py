@@ -102,7 +102,7 @@ class FinetuneConfig:
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     weight_decay: float = 0.01
     schedule: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
-    augment: bool = True  # use the recipe's augment section in this phase
+    augment: bool = True  # the augment section is this phase's (phase 1 then runs without it)
 
 
 @dataclass

@@ -55,15 +55,21 @@ def choose_threshold(
         return float(fixed)
     if policy == "target_sensitivity":
         k = min(len(positives), max(1, math.ceil(target_sensitivity * len(positives) - 1e-9)))
-        return float(positives[k - 1])
+        return _midway(p, float(positives[k - 1]))
     if policy == "youden":
         from sklearn.metrics import roc_curve
 
         fpr, tpr, thresholds = roc_curve(y, p)
-        j = tpr - fpr
-        best = int(np.argmax(j))
-        return float(min(thresholds[best], 1.0))
+        best = int(np.argmax(tpr - fpr))
+        return _midway(p, float(min(thresholds[best], 1.0)))
     raise ValueError(f"unknown threshold policy {policy!r}")
+
+
+def _midway(p: np.ndarray, cut: float) -> float:
+    """Halfway from `cut` down to the next lower score: the same decisions on the validation
+    images, with a margin on both sides instead of a threshold sitting on one image's score."""
+    below = p[p < cut]
+    return (cut + float(below.max())) / 2 if len(below) else cut
 
 
 def calibration_bins(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:

@@ -43,7 +43,6 @@ def cache_key(model: torch.nn.Module, images: torch.Tensor, preprocess: Preproce
     return h.hexdigest()
 
 
-@torch.inference_mode()
 def compute_features(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -67,7 +66,8 @@ def compute_features(
         x = chunk.to(runtime.device).float() * scale + shift
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with runtime.autocast():
+        # inference mode only here: parameters moved above must stay ordinary tensors
+        with torch.inference_mode(), runtime.autocast():
             out.append(model.pooled_features(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, 0)

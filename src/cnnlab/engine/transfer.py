@@ -1,8 +1,10 @@
 """Training transfer models in phases: the head on cached features, then optional fine-tuning.
 
-Phase 1: with the backbone frozen and augmentation off, the backbone's pooled features are
-computed once (engine.features, cached on disk) and the head trains on them in seconds.
-With augmentation on, the frozen model trains through fit() as any other model.
+Phase 1: with the backbone frozen and no augmentation in this phase, the backbone's pooled
+features are computed once (engine.features, cached on disk) and the head trains on them in
+seconds. With augmentation on, the frozen model trains through fit() as any other model.
+When a fine-tuning phase follows (and `finetune.augment` is on), the augment section is
+that phase's, and phase 1 trains on the fixed features.
 Phase 2 (recipe `finetune.epochs` > 0): the chosen stages are unfrozen and the whole model
 trains through fit(), with a lower learning rate for the backbone (`param_groups`).
 Models that are not transfer models go straight to fit().
@@ -41,12 +43,20 @@ from cnnlab.models.transfer import TransferNet
 log = logging.getLogger("cnnlab")
 
 
+def augment_in_phase_one(recipe: Recipe) -> bool:
+    """The augment section belongs to the fine-tuning phase when there is one (and it asks for
+    it); otherwise to the only phase."""
+    if recipe.finetune.epochs > 0 and recipe.finetune.augment:
+        return False
+    return BatchAugment(recipe.augment).enabled
+
+
 def uses_feature_cache(model: nn.Module, recipe: Recipe) -> bool:
     return (
         isinstance(model, TransferNet)
         and model.backbone_frozen
         and recipe.train.feature_cache
-        and not BatchAugment(recipe.augment).enabled
+        and not augment_in_phase_one(recipe)
     )
 
 
@@ -68,7 +78,13 @@ def fit_model(
     if uses_feature_cache(model, recipe):
         first = fit_head_on_features(model, data, recipe, out_dir, progress)
     else:
-        first = fit(model, data, recipe, out_dir, resume=resume, progress=progress)
+        phase_one = recipe
+        if not augment_in_phase_one(recipe):
+            phase_one = copy.deepcopy(recipe)
+            phase_one.augment = AugmentConfig()
+        first = fit(model, data, phase_one, out_dir, resume=resume, progress=progress)
+        for row in first.history:
+            row["phase"] = "head" if model.backbone_frozen else "train"
     if ft.epochs == 0:
         return first
     model.freeze("none" if ft.unfreeze == "all" else ft.unfreeze)
