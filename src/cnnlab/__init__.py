@@ -1,15 +1,34 @@
-"""cnnlab: build, inspect, train, explain and deploy convolutional image classifiers."""
+"""cnnlab: build, inspect, train, explain and deploy convolutional image classifiers.
+
+The public API is imported on first use, so `cnnlab --help` and light commands start
+without loading torch, scikit-learn and friends.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from cnnlab.bundle import Bundle, load_bundle, save_bundle  # noqa: E402
-from cnnlab.config import Recipe, load_recipe  # noqa: E402
-from cnnlab.data import ImageData, Preprocess, load_source, prepare_data  # noqa: E402
-from cnnlab.engine import classification_report, fit  # noqa: E402
-from cnnlab.errors import CnnlabError  # noqa: E402
-from cnnlab.models import create_model, list_models  # noqa: E402
+_EXPORTS = {
+    "Bundle": "cnnlab.bundle",
+    "load_bundle": "cnnlab.bundle",
+    "save_bundle": "cnnlab.bundle",
+    "Recipe": "cnnlab.config",
+    "load_recipe": "cnnlab.config",
+    "ImageData": "cnnlab.data",
+    "Preprocess": "cnnlab.data",
+    "load_source": "cnnlab.data",
+    "prepare_data": "cnnlab.data",
+    "classification_report": "cnnlab.engine",
+    "fit": "cnnlab.engine",
+    "CnnlabError": "cnnlab.errors",
+    "create_model": "cnnlab.models",
+    "list_models": "cnnlab.models",
+}
 
-__all__ = [
-    "Bundle", "CnnlabError", "ImageData", "Preprocess", "Recipe", "__version__", "classification_report",
-    "create_model", "fit", "list_models", "load_bundle", "load_recipe", "load_source", "prepare_data", "save_bundle",
-]  # fmt: skip
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

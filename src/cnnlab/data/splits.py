@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from cnnlab.errors import CnnlabError
 
@@ -38,6 +37,8 @@ def stratified_split(
     y = labels.numpy()
     if fraction <= 0:
         return torch.arange(n), torch.arange(0)
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow to import
+
     if groups is None:
         counts = np.bincount(y)
         stratify = y if counts[counts > 0].min() >= 2 else None

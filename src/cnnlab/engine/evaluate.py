@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cnnlab.fileio import atomic_path
 
@@ -35,6 +34,8 @@ def classification_report(
     temperature: float = 1.0,
 ) -> dict[str, Any]:
     """The contract's fields: n, loss, accuracy, per_class, confusion_matrix (rows = truth)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     from cnnlab.engine.inference import probabilities
 
     probs = probabilities(logits, temperature)
