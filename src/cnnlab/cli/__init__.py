@@ -19,6 +19,7 @@ MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.serve",
     "cnnlab.cli.inspect",
     "cnnlab.cli.explain",
+    "cnnlab.cli.data",
 ]
 
 

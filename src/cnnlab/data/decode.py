@@ -16,7 +16,7 @@ import math
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +73,8 @@ def decode_file(
         return None, f"cannot decode: {type(e).__name__}: {e}"
 
 
-def _decode_chunk(args: tuple) -> list[tuple[np.ndarray | None, str | None]]:
-    paths, color_mode, size, resize = args
-    return [decode_file(p, color_mode, size, resize) for p in paths]
+def _run_chunk(fn: Callable, items: list, args: tuple) -> list:
+    return [fn(item, *args) for item in items]
 
 
 def _init_worker() -> None:
@@ -96,6 +95,32 @@ def _executor(backend: str, workers: int) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
+def parallel_map(
+    fn: Callable,
+    items: list,
+    args: tuple = (),
+    workers: int | None = None,
+    backend: str = "process",
+) -> Iterator:
+    """`fn(item, *args)` for each item, in order, in chunks over `workers` processes (or threads).
+
+    `fn` must be a module-level function that never raises (return the error instead)."""
+    workers = workers or available_cpus()
+    n = len(items)
+    if workers <= 1 or n < PARALLEL_FROM or backend == "serial":
+        for item in items:
+            yield fn(item, *args)
+        return
+    step = max(8, min(256, math.ceil(n / (workers * 8))))
+    chunks = [items[i : i + step] for i in range(0, n, step)]
+    pool = _executor(backend, workers)
+    try:
+        for results in pool.map(_run_chunk, [fn] * len(chunks), chunks, [args] * len(chunks)):
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def decode_many(
     paths: list[str] | list[Path],
     color_mode: str,
@@ -104,21 +129,8 @@ def decode_many(
     workers: int | None = None,
     backend: str = "process",
 ) -> Iterator[tuple[np.ndarray | None, str | None]]:
-    """Decode files in order, in chunks spread over `workers` processes (or threads)."""
-    workers = workers or available_cpus()
-    n = len(paths)
-    if workers <= 1 or n < PARALLEL_FROM or backend == "serial":
-        for p in paths:
-            yield decode_file(p, color_mode, size, resize)
-        return
-    step = max(8, min(256, math.ceil(n / (workers * 8))))
-    jobs = [(paths[i : i + step], color_mode, size, resize) for i in range(0, n, step)]
-    pool = _executor(backend, workers)
-    try:
-        for results in pool.map(_decode_chunk, jobs):
-            yield from results
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Decode files in order, spread over `workers` processes (or threads)."""
+    return parallel_map(decode_file, list(paths), (color_mode, size, resize), workers, backend)
 
 
 # ----------------------------------------------------------------------------- the cache

@@ -57,8 +57,8 @@ def find_folder_root(path: Path) -> Path:
     return path
 
 
-def _split_dirs(root: Path) -> tuple[dict[str, Path], list[Path]]:
-    """(split name -> folder, ignored folders); {"all": root} when there are no split folders."""
+def split_folders(root: Path) -> tuple[dict[str, Path], list[Path]]:
+    """(split name -> folder, folders ignored); {"all": root} when there are no split folders."""
     subs = _subdirs(root)
     splits = [d for d in subs if d.name.lower() in SPLIT_ALIASES and _subdirs(d)]
     if not splits:
@@ -71,12 +71,13 @@ def _split_dirs(root: Path) -> tuple[dict[str, Path], list[Path]]:
                 f"{root} has two folders for the {key} split: {named[key].name}/ and {d.name}/"
             )
         named[key] = d
-    return named, [d for d in subs if d not in splits]
+    ordered = {k: named[k] for k in ("train", "val", "test") if k in named}
+    return ordered, [d for d in subs if d not in splits]
 
 
 def folder_splits(root: Path) -> dict[str, Path]:
     """Map split name to folder: train/val/test folders, or {"all": root} for root/<class>/*."""
-    return _split_dirs(root)[0]
+    return split_folders(root)[0]
 
 
 def is_image_folder(root: Path) -> bool:
@@ -149,7 +150,7 @@ def load_image_folder(
 ) -> LoadedData:
     """Load the splits of an image folder (`split` limits to one), all at one size and mode."""
     root = find_folder_root(Path(root))
-    layout, ignored = _split_dirs(root)
+    layout, ignored = split_folders(root)
     if split is not None and "all" not in layout:
         if split not in layout:
             raise CnnlabError(

@@ -96,7 +96,7 @@ def open_image(data: bytes, name: str = "upload") -> Image.Image:
             img.load()
             # a JPEG keeps its orientation in EXIF or XMP; without either there is nothing to turn
             if img.format != "JPEG" or _ORIENTATION_KEYS & img.info.keys():
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # keeps img.format; no copy
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -104,7 +104,7 @@ def open_image(data: bytes, name: str = "upload") -> Image.Image:
             f"image too large to decode safely (decompression bomb?): {e}"
         ) from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"not a recognised image format ({name})") from None
+        raise ImageReadError("not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
         raise ImageReadError(f"corrupt or truncated image: {e}") from None
     return img

@@ -1,0 +1,360 @@
+"""Dataset audit: what is in an image folder, what is wrong with it, and what to do about it.
+
+Counts per split and class, image sizes and modes, unreadable files, exact duplicates (by
+content hash) and near duplicates (by a perceptual hash) within and across splits — an
+image in both train and test makes the test score a memory test. Ends in a plain verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnnlab.data.archives import extract_archive, is_archive
+from cnnlab.data.decode import parallel_map
+from cnnlab.data.folder import find_folder_root, is_image_folder, scan_split, split_folders
+from cnnlab.data.images import ImageReadError, is_dicom, open_image, read_image
+from cnnlab.data.prepare import MIN_GIVEN_VAL
+from cnnlab.errors import CnnlabError
+
+NEAR_BITS = 8  # pHash bits (of 64) two images may differ by to be compared as candidates
+NEAR_CORR = 0.98  # ...and the correlation of their 32x32 thumbnails that makes them near duplicates
+IMBALANCE_WARN = 1.5  # largest / smallest class above this deserves a word
+LIST_LIMIT = 200  # duplicate groups / pairs listed in full (all are counted)
+
+
+# ----------------------------------------------------------------------------- hashes
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)
+    m = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * np.sqrt(2 / n)
+    m[0] /= np.sqrt(2)
+    return m
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def phash(gray: np.ndarray) -> int:
+    """64-bit perceptual hash of a 32x32 grayscale array: low DCT frequencies above their median.
+
+    Survives resizing, recompression and small brightness changes, unlike a content hash."""
+    coeffs = _DCT32 @ gray.astype(np.float64) @ _DCT32.T
+    low = coeffs[:8, :8].ravel()
+    bits = low > np.median(low)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+@dataclass
+class FileFacts:
+    path: str
+    split: str
+    cls: str
+    bytes: int
+    sha: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    format: str = ""
+    phash: int | None = None
+    thumb: bytes = b""  # 32x32 grayscale, to confirm pHash candidates
+    error: str | None = None
+
+
+def inspect_file(item: tuple[str, str, str]) -> FileFacts:
+    """Hash, size, mode and perceptual hash of one file; a bad file comes back with `error`."""
+    path, split, cls = item
+    facts = FileFacts(path, split, cls, 0)
+    try:
+        data = Path(path).read_bytes()
+        facts.bytes = len(data)
+        facts.sha = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if not data:
+            raise ImageReadError("empty file (0 bytes)")
+        if is_dicom(data[:132]):
+            arr = read_image(data, "auto")
+            facts.height, facts.width = arr.shape[:2]
+            facts.mode, facts.format = ("L" if arr.shape[2] == 1 else "RGB"), "DICOM"
+            gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
+        else:
+            img = open_image(data, path)
+            facts.width, facts.height = img.size
+            facts.mode, facts.format = img.mode, img.format or "?"
+            gray = img.convert("L") if img.mode not in ("I;16", "I", "F") else _gray16(img)
+        facts.phash = phash(np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR)))
+        facts.thumb = gray.resize((32, 32), Image.Resampling.BOX).tobytes()
+    except ImageReadError as e:
+        facts.error = str(e)
+    except Exception as e:  # noqa: BLE001 - one odd file must not stop an audit
+        facts.error = f"cannot decode: {type(e).__name__}: {e}"
+    return facts
+
+
+def _gray16(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img).astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    return Image.fromarray(((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8))
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+
+def exact_groups(facts: list[FileFacts]) -> list[list[FileFacts]]:
+    by_sha: dict[str, list[FileFacts]] = defaultdict(list)
+    for f in facts:
+        if f.error is None:
+            by_sha[f.sha].append(f)
+    return [g for g in by_sha.values() if len(g) > 1]
+
+
+def thumb_correlation(a: bytes, b: bytes) -> float:
+    """Pearson correlation of two thumbnails; flat ones match only flat ones of like brightness."""
+    x, y = (np.frombuffer(t, np.uint8).astype(np.float64) for t in (a, b))
+    sx, sy = x.std(), y.std()
+    if sx < 2 or sy < 2:
+        return 1.0 if sx < 2 and sy < 2 and abs(x.mean() - y.mean()) < 4 else 0.0
+    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def near_pairs(
+    facts: list[FileFacts], max_bits: int = NEAR_BITS, min_corr: float | None = NEAR_CORR
+) -> list[tuple[int, int, int]]:
+    """(i, j, distance) for near duplicates: pHashes within max_bits and, when min_corr is
+    given, thumbnails correlated at least that much (look-alike X-rays share pHashes).
+    Exact copies are left to `exact_groups`.
+
+    Pigeonhole: split the 64 bits into max_bits + 1 bands; two hashes that close agree
+    exactly on at least one band, so only images sharing a band value are compared."""
+    idx = [i for i, f in enumerate(facts) if f.phash is not None]
+    hashes = np.array([facts[i].phash for i in idx], dtype=np.uint64)
+    bands = max_bits + 1
+    edges = np.linspace(0, 64, bands + 1).astype(int)
+    found: dict[tuple[int, int], int] = {}
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        keys = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        for s, e in zip(starts, ends, strict=True):
+            if e - s < 2:
+                continue
+            members = order[s:e]
+            h = hashes[members]
+            for r0 in range(0, len(h), 2048):  # bounded memory for a crowded band value
+                dist = np.bitwise_count(h[r0 : r0 + 2048, None] ^ h[None, :])
+                a, b = np.nonzero(dist <= max_bits)
+                for x, y in zip(a.tolist(), b.tolist(), strict=True):
+                    if r0 + x >= y:
+                        continue
+                    i, j = sorted((idx[members[r0 + x]], idx[members[y]]))
+                    if facts[i].sha != facts[j].sha and (i, j) not in found:
+                        found[(i, j)] = int(dist[x, y])
+    if min_corr is not None:
+        found = {k: d for k, d in found.items()
+                 if thumb_correlation(facts[k[0]].thumb, facts[k[1]].thumb) >= min_corr}  # fmt: skip
+    return sorted((i, j, d) for (i, j), d in found.items())
+
+
+# ----------------------------------------------------------------------------- the audit
+
+
+def _listing(root: Path) -> tuple[dict[str, Any], list[tuple[str, str, str]], list[dict]]:
+    layout, ignored = split_folders(root)
+    splits: dict[str, Any] = {}
+    items: list[tuple[str, str, str]] = []
+    skipped = [{"path": str(d), "reason": "not a split folder; ignored"} for d in ignored]
+    for name, folder in layout.items():
+        lst = scan_split(folder)
+        split = "train" if name == "all" else name
+        splits[split] = {"folder": str(folder), "classes": lst.classes, "empty": lst.empty}
+        items += [(f"{folder}/{rel}", split, lst.classes[k]) for rel, _, _, k in lst.files]
+        skipped += [{"path": str(folder / rel), "reason": why} for rel, why in lst.other]
+    return splits, items, skipped
+
+
+def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, Any]:
+    """Audit an image folder (or an archive of one); returns a JSON-ready report."""
+    path = Path(source).expanduser()
+    if is_archive(path):
+        path = extract_archive(path)
+    if not path.is_dir() or not is_image_folder(path):
+        raise CnnlabError(
+            f"{source} is not an image folder (root/<class>/* or root/<split>/<class>/*)"
+        )
+    root = find_folder_root(path)
+    layout, items, not_images = _listing(root)
+    facts = list(parallel_map(inspect_file, items, (), workers))
+    good = [f for f in facts if f.error is None]
+
+    splits: dict[str, Any] = {}
+    for name, info in layout.items():
+        counts = Counter(f.cls for f in good if f.split == name)
+        per_class = {c: counts.get(c, 0) for c in info["classes"]}
+        nonzero = [v for v in per_class.values() if v]
+        splits[name] = {
+            "n": sum(per_class.values()),
+            "classes": per_class,
+            "imbalance_ratio": round(max(nonzero) / min(nonzero), 2) if nonzero else None,
+            "empty_classes": [c for c, v in per_class.items() if not v],
+            "folder": info["folder"],
+        }
+    sizes = Counter(f"{f.width}x{f.height}" for f in good)
+    areas = sorted((f.width * f.height, f.width, f.height) for f in good)
+    images = {
+        "sizes": dict(sizes.most_common(10)),
+        "distinct_sizes": len(sizes),
+        "smallest": f"{areas[0][1]}x{areas[0][2]}" if areas else None,
+        "largest": f"{areas[-1][1]}x{areas[-1][2]}" if areas else None,
+        "modes": dict(Counter(f.mode for f in good).most_common()),
+        "formats": dict(Counter(f.format for f in good).most_common()),
+    }
+    exact = [_group_entry(g) for g in exact_groups(facts)]
+    near = []
+    for i, j, d in near_pairs(facts):
+        a, b = facts[i], facts[j]
+        near.append({"files": [a.path, b.path], "splits": [a.split, b.split],
+                     "classes": [a.cls, b.cls], "distance": d, "cross_split": a.split != b.split})  # fmt: skip
+    report: dict[str, Any] = {
+        "root": str(root),
+        "layout": "classes" if Path(next(iter(layout.values()))["folder"]) == root else "splits",
+        "n_files": len(facts),
+        "n_readable": len(good),
+        "splits": splits,
+        "images": images,
+        "unreadable": [{"path": f.path, "reason": f.error} for f in facts if f.error],
+        "not_images": not_images,
+        "exact_duplicates": {"groups": len(exact), "cross_split": sum(g["cross_split"] for g in exact),
+                             "label_conflicts": sum(g["label_conflict"] for g in exact),
+                             "list": exact[:LIST_LIMIT]},
+        "near_duplicates": {"pairs": len(near), "cross_split": sum(p["cross_split"] for p in near),
+                            "max_bits": NEAR_BITS, "min_correlation": NEAR_CORR, "list": sorted(near, key=lambda p: not p["cross_split"])[:LIST_LIMIT]},
+    }  # fmt: skip
+    report["findings"] = findings(report)
+    report["verdict"] = verdict(report["findings"])
+    return report
+
+
+def _group_entry(group: list[FileFacts]) -> dict[str, Any]:
+    return {
+        "files": [f.path for f in group],
+        "splits": sorted({f.split for f in group}),
+        "classes": sorted({f.cls for f in group}),
+        "cross_split": len({f.split for f in group}) > 1,
+        "label_conflict": len({f.cls for f in group}) > 1,
+    }
+
+
+def findings(r: dict[str, Any]) -> list[dict[str, str]]:
+    """Problems found, worst first, each with what it means and the suggested fix."""
+    out: list[dict[str, str]] = []
+
+    def add(level: str, what: str, fix: str) -> None:
+        out.append({"level": level, "what": what, "fix": fix})
+
+    ex, near = r["exact_duplicates"], r["near_duplicates"]
+    if ex["cross_split"] or near["cross_split"]:
+        add("problem", f"leakage: {ex['cross_split']} exact and {near['cross_split']} near-duplicate "
+            "image(s) appear in more than one split, so validation/test scores will be optimistic",
+            "remove one copy of each (`cnnlab audit --json` lists them); for several images per "
+            "patient, split by patient (data.group_by: patient)")  # fmt: skip
+    if ex["label_conflicts"]:
+        add("problem", f"{ex['label_conflicts']} identical image(s) carry different class labels",
+            "check these files and keep each in its one right class")  # fmt: skip
+    if r["unreadable"]:
+        add("warning", f"{len(r['unreadable'])} file(s) cannot be read; training skips them",
+            "re-export or delete them (listed under 'unreadable')")  # fmt: skip
+    within = ex["groups"] - ex["cross_split"]
+    if within or near["pairs"] - near["cross_split"]:
+        add("warning", f"{within} exact duplicate group(s) and {near['pairs'] - near['cross_split']} "
+            "near-duplicate pair(s) within a split weigh those images twice",
+            "delete the extra copies if they are not intended")  # fmt: skip
+    for name, s in r["splits"].items():
+        if s["empty_classes"]:
+            add("warning", f"{name}: class folder(s) with no readable image: {', '.join(s['empty_classes'])}",
+                "add images or remove the folder (an empty class still takes an output)")  # fmt: skip
+        if s["imbalance_ratio"] and s["imbalance_ratio"] > IMBALANCE_WARN:
+            big = max(s["classes"], key=s["classes"].get)
+            small = min((c for c in s["classes"] if s["classes"][c]), key=s["classes"].get)
+            add("warning" if s["imbalance_ratio"] > 2 else "note",
+                f"{name}: classes imbalanced {s['imbalance_ratio']}:1 ({big} {s['classes'][big]}, "
+                f"{small} {s['classes'][small]})",
+                "train.class_weight: auto, and judge by per-class recall, balanced accuracy or AUC")  # fmt: skip
+    val = r["splits"].get("val")
+    if val is not None and val["n"] < MIN_GIVEN_VAL:
+        add("warning", f"the given val split has only {val['n']} images: too few to judge a model "
+            f"(one image moves accuracy by {100 / max(val['n'], 1):.0f} points)",
+            "cnnlab merges it into train and holds out a stratified data.val_fraction instead")  # fmt: skip
+    elif val is None and "train" in r["splits"]:
+        add("note", "no val split", "cnnlab holds out a stratified data.val_fraction of train")
+    if "test" not in r["splits"]:
+        add(
+            "note", "no test split", "keep some images aside (root/test/<class>/) for a final check"
+        )
+    img = r["images"]
+    if img["distinct_sizes"] > 1:
+        add("note", f"{img['distinct_sizes']} image sizes, from {img['smallest']} to {img['largest']}",
+            "set data.image_size: [H, W] (and data.resize: stretch, letterbox or center_crop)")  # fmt: skip
+    if len(img["modes"]) > 1:
+        add("note", f"mixed colour modes ({', '.join(img['modes'])})",
+            "data.color_mode: auto loads all as RGB; set grayscale for X-rays and the like")  # fmt: skip
+    return out
+
+
+def verdict(found: list[dict[str, str]]) -> str:
+    problems = [f for f in found if f["level"] == "problem"]
+    warnings = [f for f in found if f["level"] == "warning"]
+    if problems:
+        return "Fix before trusting any score: " + "; ".join(f["what"] for f in problems) + "."
+    if warnings:
+        return "Usable, with care: " + "; ".join(f["what"] for f in warnings) + "."
+    return "Looks clean: readable, no duplicates across splits, classes reasonably balanced."
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The human-readable audit (the CLI prints this; --json prints the dict)."""
+    lines = [f"{r['root']}: {r['n_readable']:,} readable of {r['n_files']:,} image files"]
+    for name, s in r["splits"].items():
+        ratio = f", imbalance {s['imbalance_ratio']}:1" if s["imbalance_ratio"] else ""
+        lines.append(f"  {name:<6} {s['n']:>7,} images{ratio}")
+        lines += [f"           {c:<24}{v:>7,}" for c, v in s["classes"].items()]
+    img = r["images"]
+    sizes = ", ".join(f"{k} ({v:,})" for k, v in list(img["sizes"].items())[:4])
+    lines.append(f"  sizes: {sizes}{' ...' if img['distinct_sizes'] > 4 else ''}")
+    lines.append("  modes: " + ", ".join(f"{k} ({v:,})" for k, v in img["modes"].items()))
+    lines.append("  formats: " + ", ".join(f"{k} ({v:,})" for k, v in img["formats"].items()))
+    ex, near = r["exact_duplicates"], r["near_duplicates"]
+    lines.append(f"  exact duplicates: {ex['groups']} group(s), {ex['cross_split']} across splits")
+    lines.append(f"  near duplicates (pHash <= {near['max_bits']} bits, thumbnail r >= "
+                 f"{near['min_correlation']}): {near['pairs']} pair(s), "
+                 f"{near['cross_split']} across splits")  # fmt: skip
+    for f in r["unreadable"][:20]:
+        lines.append(f"  unreadable: {f['path']}: {f['reason']}")
+    if len(r["unreadable"]) > 20:
+        lines.append(f"  ... and {len(r['unreadable']) - 20} more unreadable (see --json)")
+    for g in ex["list"][:5]:
+        if g["cross_split"]:
+            lines.append(f"  leak: {' = '.join(os.path.relpath(p, r['root']) for p in g['files'])}")
+    for p in near["list"][:5]:
+        if p["cross_split"]:
+            a, b = (os.path.relpath(x, r["root"]) for x in p["files"])
+            lines.append(f"  near leak ({p['distance']} bits): {a} ~ {b}")
+    for f in r["findings"]:
+        lines.append(f"{f['level']}: {f['what']}\n    fix: {f['fix']}")
+    lines.append(f"verdict: {r['verdict']}")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Dataset audit: counts, sizes and modes, unreadable files, exact and near duplicates within and
+across splits, the tiny-val warning and the verdict; the perceptual hash on its own."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.data.audit import audit_folder, hamming, near_pairs, phash
+from tests.conftest import shared_path, write_image_folder
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+
+
+def structured(seed: int, size: int = 48) -> np.ndarray:
+    """A picture with large shapes (what perceptual hashes are made for), not noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.zeros((size, size, 3))
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 8, size / 3)]
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    return img.astype(np.uint8)
+
+
+def test_phash_survives_recompression_and_resizing_but_tells_pictures_apart():
+    def h(arr):
+        gray = Image.fromarray(arr).convert("L").resize((32, 32), Image.Resampling.BILINEAR)
+        return phash(np.asarray(gray))
+
+    a = structured(0)
+    b = np.clip(np.asarray(Image.fromarray(a).resize((60, 60))).astype(int) + 10, 0, 255)
+    assert hamming(h(a), h(b.astype(np.uint8))) <= 4
+    distances = [hamming(h(structured(i)), h(structured(j))) for i in range(8) for j in range(i)]
+    assert min(distances) > 8 and 20 < np.mean(distances) < 44
+
+
+def test_near_pairs_finds_every_close_pair_like_brute_force():
+    from cnnlab.data.audit import FileFacts
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, 300, dtype=np.int64).tolist()
+    hashes = base + [b ^ (1 << int(rng.integers(0, 64))) ^ (1 << 5) for b in base[:40]]
+    facts = [FileFacts(str(i), "train", "a", 1, sha=str(i), phash=h) for i, h in enumerate(hashes)]
+    found = {(i, j) for i, j, _ in near_pairs(facts, 6, min_corr=None)}
+    brute = {(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+             if hamming(hashes[i], hashes[j]) <= 6}  # fmt: skip
+    assert found == brute and len(found) >= 40
+
+
+def test_audit_reports_counts_leakage_bad_files_and_a_verdict(tmp_path):
+    root = tmp_path / "d"
+    write_image_folder(root, ["cat", "dog"], 12, splits=["train"], size=48)
+    write_image_folder(root, ["cat", "dog"], 3, splits=["val"], size=48, seed=1)
+    write_image_folder(root, ["cat", "dog"], 4, splits=["test"], size=48, seed=2)
+    shutil.copy(root / "train" / "cat" / "img_3.png", root / "test" / "cat" / "copy.png")
+    shutil.copy(root / "train" / "dog" / "img_1.png", root / "train" / "dog" / "again.png")
+    pic = structured(7)
+    Image.fromarray(pic).save(root / "train" / "dog" / "pic.png")
+    near = Image.fromarray(np.clip(pic.astype(int) + 8, 0, 255).astype(np.uint8)).resize((56, 56))
+    near.save(root / "val" / "dog" / "pic_again.jpg", quality=70)
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (root / "train" / "cat" / "readme.txt").write_text("hello")
+    (root / "test" / "bird").mkdir()
+
+    r = audit_folder(root, workers=1)
+    assert r["layout"] == "splits" and list(r["splits"]) == ["train", "val", "test"]
+    assert r["splits"]["train"]["classes"] == {"cat": 12, "dog": 14}
+    assert r["splits"]["train"]["imbalance_ratio"] == pytest.approx(14 / 12, abs=0.01)
+    assert r["splits"]["test"]["empty_classes"] == ["bird"]
+    assert r["images"]["sizes"] == {"48x48": 41, "56x56": 1}
+    assert r["images"]["formats"] == {"PNG": 41, "JPEG": 1}
+    assert [u["path"].endswith("broken.jpg") for u in r["unreadable"]] == [True]
+    assert any(n["path"].endswith("readme.txt") for n in r["not_images"])
+
+    ex = r["exact_duplicates"]
+    assert ex["groups"] == 2 and ex["cross_split"] == 1 and ex["label_conflicts"] == 0
+    leak = next(g for g in ex["list"] if g["cross_split"])
+    assert sorted(leak["splits"]) == ["test", "train"]
+    nd = r["near_duplicates"]
+    assert nd["cross_split"] == 1
+    pair = next(p for p in nd["list"] if p["cross_split"])
+    assert {f.rsplit("/", 1)[1] for f in pair["files"]} == {"pic.png", "pic_again.jpg"}
+
+    levels = {f["level"] for f in r["findings"]}
+    assert "problem" in levels
+    text = " ".join(f["what"] + " " + f["fix"] for f in r["findings"])
+    assert "leakage" in text and "only 7 images" in text and "cannot be read" in text
+    assert r["verdict"].startswith("Fix before trusting any score")
+
+
+def test_clean_class_folder_gets_a_clean_verdict(tmp_path):
+    root = tmp_path / "d"
+    for k, cls in enumerate(["a", "b"]):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(structured(100 * k + i)).save(root / cls / f"{i}.png")
+    r = audit_folder(root, workers=1)
+    assert r["layout"] == "classes" and r["exact_duplicates"]["groups"] == 0
+    assert r["near_duplicates"]["pairs"] == 0 and not r["unreadable"]
+    assert {f["level"] for f in r["findings"]} == {"note"}  # no val / no test split: notes only
+    assert r["verdict"].startswith("Looks clean")
+
+
+def test_chest_xray_audit_flags_imbalance(tmp_path):
+    """The real Kermany training split: 1,341 normal vs 3,875 pneumonia (about 1:3)."""
+    root = shared_path("chest_xray")
+    r = audit_folder(root)
+    train = r["splits"]["train"]
+    assert train["classes"] == {"NORMAL": 1341, "PNEUMONIA": 3875}
+    assert train["imbalance_ratio"] == pytest.approx(2.89, abs=0.01)
+    assert any("imbalanced" in f["what"] and f["level"] == "warning" for f in r["findings"])
+    assert r["images"]["sizes"] == {"224x224": 5216}
