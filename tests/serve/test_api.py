@@ -126,8 +126,9 @@ def test_oversized_image_pixels_are_refused(client, monkeypatch, digits):
     import cnnlab.data.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 28 * 28 - 1)
-    r = client.post("/v1/predict", files=files(png_bytes(digits[0])))
-    assert r.status_code == 422 and "over the" in r.json()["detail"]
+    for blob in (png_bytes(digits[0]), dicom_bytes(digits[0])):  # DICOM: checked before decoding
+        r = client.post("/v1/predict", files=files(blob))
+        assert r.status_code == 422 and "over the" in r.json()["detail"], r.text
 
 
 class SlowBackend:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cnnlab.data import images
 from cnnlab.data.images import ImageReadError
 
 COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
@@ -32,6 +33,13 @@ def read_dicom(data: bytes) -> np.ndarray:
         raise ImageReadError(f"unreadable DICOM file: {e}") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageReadError("DICOM file has no pixel data (no image inside)")
+    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if rows * cols * max(frames, 1) > images.MAX_PIXELS:  # before decoding: compressed bombs
+        raise ImageReadError(
+            f"DICOM image is {cols}x{rows}x{frames} ({rows * cols * frames / 1e6:.0f} MP), "
+            f"over the {images.MAX_PIXELS / 1e6:.0f} MP limit"
+        )
     try:
         arr = ds.pixel_array
     except Exception as e:
