@@ -42,6 +42,18 @@ def _auc(p: np.ndarray, y: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
+def _auc_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row at once (Mann-Whitney U from mid-ranks); NaN for one-class rows."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(p, axis=1)
+    n1 = y.sum(1).astype(np.float64)
+    n0 = y.shape[1] - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = (ranks * y).sum(1) - n1 * (n1 + 1) / 2
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
+
+
 def _rates(pred: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics of (B, N) or (N,) predictions against labels; NaN where a denominator is 0."""
     tp = ((pred == 1) & (y == 1)).sum(-1).astype(np.float64)
@@ -80,7 +92,7 @@ def bootstrap_intervals(
     ys, ps = y[idx], p[idx]
     samples = _rates((ps >= threshold).astype(int), ys)
     samples["brier"] = ((ps - ys) ** 2).mean(1)
-    samples["auc"] = np.array([_auc(ps[b], ys[b]) for b in range(n_boot)])
+    samples["auc"] = _auc_rows(ps, ys)
     out = {}
     for key in INTERVAL_KEYS:
         v = samples[key][np.isfinite(samples[key])]
@@ -90,6 +102,18 @@ def bootstrap_intervals(
             else [float("nan"), float("nan")]
         )
     return out
+
+
+def roc_points(p: np.ndarray, y: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+    """The ROC curve's corners (at most `max_points`, 4 decimals), small enough for bundle.json,
+    so the app can draw it without the validation images."""
+    if y.min() == y.max():
+        return {"fpr": [], "tpr": []}
+    fpr, tpr, _ = roc_curve(y, p)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [round(float(v), 4) for v in fpr], "tpr": [round(float(v), 4) for v in tpr]}
 
 
 def binary_report(
@@ -117,6 +141,7 @@ def binary_report(
         float(average_precision_score(y, p)) if y.min() != y.max() else float("nan")
     )
     report["calibration_bins"] = calibration_bins(p, y)
+    report["roc_curve"] = roc_points(p, y)
     if out_dir is not None:
         plot_curves(p, y, threshold, Path(out_dir), title, classes[1])
         plot_reliability(p, y, Path(out_dir) / "reliability.png",

@@ -197,7 +197,8 @@ def build_transfer(
     size = as_size(input_size)
     if min(size) < 32:
         raise ValueError(f"{arch} needs inputs of at least 32x32, got {size[0]}x{size[1]}")
-    width = _feature_width(backbone, in_channels, size)
+    timm_width = getattr(_unwrap(backbone), "num_features", None)  # timm knows; else a dry run
+    width = int(timm_width) if timm_width else _feature_width(backbone, in_channels, size)
     net = TransferNet(
         backbone, make_head(width, num_classes, head, hidden, dropout), arch, backbone_lr_scale
     )
