@@ -156,3 +156,13 @@ def test_rescale_is_normalize_unit_and_values_are_checked():
                        ({"brightness_range": [1.2, 0.8]}, "brightness_range"), ({"cval": 300}, "cval")]:  # fmt: skip
         with pytest.raises(CnnlabError, match=match):
             recipe_from_dict({"augment": bad})
+
+
+def test_fast_affine_grid_equals_torch():
+    import torch.nn.functional as F
+
+    from cnnlab.data.augment import affine_grid
+
+    theta = BatchAugment(BRIEF).matrices(5, 17, 23, gen()).float()
+    expected = F.affine_grid(theta, [5, 1, 17, 23], align_corners=False)
+    assert torch.allclose(affine_grid(theta, 17, 23), expected, atol=1e-6)

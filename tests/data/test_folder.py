@@ -116,7 +116,8 @@ def test_cache_hit_skips_decoding_and_changes_invalidate_it(tmp_path, monkeypatc
     load_source(str(root), color_mode="grayscale")
     os.utime(root / "a" / "img_0.png", ns=(1, 1))
     load_source(str(root))
-    assert len(cached_keys(tmp_path)) == 4
+    assert len(cached_keys(tmp_path)) == 3  # the touched folder's entry replaced the old one
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.u8"))) == 3
 
 
 def test_damaged_cache_is_decoded_again(tmp_path):

@@ -131,14 +131,25 @@ class BatchAugment:
         return warp(x, theta, self.cfg.fill_mode, self.cfg.cval)
 
 
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """`F.affine_grid(theta, [n, 1, h, w], align_corners=False)` by broadcasting: the same
+    numbers, about 5x faster on a CPU (its batched matmul with K=3 is memory-bound)."""
+    n = theta.shape[0]
+    xs = ((torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    t = theta.reshape(n, 6, 1, 1)
+    gx = t[:, 0] * xs + (t[:, 1] * ys + t[:, 2])
+    gy = t[:, 3] * xs + (t[:, 4] * ys + t[:, 5])
+    return torch.stack([gx, gy], -1)
+
+
 def warp(
     x: torch.Tensor, theta: torch.Tensor, fill_mode: str = "nearest", cval: float = 0.0
 ) -> torch.Tensor:
     """Resample float (N, C, H, W) through (N, 2, 3) output-to-input matrices (normalised
     coordinates, align_corners=False), bilinear, filling outside pixels by `fill_mode`."""
     n, _, h, w = x.shape
-    theta = theta.to(x.device, torch.float32)
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    grid = affine_grid(theta.to(x.device, torch.float32), h, w)
     src = x.float()
     if fill_mode == "wrap":
         # wrap the sample positions into the image, then read from a copy padded by one pixel

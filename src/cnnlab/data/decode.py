@@ -169,6 +169,21 @@ def read_cache(key: str) -> DecodedSplit | None:
         return None
 
 
+def prune_cache(root: str, settings: list, keep: str) -> None:
+    """Drop entries for the same folder and settings that `keep` replaces (the folder changed)."""
+    for meta_path in decode_cache_dir().glob("*.json"):
+        if meta_path.stem == keep:
+            continue
+        try:
+            with meta_path.open() as f:
+                head = f.read(4096)  # root and settings come first; no need to parse file lists
+            if f'"root": {json.dumps(root)}, "settings": {json.dumps(settings)},' in head:
+                meta_path.unlink(missing_ok=True)
+                meta_path.with_suffix(".u8").unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
 def _writable_cache() -> bool:
     try:
         decode_cache_dir().mkdir(parents=True, exist_ok=True)
@@ -283,9 +298,12 @@ def _decode_into(
         images = (torch.from_numpy(np.stack(sink.parts)) if sink.parts
                   else torch.zeros(shape, dtype=torch.uint8))  # fmt: skip
         return DecodedSplit(images, label_tensor, files, failed)
-    meta = {"version": CACHE_VERSION, "root": str(lst.root), "shape": list(shape),
-            "classes": lst.classes, "files": files, "labels": labels, "failed": failed}  # fmt: skip
+    settings = [list(size) if size else None, color_mode, resize]
+    meta = {"version": CACHE_VERSION, "root": str(lst.root), "settings": settings,
+            "shape": list(shape), "classes": lst.classes, "files": files, "labels": labels,
+            "failed": failed}  # fmt: skip
     atomic_write_text(decode_cache_dir() / f"{key}.json", json.dumps(meta))
+    prune_cache(str(lst.root), settings, key)
     hit = read_cache(key)
     if hit is None:  # pragma: no cover - written a moment ago
         raise OSError(f"the decode cache {decode_cache_dir()} did not keep {key}")

@@ -1,6 +1,6 @@
 """Models built by name from a registry; importing this package registers them all."""
 
-from cnnlab.models import classic, fast, transfer  # noqa: F401  (registration side effects)
+from cnnlab.models import cifar, classic, fast, transfer  # noqa: F401  (registration side effects)
 from cnnlab.models.registry import (
     ModelEntry,
     count_params,

@@ -1,0 +1,90 @@
+"""cnnlab's fast CIFAR-10 CNN, after airbench (Keller Jordan, 2024), sized for a 2-core CPU.
+
+What it keeps from airbench: a small 2x2 stem, then three groups of
+conv -> max-pool -> BatchNorm -> activation -> conv -> BatchNorm -> activation, a global
+max-pool and a bias-free linear head scaled down (a fixed temperature), trained with
+one-cycle SGD, label smoothing and flip + 2-pixel translation. Pooling before the norm and
+activation runs them on a quarter of the pixels, which matters more than multiply-adds on a
+CPU. In eval mode the model averages its logits over the image and its mirror image
+(test-time augmentation, `tta`), inside `forward`, so evaluate, predict, the app and ONNX
+export all get it without knowing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+from cnnlab.models.base import ClassifierCNN, as_size
+from cnnlab.models.registry import register_model
+
+
+class ScaledLinear(nn.Linear):
+    """A linear layer whose output is multiplied by a fixed factor (airbench's 1/9)."""
+
+    def __init__(self, in_features: int, out_features: int, scale: float) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.scale
+
+
+class CifarNet(ClassifierCNN):
+    """ClassifierCNN plus mirror-image test-time augmentation in eval mode."""
+
+    def __init__(self, features: OrderedDict, head: OrderedDict, tta: bool) -> None:
+        super().__init__(features, head)
+        self.tta = tta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.features(x))
+        if self.tta and not self.training:
+            logits = 0.5 * (logits + self.head(self.features(x.flip(-1))))
+        return logits
+
+
+def _act(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(inplace=True), "gelu": nn.GELU()}[name]
+
+
+@register_model(input_size=(3, 32, 32), num_classes=10)
+def cifarnet(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size=(32, 32),
+    widths: list[int] = (32, 64, 128),
+    stem_width: int = 24,
+    activation: str = "relu",
+    head_scale: float = 1 / 9,
+    tta: bool = True,
+):
+    """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, flip TTA in eval."""
+    if activation not in ("relu", "gelu"):
+        raise ValueError("activation must be relu or gelu")
+    h, w = as_size(input_size)
+    if min(h, w) < 2 ** (len(widths) + 1):
+        raise ValueError(f"input {h}x{w} is too small for {len(widths)} pooling groups")
+    f: OrderedDict = OrderedDict()
+    f["stem"] = nn.Conv2d(in_channels, stem_width, 2, bias=False)
+    f["stem_bn"] = nn.BatchNorm2d(stem_width)
+    f["stem_act"] = _act(activation)
+    prev = stem_width
+    for i, width in enumerate(widths, 1):
+        width = int(width)
+        f[f"group{i}_conv1"] = nn.Conv2d(prev, width, 3, padding=1, bias=False)
+        f[f"group{i}_pool"] = nn.MaxPool2d(2)
+        f[f"group{i}_bn1"] = nn.BatchNorm2d(width)
+        f[f"group{i}_act1"] = _act(activation)
+        f[f"group{i}_conv2"] = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        f[f"group{i}_bn2"] = nn.BatchNorm2d(width)
+        f[f"group{i}_act2"] = _act(activation)
+        prev = width
+    head = OrderedDict(
+        pool=nn.AdaptiveMaxPool2d(1),
+        flatten=nn.Flatten(),
+        fc=ScaledLinear(prev, num_classes, head_scale),
+    )
+    return CifarNet(f, head, tta)
