@@ -5,8 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DATA ?= ../shared/data
+APP_PORT := $(or $(STREAMLIT_SERVER_PORT),8501)
+# the browser test drives Debian's Chromium (make chromium), never a downloaded one
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test chromium lint format install install-dev clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,13 +26,14 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	@src=mnist; split=test; \
-	if [ -d $(DATA)/mnist ]; then src=$(DATA)/mnist; ls $$src/t10k-* >/dev/null 2>&1 || split=val; fi; \
-	$(VENV)/bin/cnnlab train recipes/mnist_fast.yaml --data $$src --out runs/demo-mnist_fast && \
-	$(VENV)/bin/cnnlab evaluate runs/demo-mnist_fast --data $$src --split $$split && \
-	echo "demo bundle: runs/demo-mnist_fast  (next: $(VENV)/bin/cnnlab predict runs/demo-mnist_fast IMAGE)"
+	@echo "cnnlab app: open http://localhost:$(APP_PORT)  (shipped pneumonia model, plus bundles in runs/; Ctrl+C stops it)"
+	$(VENV)/bin/cnnlab app --runs runs
 
-test: $(VENV)/.installed-dev
+chromium:  # for the real-browser app test; idempotent
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+
+test: $(VENV)/.installed-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/pytest -n 2 -q

@@ -20,6 +20,7 @@ MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.inspect",
     "cnnlab.cli.explain",
     "cnnlab.cli.data",
+    "cnnlab.cli.app",
 ]
 
 

@@ -1,0 +1,131 @@
+"""`cnnlab app`: the `streamlit run` command line for the app, with cnnlab's defaults only where
+the user has not set an option (a Streamlit config file, a STREAMLIT_* variable, a flag).
+
+The chosen bundle and the folders searched for more reach the app in environment variables,
+which `streamlit run`, AppTest and a plain `streamlit run main.py` all pass through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+APP_SCRIPT = Path(__file__).with_name("main.py")
+BUNDLE_ENV = "CNNLAB_APP_BUNDLE"  # a bundle folder or shipped name the picker opens with
+RUNS_ENV = "CNNLAB_APP_RUNS"  # folders searched for bundles, os.pathsep-separated
+UPLOAD_LIMIT_MB = 32  # a large DICOM fits; a decompression bomb is refused by pixels, not bytes
+
+DEFAULTS: dict[str, str] = {
+    "server.maxUploadSize": str(UPLOAD_LIMIT_MB),
+    "server.headless": "true",  # no browser opened, no first-run e-mail prompt in a terminal
+    "browser.gatherUsageStats": "false",  # medical images: nothing leaves the machine
+    "server.fileWatcherType": "none",  # an installed app, not a script being edited
+    "client.toolbarMode": "minimal",  # no "Deploy" button for the people using it
+}
+
+
+def env_name(option: str) -> str:
+    """'server.maxUploadSize' -> 'STREAMLIT_SERVER_MAX_UPLOAD_SIZE' (Streamlit's own naming)."""
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", option.replace(".", "_"))
+    return "STREAMLIT_" + snake.upper()
+
+
+def user_set(option: str, env: dict[str, str], flags: list[str]) -> bool:
+    """Whether the user chose this option: flag, environment, or a config.toml Streamlit reads."""
+    if any(f == f"--{option}" or f.startswith(f"--{option}=") for f in flags):
+        return True
+    if env.get(env_name(option)):
+        return True
+    from streamlit import config
+
+    return config.get_where_defined(option) != config.ConfigOption.DEFAULT_DEFINITION
+
+
+def streamlit_command(
+    bundle: str | None = None,
+    runs: list[str] | None = None,
+    extra_flags: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) that start the app; nothing is resolved or started here."""
+    env = dict(os.environ if env is None else env)
+    flags = list(extra_flags or [])
+    for option, value in DEFAULTS.items():
+        if not user_set(option, env, flags):
+            flags.append(f"--{option}={value}")
+    if bundle:
+        env[BUNDLE_ENV] = str(bundle)
+    roots = runs if runs is not None else ["runs"]
+    env[RUNS_ENV] = os.pathsep.join(str(Path(r).expanduser().resolve()) for r in roots)
+    argv = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), *flags]
+    return argv, env
+
+
+def app_settings(env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(explicit bundle refs, folders to search) as the app reads them from its environment."""
+    env = os.environ if env is None else env
+    explicit = [env[BUNDLE_ENV]] if env.get(BUNDLE_ENV) else []
+    runs = [r for r in env.get(RUNS_ENV, "runs").split(os.pathsep) if r]
+    return explicit, runs
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> float:
+    """Seconds until Streamlit's health endpoint answers `ok` (an open port is not enough)."""
+    start = time.perf_counter()
+    while True:
+        if proc.poll() is not None:
+            raise CnnlabError(f"the app exited with status {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        if time.perf_counter() - start > timeout:
+            raise CnnlabError(f"the app did not answer {url}/_stcore/health within {timeout:g} s")
+        time.sleep(0.02)
+
+
+@contextmanager
+def running_app(
+    bundle: str | None, port: int, runs: list[str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, float]]:
+    """`cnnlab app` in a subprocess on 127.0.0.1:`port` (set through Streamlit's own environment
+    variables); yields (url, seconds from the command to a healthy server), then stops it."""
+    env = {
+        **os.environ,
+        "STREAMLIT_SERVER_PORT": str(port),
+        "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+    }
+    cmd = [sys.executable, "-m", "cnnlab", "app", *([bundle] if bundle else [])]
+    for folder in runs or []:
+        cmd += ["--runs", folder]
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+        except CnnlabError as e:
+            tail = log.read_text()[-3000:] if log else ""
+            raise CnnlabError(f"{e}\n{tail}".strip()) from None
+        yield url, time.perf_counter() - start
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]

@@ -1,0 +1,23 @@
+"""The Streamlit entry script: page set-up, the sidebar (model picker, About) and three pages.
+
+Run it with `cnnlab app [BUNDLE|NAME]` (or `streamlit run` on this file).
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from cnnlab.app.sidebar import render_sidebar
+
+st.set_page_config(page_title="cnnlab: chest X-ray and image classifier", page_icon="🩻",
+                   layout="wide")  # fmt: skip
+
+VIEWS = Path(__file__).with_name("views")
+pages = [
+    st.Page(VIEWS / "classify.py", title="Classify", icon="🩻", url_path="classify", default=True),
+    st.Page(VIEWS / "explain.py", title="Explain", icon="🔍", url_path="explain"),
+    st.Page(VIEWS / "model.py", title="Model", icon="📋", url_path="model"),
+]
+page = st.navigation(pages, position="sidebar")
+render_sidebar()
+page.run()

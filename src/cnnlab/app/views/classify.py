@@ -1,0 +1,118 @@
+"""Classify page: upload images (several at once), press Classify, read each result in words,
+optionally with its Grad-CAM overlay; download the table as CSV."""
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+from cnnlab.app.resources import IMAGE_TYPES, require_bundle, upload_limit_mb
+from cnnlab.data.images import ImageReadError
+from cnnlab.data.upload import upload_notes, upload_too_large
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import gradcam_image, overlay_heatmap
+from cnnlab.predict import Prediction, predict_sources
+from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
+
+RESULTS = "classify_results"
+
+entry, bundle = require_bundle()
+pre = bundle.preprocess
+st.title("Classify")
+classes = (
+    " / ".join(bundle.classes) if len(bundle.classes) <= 12 else f"{len(bundle.classes)} classes"
+)
+rule = (
+    f"says **{nice_label(bundle.classes[1])}** when its calibrated probability is at least "
+    f"**{bundle.threshold:.2f}** ({bundle.decision.get('policy_text') or bundle.decision.get('policy', 'fixed')})"
+    if bundle.binary
+    else "picks the most probable class"
+)
+st.caption(f"Model **{entry.label}**: `{bundle.meta['model']['name']}`, classes {classes}, input "
+           f"{pre.channels}x{pre.size[0]}x{pre.size[1]} ({pre.resize}); it {rule}.")  # fmt: skip
+
+limit = upload_limit_mb()
+files = st.file_uploader(
+    f"Images to classify: JPG, PNG or DICOM, several at once, up to {limit} MB each",
+    type=IMAGE_TYPES,
+    accept_multiple_files=True,
+    key="classify_files",
+)
+files = files or []
+left, right = st.columns([1, 3])
+clicked = left.button("Classify", type="primary", disabled=not files)
+show_cam = right.toggle("Grad-CAM overlay", key="gradcam",
+                        help="where in the image the evidence for the decided class lies")  # fmt: skip
+
+state_key = (str(entry.path), tuple(f.file_id for f in files))
+if clicked:
+    with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
+        preds: list[Prediction] = [Prediction(source=f.name) for f in files]
+        ok = []
+        for i, f in enumerate(files):
+            preds[i].error = upload_too_large(f.size, limit)
+            if preds[i].error is None:
+                ok.append(i)
+        found = predict_sources(bundle, [files[i].getvalue() for i in ok],
+                                [files[i].name for i in ok])  # fmt: skip
+        for i, pred in zip(ok, found, strict=True):
+            preds[i] = pred
+        st.session_state[RESULTS] = (state_key, preds)
+
+stored = st.session_state.get(RESULTS)
+results = stored[1] if stored and stored[0] == state_key else None
+if files and results is None:
+    st.info(f"{len(files)} file{'s' if len(files) > 1 else ''} ready: press **Classify**.")
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM ...")
+def cam_overlay(bundle_path: str, digest: str, _data: bytes) -> np.ndarray:
+    pixels, cam = gradcam_image(bundle, _data)
+    return overlay_heatmap(pixels, cam.heatmap)
+
+
+def model_view(data: bytes) -> np.ndarray:
+    """The image exactly as the model receives it (size, channels), for display."""
+    img = pre.load(data).permute(1, 2, 0).numpy()
+    return img[..., 0] if img.shape[2] == 1 else img
+
+
+if results is not None:
+    for f, pred in zip(files, results, strict=True):
+        v = verdict(pred, bundle.classes, bundle.binary)
+        with st.container(border=True):
+            if v.error:
+                st.error(f"**{f.name}**: cannot be classified: {v.error}")
+                st.caption("Nothing was stored. Try another file; the app carries on.")
+                continue
+            data = f.getvalue()
+            cols = st.columns([1, 1, 2] if show_cam else [1, 3])
+            try:
+                cols[0].image(model_view(data), caption="as the model sees it", width="stretch")
+                if show_cam:
+                    digest = hashlib.sha256(data).hexdigest()
+                    cols[1].image(cam_overlay(str(entry.path), digest, data),
+                                  caption=f"Grad-CAM for {nice_label(pred.label or '')}",
+                                  width="stretch")  # fmt: skip
+            except (ImageReadError, CnnlabError) as e:  # read once already; kept for safety
+                cols[0].error(str(e))
+            text = cols[-1]
+            text.markdown(f"**{f.name}**")
+            (text.warning if v.uncertain else text.success)(v.sentence)
+            if bundle.binary:
+                text.markdown(
+                    f"Prediction: **{nice_label(pred.label or '')}** · calibrated probability of "
+                    f"{nice_label(bundle.classes[1])}: **{pred.positive_probability:.3f}** · "
+                    f"threshold: **{pred.threshold:.3f}**"
+                )
+            else:
+                top = ", ".join(f"{t['label']} {float(t['probability']):.3f}" for t in pred.top_k)
+                text.markdown(f"Prediction: **{pred.label}** (calibrated probability "
+                              f"{pred.probability:.3f}) · top classes: {top}")  # fmt: skip
+            notes = upload_notes(data, pre)
+            if notes:
+                text.caption("Input: " + "; ".join(notes))
+    rows = result_rows(results, bundle.classes, bundle.binary)
+    st.dataframe(rows, hide_index=True)
+    st.download_button("Download results (CSV)", rows_csv(rows), file_name="cnnlab_results.csv",
+                       mime="text/csv")  # fmt: skip

@@ -1,0 +1,75 @@
+"""Explain page: a conv layer's learned filters and, for an uploaded image, its feature maps,
+beside the `cnnlab summary` layer table (shapes, parameters, receptive field)."""
+
+import streamlit as st
+
+from cnnlab.app.resources import (
+    IMAGE_TYPES,
+    figure_png,
+    get_summary,
+    require_bundle,
+    upload_limit_mb,
+)
+from cnnlab.data.upload import upload_too_large
+from cnnlab.errors import CnnlabError
+from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
+
+entry, bundle = require_bundle()
+path = str(entry.path)
+summary = get_summary(path)
+st.title("Explain")
+st.caption("A filter is a small learned kernel; a feature map is its response over the image. "
+           "Pick a layer to see both, and where it sits in the network.")  # fmt: skip
+
+layers = conv_layers(summary)
+rows = {r.name: r for r in summary.rows}
+if not layers:
+    st.warning(f"{entry.label} has no convolution layers to show.")
+    st.stop()
+limit = upload_limit_mb()
+file = st.file_uploader(f"An image to look at (JPG, PNG or DICOM, up to {limit} MB)",
+                        type=IMAGE_TYPES, key="explain_file")  # fmt: skip
+layer = st.selectbox(
+    "Layer",
+    layers,
+    format_func=lambda n: (
+        f"{n}  ({rows[n].type}, output {rows[n].shape_text}, RF {rows[n].field.describe()})"
+    ),
+    key="explain_layer",
+)
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing the filters ...")
+def filters_png(bundle_path: str, layer: str) -> bytes:
+    return figure_png(layer_filters(bundle, summary, layer))
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing the feature maps ...")
+def maps_png(bundle_path: str, layer: str, file_id: str, _data: bytes) -> bytes:
+    return figure_png(layer_maps(bundle, summary, _data, layer))
+
+
+views, table = st.columns([3, 2])
+with views:
+    row = rows[layer]
+    st.subheader(f"{layer}")
+    st.markdown(f"{row.type}: output {row.shape_text}, {row.params:,} parameters, receptive "
+                f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
+    st.image(filters_png(path, layer), caption="learned filters", width="stretch")
+    if file is None:
+        st.info("Upload an image to see this layer's feature maps for it.")
+    else:
+        problem = upload_too_large(file.size, limit)
+        try:
+            if problem:
+                raise CnnlabError(f"{file.name}: {problem}")
+            st.image(maps_png(path, layer, file.file_id, file.getvalue()),
+                     caption=f"feature maps for {file.name}", width="stretch")  # fmt: skip
+        except CnnlabError as e:
+            st.error(f"Cannot show feature maps: {e}")
+with table:
+    st.subheader("Layers (cnnlab summary)")
+    st.dataframe(layer_table(summary), hide_index=True, height=520)
+    st.caption(f"Total parameters {summary.total_params:,} (trainable {summary.trainable_params:,}); "
+               f"mult-adds {summary.mult_adds:,} per image. RF: input pixels one unit sees; "
+               "jump: effective stride in input pixels.")  # fmt: skip

@@ -1,0 +1,77 @@
+"""Model page: the model card, validation metrics with 95% intervals, ROC curve, confusion
+matrix and calibration diagram, all drawn from the bundle itself."""
+
+import streamlit as st
+
+from cnnlab.app.resources import figure_png, require_bundle
+from cnnlab.engine.report_figures import (
+    confusion_figure,
+    metric_rows,
+    reliability_figure,
+    roc_figure,
+)
+from cnnlab.verdict import nice_label
+
+entry, bundle = require_bundle()
+metrics = bundle.meta.get("metrics") or {}
+st.title("Model")
+st.caption(f"{entry.label}: `{bundle.meta['model']['name']}`, {bundle.meta.get('params', 0):,} "
+           f"parameters, trained {bundle.meta.get('created', '?')}")  # fmt: skip
+
+
+@st.cache_data(show_spinner=False)
+def figures(bundle_path: str) -> dict[str, bytes | None]:
+    positive = nice_label(bundle.classes[1]) if bundle.binary else "positive"
+    out: dict[str, bytes | None] = {"roc": None, "cm": None, "rel": None}
+    if bundle.binary and (fig := roc_figure(metrics, positive)) is not None:
+        out["roc"] = figure_png(fig)
+    if metrics.get("confusion_matrix"):
+        out["cm"] = figure_png(confusion_figure(metrics["confusion_matrix"], bundle.classes))
+    if fig := reliability_figure(metrics.get("calibration_bins") or [], metrics.get("ece")):
+        out["rel"] = figure_png(fig)
+    return out
+
+
+st.subheader(
+    f"Validation metrics ({metrics.get('n', 0)} images)" if metrics else "Validation metrics"
+)
+if not metrics:
+    st.info("This bundle holds no validation metrics (it was trained without a validation "
+            "split). `cnnlab evaluate BUNDLE --data PATH` measures it on your images.")  # fmt: skip
+else:
+    if bundle.binary:
+        st.markdown(f"At the bundle's threshold **{bundle.threshold:.3f}** "
+                    f"({bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}), "
+                    f"temperature {bundle.temperature:.3f}; intervals: bootstrap 95%.")  # fmt: skip
+    st.dataframe(
+        metric_rows(metrics),
+        hide_index=True,
+        column_config={
+            "value": st.column_config.NumberColumn(format="%.4f"),
+            "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
+            "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
+        },
+    )
+    figs = figures(str(entry.path))
+    roc, cm, rel = st.columns(3)
+    with roc:
+        if figs["roc"]:
+            st.image(figs["roc"], caption="ROC curve", width="stretch")
+        elif (entry.path / "roc_curve.png").is_file():
+            st.image(str(entry.path / "roc_curve.png"), caption="ROC curve", width="stretch")
+        elif bundle.binary:
+            st.info("No ROC curve stored in this bundle; `cnnlab evaluate BUNDLE --data PATH` "
+                    "draws one.")  # fmt: skip
+        else:
+            st.info("ROC curves are drawn for binary models.")
+    with cm:
+        if figs["cm"]:
+            st.image(figs["cm"], caption="confusion matrix", width="stretch")
+    with rel:
+        if figs["rel"]:
+            st.image(figs["rel"], caption="calibration (reliability diagram)", width="stretch")
+        else:
+            st.info("No calibration bins stored (binary models have them).")
+
+with st.expander("Model card", expanded=True):
+    st.markdown(bundle.card or "This bundle has no model card.")

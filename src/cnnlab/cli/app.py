@@ -1,0 +1,36 @@
+"""app: the Streamlit web app over a bundle (and every other bundle found)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "app",
+        help="start the web app (Streamlit): classify, explain, model card",
+        description="Starts `streamlit run` on cnnlab's app. Streamlit's own settings apply "
+        "(.streamlit/config.toml, STREAMLIT_SERVER_PORT, STREAMLIT_SERVER_ADDRESS, ...); "
+        "cnnlab only fills in defaults you have not set (upload limit 32 MB, headless, "
+        "no usage statistics).",
+    )
+    p.add_argument("bundle", nargs="?", metavar="BUNDLE|NAME",
+                   help="bundle folder or shipped model name to open with (default: pneumonia)")  # fmt: skip
+    p.add_argument("--runs", action="append", metavar="DIR",
+                   help="folder searched for more bundles (repeatable; default: runs)")  # fmt: skip
+    p.set_defaults(func=cmd_app)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from cnnlab.app.launch import streamlit_command
+    from cnnlab.bundle import resolve_bundle
+
+    bundle = None
+    if args.bundle:  # a bad reference is exit 2 here, before any server starts
+        bundle = str(resolve_bundle(args.bundle).resolve())
+    argv, env = streamlit_command(bundle, args.runs)
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)  # the server replaces this process: signals reach it directly
+    return 0  # pragma: no cover

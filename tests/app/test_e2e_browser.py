@@ -1,0 +1,102 @@
+"""End to end in a real browser (Debian's Chromium driven by Playwright): `cnnlab app pneumonia`
+starts, a chest X-ray from the real data is uploaded and classified, Grad-CAM is switched on,
+and full-page screenshots go to artifacts/ (git-ignored), with the figures in app_e2e.json.
+
+It uses the shipped `pneumonia` model and fails when it is missing (CI must be
+deterministic). CNNLAB_E2E_BUNDLE=PATH runs it on another bundle, for local development only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from cnnlab.app.launch import running_app
+from cnnlab.bundle import load_bundle, shipped_bundles
+from cnnlab.predict import predict_sources
+from cnnlab.verdict import verdict
+from tests.app.browser import RESULT, classify, launch
+from tests.conftest import ROOT, shared_path
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bundle_ref() -> str:
+    ref = os.environ.get("CNNLAB_E2E_BUNDLE", "pneumonia")
+    if ref == "pneumonia" and "pneumonia" not in shipped_bundles():
+        pytest.fail("the shipped pneumonia model is missing (src/cnnlab/zoo/pneumonia, issue 5); "
+                    "this test runs the app on it")  # fmt: skip
+    return ref
+
+
+def wait_images(page) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def test_classify_an_xray_in_the_browser(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    ref = bundle_ref()
+    xray = sorted(shared_path("chest_xray", "train", "PNEUMONIA").glob("*.jp*g"))[0]
+    bundle = load_bundle(ref)
+    expected = verdict(predict_sources(bundle, [xray])[0], bundle.classes, bundle.binary)
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=60_000)
+    app = running_app(ref, free_port(), [str(tmp_path)], tmp_path / "app.log")
+    with app as (url, startup), sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url, wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Classify")).to_be_visible()
+        expect(page.get_by_text("Not for diagnosis.")).to_be_visible()
+        expect(page.get_by_text("up to 32 MB each").first).to_be_visible()  # cnnlab's default
+
+        timing = classify(page, xray)
+        result = page.get_by_test_id("stAlertContainer").get_by_text(RESULT)
+        assert result.inner_text().strip() == expected.sentence
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(1)
+
+        page.get_by_text("Grad-CAM overlay").click()
+        expect(page.get_by_text("Grad-CAM for")).to_be_visible()
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(2)
+        expect(result).to_have_count(1)  # the rerun has replaced the old page
+        expect(result).to_have_text(expected.sentence)  # the results are kept, not recomputed
+        wait_images(page)
+        page.screenshot(path=str(ARTIFACTS / "app_classify.png"), full_page=True)
+
+        page.get_by_role("link", name="Model").click()
+        expect(page.get_by_role("heading", name="Model", exact=True)).to_be_visible()
+        if bundle.meta.get("metrics", {}).get("calibration_bins"):  # ROC, confusion, calibration
+            expect(page.locator('[data-testid="stImage"]')).to_have_count(3)
+        else:  # a bundle without validation metrics
+            expect(page.get_by_text("holds no validation metrics")).to_be_visible()
+        wait_images(page)
+        page.screenshot(path=str(ARTIFACTS / "app_model.png"), full_page=True)
+        browser.close()
+    figures = {"bundle": ref, "startup_to_health_s": round(startup, 3),
+               "upload_to_result_ms": round(timing["total_ms"]),
+               "upload_ms": round(timing["upload_ms"]), "click_to_result_ms": round(timing["answer_ms"]),
+               "playwright_wall_s": round(timing["wall_s"], 3), "result": expected.sentence}  # fmt: skip
+    (ARTIFACTS / "app_e2e.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"\napp e2e ({ref}): `cnnlab app` -> /_stcore/health {startup:.2f} s; upload -> result "
+        f"{timing['total_ms']:.0f} ms in the page (upload {timing['upload_ms']:.0f} + click -> "
+        f"result {timing['answer_ms']:.0f}; Grad-CAM off)"
+    )
+    assert (ARTIFACTS / "app_classify.png").stat().st_size > 10_000
+    assert timing["upload_ms"] > 0 and timing["answer_ms"] > 0

@@ -1,0 +1,75 @@
+"""`cnnlab app`: Streamlit's own settings win; cnnlab fills in only what the user left unset."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from cnnlab.app.launch import (
+    APP_SCRIPT,
+    BUNDLE_ENV,
+    RUNS_ENV,
+    app_settings,
+    env_name,
+    streamlit_command,
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_config(tmp_path, monkeypatch):
+    """Streamlit config is parsed from the working folder (and ~): use clean ones."""
+    from streamlit import config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config.get_config_options(force_reparse=True)
+    yield
+    monkeypatch.undo()
+    config.get_config_options(force_reparse=True)
+
+
+def test_env_name_follows_streamlit():
+    assert env_name("server.maxUploadSize") == "STREAMLIT_SERVER_MAX_UPLOAD_SIZE"
+    assert env_name("browser.gatherUsageStats") == "STREAMLIT_BROWSER_GATHER_USAGE_STATS"
+    assert env_name("server.port") == "STREAMLIT_SERVER_PORT"
+
+
+def test_defaults_filled_in_and_bundle_passed(tmp_path):
+    argv, env = streamlit_command("pneumonia", ["runs", str(tmp_path / "more")], env={})
+    assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
+    assert "--server.maxUploadSize=32" in argv and "--server.headless=true" in argv
+    assert "--browser.gatherUsageStats=false" in argv
+    assert not any(a.startswith("--server.port") for a in argv)  # Streamlit's own default: 8501
+    assert env[BUNDLE_ENV] == "pneumonia"
+    assert env[RUNS_ENV].split(os.pathsep) == [str(tmp_path / "runs"), str(tmp_path / "more")]
+    assert app_settings(env) == (["pneumonia"], env[RUNS_ENV].split(os.pathsep))
+
+
+def test_user_environment_and_flags_win():
+    env = {"STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "5", "STREAMLIT_SERVER_PORT": "9999"}
+    argv, out = streamlit_command(None, None, ["--server.headless", "false"], env=env)
+    assert not any(a.startswith("--server.maxUploadSize") for a in argv)
+    assert argv.count("--server.headless") == 1 and "--server.headless=true" not in argv
+    assert out["STREAMLIT_SERVER_PORT"] == "9999" and BUNDLE_ENV not in out
+
+
+def test_a_config_file_wins(tmp_path):
+    from streamlit import config
+
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "config.toml").write_text("[server]\nmaxUploadSize = 7\n")
+    config.get_config_options(force_reparse=True)
+    argv, _ = streamlit_command(None, None, env={})
+    assert not any(a.startswith("--server.maxUploadSize") for a in argv)
+    assert "--server.headless=true" in argv
+
+
+def test_cli_refuses_a_bad_bundle_before_starting(run_cli, tmp_path):
+    result = run_cli("app", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"cnnlab: error: no bundle at {tmp_path / 'missing'}"
+    )

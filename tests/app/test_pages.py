@@ -1,0 +1,215 @@
+"""Every page of the app, headless (Streamlit AppTest): what a user sees and can do."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import cnnlab.app.resources as resources
+import cnnlab.catalog as catalog
+from cnnlab.bundle import load_bundle
+from cnnlab.predict import predict_sources
+from cnnlab.verdict import verdict
+from tests.app.conftest import SIZE, dicom_image, encode, xray_like
+
+
+def texts(at, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def page_texts(at) -> str:
+    kinds = ("markdown", "success", "warning", "error", "info", "caption", "title")
+    return "\n".join(t for k in kinds for t in texts(at, k))
+
+
+def upload(at, *files: tuple[str, bytes, str]):
+    at.file_uploader(key="classify_files").set_value(list(files)).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bundle):
+    at = app_env(app_bundle).run()
+    assert not at.exception
+    assert texts(at, "title") == ["Classify"]
+    assert len(at.success) == 0 and len(at.dataframe) == 0  # no results before an upload
+    assert at.button[0].label == "Classify" and at.button[0].disabled
+    files = [("a.png", encode(xray_like(0)), "image/png"),
+             ("b.jpg", encode(xray_like(5, 200), "JPEG"), "image/jpeg"),
+             ("c.dcm", dicom_image(xray_like(9)), "application/dicom")]  # fmt: skip
+    at.file_uploader(key="classify_files").set_value(files).run()
+    assert any("3 files ready" in t for t in texts(at, "info"))
+    at.button[0].click().run()
+    assert not at.exception
+    bundle = load_bundle(app_bundle)
+    expected = predict_sources(bundle, [f[1] for f in files], [f[0] for f in files])
+    sentences = texts(at, "success") + [w for w in texts(at, "warning") if "threshold" in w]
+    for pred in expected:
+        assert verdict(pred, bundle.classes, True).sentence in sentences
+        assert (
+            f"calibrated probability of Pneumonia: **{pred.positive_probability:.3f}** · "
+            f"threshold: **0.370**" in " ".join(texts(at, "markdown"))
+        )
+    assert len(at.success) == 3 and all(
+        t.startswith("Pneumonia likely (0.") for t in texts(at, "success")
+    )
+    assert len(at.image) == 3  # each image as the model sees it
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.png", "b.jpg", "c.dcm"]
+    assert list(table["p_PNEUMONIA"]) == pytest.approx([p.positive_probability for p in expected])
+    assert at.get("download_button")[0].label == "Download results (CSV)"
+    notes = " ".join(texts(at, "caption"))
+    assert "JPEG 200x200 resized to 64x64" in notes and "DICOM: windowed" in notes
+
+
+def test_an_uncertain_result_is_not_headlined(app_env, app_bundle, tmp_path):
+    import json
+
+    unsure = tmp_path / "unsure"
+    shutil.copytree(app_bundle, unsure)
+    meta = json.loads((unsure / "bundle.json").read_text())
+    meta["decision"]["temperature"] = 100.0  # calibration says: it hardly knows (p near 0.5)
+    (unsure / "bundle.json").write_text(json.dumps(meta))
+    at = upload(app_env(unsure).run(), ("a.png", encode(xray_like(0)), "image/png"))
+    assert len(at.success) == 0
+    warning = next(w for w in texts(at, "warning") if "threshold" in w)
+    assert warning.startswith("Uncertain (0.5") and "likely" not in warning
+    assert list(at.dataframe[0].value["uncertain"]) == [True]
+
+
+def test_gradcam_toggle_adds_an_overlay_and_keeps_the_results(app_env, app_bundle):
+    at = upload(app_env(app_bundle).run(), ("a.png", encode(xray_like(1)), "image/png"))
+    before = texts(at, "success") + texts(at, "warning")
+    assert len(at.image) == 1
+    at.toggle(key="gradcam").set_value(True).run()
+    assert not at.exception
+    assert len(at.image) == 2
+    assert at.image[1].proto.imgs[0].caption.startswith("Grad-CAM for ")
+    assert texts(at, "success") + texts(at, "warning") == before  # no re-classification needed
+
+
+def test_model_is_loaded_once_per_process(app_env, app_bundle, tmp_path, monkeypatch):
+    own = tmp_path / "own-bundle"  # a path no other test has loaded, so the cache starts cold
+    shutil.copytree(app_bundle, own)
+    calls = []
+    real = resources.load_bundle
+    monkeypatch.setattr(resources, "load_bundle", lambda p: calls.append(p) or real(p))
+    at = app_env(own).run()
+    upload(at, ("a.png", encode(xray_like(0)), "image/png"))
+    at.toggle(key="gradcam").set_value(True).run()
+    app_env(own).run()  # a second session (another browser tab)
+    assert calls == [str(own)]
+
+
+def test_model_picker_lists_every_bundle_and_switches(
+    app_env, app_bundle, digits_bundle, tmp_path, monkeypatch
+):
+    runs = tmp_path / "more-runs"
+    shutil.copytree(digits_bundle, runs / "digits")
+    monkeypatch.setattr(catalog, "shipped_bundles", lambda: {"pneumonia": app_bundle})
+    at = app_env(None, [runs]).run()
+    picker = at.sidebar.selectbox[0]
+    assert picker.label == "Model"
+    assert picker.options[0] == "pneumonia (shipped)" and picker.value == "pneumonia (shipped)"
+    assert any(o.endswith("more-runs/digits") for o in picker.options)
+    picker.set_value(next(o for o in picker.options if o.endswith("digits"))).run()
+    assert not at.exception
+    assert "classes 0 / 1 / 2" in texts(at, "caption")[0]
+    upload(at, ("d.png", encode(xray_like(2, SIZE)), "image/png"))
+    assert "top classes:" in " ".join(texts(at, "markdown"))
+    assert "p_PNEUMONIA" not in at.dataframe[0].value.columns
+
+
+def test_sidebar_about_says_intended_use_and_not_for_diagnosis(app_env, app_bundle):
+    at = app_env(app_bundle).run()
+    assert "About" in texts(at.sidebar, "header")
+    about = " ".join(texts(at.sidebar, "markdown"))
+    assert "Intended use" in about and "Teaching and research" in about
+    assert any("Not for diagnosis" in w for w in texts(at.sidebar, "warning"))
+    assert any("MB each" in c for c in texts(at.sidebar, "caption"))
+
+
+def test_no_bundle_says_how_to_get_one(app_env, monkeypatch):
+    monkeypatch.setattr(catalog, "shipped_bundles", dict)
+    for page in (None, "views/explain.py", "views/model.py"):
+        at = app_env(None)
+        if page:
+            at.run()
+            at.switch_page(page)
+        at.run()
+        assert not at.exception
+        message = " ".join(texts(at, "warning"))
+        assert "No model bundle is available" in message
+        assert "cnnlab train recipes/chest_xray_best.yaml" in message
+        assert "cnnlab app pneumonia" in message
+
+
+def test_a_broken_bundle_is_reported_not_crashed(app_env, app_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(app_bundle, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    at = app_env(broken).run()
+    assert not at.exception
+    assert "cannot be loaded" in texts(at, "error")[0]
+    assert "safetensors" in texts(at, "error")[0]
+
+
+def test_explain_page_filters_maps_and_layer_table(app_env, app_bundle):
+    at = app_env(app_bundle).run()
+    at.switch_page("views/explain.py").run()
+    assert not at.exception
+    assert texts(at, "title") == ["Explain"]
+    layer = at.selectbox(key="explain_layer")
+    assert layer.options[0].startswith("features.stage1_conv1  (Conv2d, output 60x60x4, RF 5x5)")
+    assert len(at.image) == 1  # filters need no image
+    table = at.dataframe[0].value
+    assert {"layer", "output", "params", "receptive_field", "jump"} <= set(table.columns)
+    assert table.loc[table["layer"] == "features.stage2_conv1", "receptive_field"].item() == "14x14"
+    at.file_uploader(key="explain_file").set_value(
+        ("x.png", encode(xray_like(4)), "image/png")
+    ).run()
+    assert not at.exception and len(at.image) == 2
+    layer.set_value("features.stage2_conv1").run()
+    assert not at.exception
+    assert "output 26x26x8" in " ".join(texts(at, "markdown"))
+    assert [i.proto.imgs[0].caption for i in at.image] == [
+        "learned filters",
+        "feature maps for x.png",
+    ]
+    at.file_uploader(key="explain_file").set_value(
+        ("bad.png", b"\x89PNG broken", "image/png")
+    ).run()
+    assert not at.exception
+    assert "Cannot show feature maps" in texts(at, "error")[0]
+
+
+def test_model_page_card_metrics_and_plots(app_env, app_bundle):
+    at = app_env(app_bundle).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    assert texts(at, "title") == ["Model"]
+    metrics = at.dataframe[0].value
+    assert list(metrics["metric"])[:3] == ["ROC-AUC", "Sensitivity", "Specificity"]
+    assert (metrics["ci_low"].dropna() <= metrics["value"][metrics["ci_low"].notna()] + 1e-9).all()
+    assert [i.proto.imgs[0].caption for i in at.image] == [
+        "ROC curve", "confusion matrix", "calibration (reliability diagram)"
+    ]  # fmt: skip
+    card = " ".join(texts(at, "markdown"))
+    assert "Not for clinical use" in card and "## Decision rule" in card  # the whole card
+    assert any("threshold **0.370**" in t for t in texts(at, "markdown"))
+
+
+def test_model_page_of_a_bundle_without_metrics(app_env, digits_bundle, tmp_path):
+    import json
+
+    bare = tmp_path / "bare"
+    shutil.copytree(digits_bundle, bare)
+    meta = json.loads((bare / "bundle.json").read_text())
+    meta["metrics"] = {}
+    (bare / "bundle.json").write_text(json.dumps(meta))
+    at = app_env(bare).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    assert "holds no validation metrics" in texts(at, "info")[0]
