@@ -35,12 +35,10 @@ def nice_label(name: str) -> str:
 
 
 def _pair(p: float, t: float) -> tuple[str, str]:
-    """p and t with enough decimals that a p just above t never prints as equal to it."""
-    for digits in (2, 3, 4):
-        a, b = f"{p:.{digits}f}", f"{t:.{digits}f}"
-        if a != b:
-            return a, b
-    return a, b
+    """p and t with enough decimals that p never prints equal to t, nor as a certain 0 or 1."""
+    sep = next((d for d in (2, 3, 4) if f"{p:.{d}f}" != f"{t:.{d}f}"), 4)
+    digits = next((d for d in range(sep, 5) if float(f"{p:.{d}f}") not in (0.0, 1.0)), 4)
+    return f"{p:.{digits}f}", f"{t:.{sep}f}"
 
 
 def verdict(

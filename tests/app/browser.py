@@ -53,3 +53,26 @@ def classify(page, image: Path) -> dict[str, float]:
     t = page.evaluate("() => window.__cnnlab")
     upload, answer = t["enabled"] - t["upload"], t["result"] - t["click"]
     return {"upload_ms": upload, "answer_ms": answer, "total_ms": upload + answer, "wall_s": wall}
+
+
+def wait_images(page) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def screenshot(page, path: Path) -> Path:
+    """The whole page: Streamlit scrolls inside its main pane, so the window is made as tall as
+    the content first (a plain full_page shot would stop at the window's height)."""
+    size = page.viewport_size
+    height = page.evaluate(
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stSidebarContent"]\')].map(e => e.scrollHeight))'
+    )
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height + 40)})
+    page.wait_for_timeout(300)  # let the layout settle at the new height
+    wait_images(page)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    return path

@@ -18,7 +18,7 @@ from cnnlab.app.launch import running_app
 from cnnlab.bundle import load_bundle, shipped_bundles
 from cnnlab.predict import predict_sources
 from cnnlab.verdict import verdict
-from tests.app.browser import RESULT, classify, launch
+from tests.app.browser import RESULT, classify, launch, screenshot
 from tests.conftest import ROOT, shared_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,13 +38,6 @@ def bundle_ref() -> str:
         pytest.fail("the shipped pneumonia model is missing (src/cnnlab/zoo/pneumonia, issue 5); "
                     "this test runs the app on it")  # fmt: skip
     return ref
-
-
-def wait_images(page) -> None:
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)"
-    )
 
 
 def test_classify_an_xray_in_the_browser(tmp_path):
@@ -76,8 +69,15 @@ def test_classify_an_xray_in_the_browser(tmp_path):
         expect(page.locator('[data-testid="stImage"]')).to_have_count(2)
         expect(result).to_have_count(1)  # the rerun has replaced the old page
         expect(result).to_have_text(expected.sentence)  # the results are kept, not recomputed
-        wait_images(page)
-        page.screenshot(path=str(ARTIFACTS / "app_classify.png"), full_page=True)
+        screenshot(page, ARTIFACTS / "app_classify.png")
+
+        page.get_by_role("link", name="Explain").click()
+        expect(page.get_by_role("heading", name="Explain", exact=True)).to_be_visible()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(xray))
+        expect(page.get_by_text(f"feature maps for {xray.name}")).to_be_visible()
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(2)  # filters, maps
+        expect(page.get_by_text("Layers (cnnlab summary)")).to_be_visible()
+        screenshot(page, ARTIFACTS / "app_explain.png")
 
         page.get_by_role("link", name="Model").click()
         expect(page.get_by_role("heading", name="Model", exact=True)).to_be_visible()
@@ -85,8 +85,7 @@ def test_classify_an_xray_in_the_browser(tmp_path):
             expect(page.locator('[data-testid="stImage"]')).to_have_count(3)
         else:  # a bundle without validation metrics
             expect(page.get_by_text("holds no validation metrics")).to_be_visible()
-        wait_images(page)
-        page.screenshot(path=str(ARTIFACTS / "app_model.png"), full_page=True)
+        screenshot(page, ARTIFACTS / "app_model.png")
         browser.close()
     figures = {"bundle": ref, "startup_to_health_s": round(startup, 3),
                "upload_to_result_ms": round(timing["total_ms"]),

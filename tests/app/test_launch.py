@@ -13,6 +13,7 @@ from cnnlab.app.launch import (
     RUNS_ENV,
     app_settings,
     env_name,
+    locate_bundle,
     streamlit_command,
 )
 
@@ -73,3 +74,18 @@ def test_cli_refuses_a_bad_bundle_before_starting(run_cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(
         f"cnnlab: error: no bundle at {tmp_path / 'missing'}"
     )
+
+
+def test_locate_bundle_agrees_with_resolve_bundle(app_bundle, tmp_path, monkeypatch):
+    from cnnlab.bundle import resolve_bundle, shipped_bundles
+    from cnnlab.errors import CnnlabError
+
+    assert locate_bundle(str(app_bundle)) == str(resolve_bundle(app_bundle).resolve())
+    assert locate_bundle(str(app_bundle / "bundle.json")) == str(app_bundle.resolve())
+    for name in shipped_bundles():
+        assert locate_bundle(name) == name
+    with pytest.raises(CnnlabError, match="no bundle at"):
+        locate_bundle(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CnnlabError, match="not a cnnlab bundle"):
+        locate_bundle(str(tmp_path / "empty"))

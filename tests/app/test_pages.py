@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -126,7 +127,7 @@ def test_sidebar_about_says_intended_use_and_not_for_diagnosis(app_env, app_bund
     at = app_env(app_bundle).run()
     assert "About" in texts(at.sidebar, "header")
     about = " ".join(texts(at.sidebar, "markdown"))
-    assert "Intended use" in about and "Teaching and research" in about
+    assert "**Intended use.** Teaching and research" in about
     assert any("Not for diagnosis" in w for w in texts(at.sidebar, "warning"))
     assert any("MB each" in c for c in texts(at.sidebar, "caption"))
 
@@ -192,7 +193,10 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
     assert texts(at, "title") == ["Model"]
     metrics = at.dataframe[0].value
     assert list(metrics["metric"])[:3] == ["ROC-AUC", "Sensitivity", "Specificity"]
-    assert (metrics["ci_low"].dropna() <= metrics["value"][metrics["ci_low"].notna()] + 1e-9).all()
+    auc = json.loads((app_bundle / "bundle.json").read_text())["metrics"]
+    lo, hi = auc["auc_ci"]
+    assert list(metrics.iloc[0]) == ["ROC-AUC", f"{auc['auc']:.4f}", f"{lo:.4f} - {hi:.4f}"]
+    assert metrics.loc[metrics["metric"] == "ECE", "95% CI"].item() == ""
     assert [i.proto.imgs[0].caption for i in at.image] == [
         "ROC curve", "confusion matrix", "calibration (reliability diagram)"
     ]  # fmt: skip

@@ -47,6 +47,17 @@ def test_probability_just_above_threshold_never_prints_equal_to_it():
     assert "(0.3712; threshold 0.3710)" in v.sentence
 
 
+def test_a_probability_never_prints_as_certain():
+    assert (
+        verdict(binary_pred(0.9992), BINARY, True).sentence
+        == "Pneumonia likely (0.999; threshold 0.37)"
+    )
+    assert (
+        verdict(binary_pred(0.0004), BINARY, True).sentence
+        == "Normal likely (0.0004; threshold 0.37)"
+    )
+
+
 def test_unreadable_input_is_not_classified():
     v = verdict(Prediction("bad.png", error="empty file (0 bytes)"), BINARY, binary=True)
     assert v.error == "empty file (0 bytes)" and v.label is None

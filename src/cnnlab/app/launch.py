@@ -70,6 +70,25 @@ def streamlit_command(
     return argv, env
 
 
+def locate_bundle(ref: str) -> str:
+    """What `resolve_bundle` finds, without importing torch (so `cnnlab app` starts the server
+    sooner): a bundle folder's absolute path, or a shipped model's name. A bad reference is
+    the same CnnlabError."""
+    from importlib import resources
+
+    path = Path(ref).expanduser()
+    if (path / "bundle.json").is_file():
+        return str(path.resolve())
+    if path.is_file() and path.name == "bundle.json":
+        return str(path.parent.resolve())
+    shipped = Path(str(resources.files("cnnlab") / "zoo")) / ref
+    if ref and "/" not in ref and (shipped / "bundle.json").is_file():
+        return ref
+    from cnnlab.bundle import resolve_bundle  # only to raise its error message
+
+    return str(resolve_bundle(ref).resolve())
+
+
 def app_settings(env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """(explicit bundle refs, folders to search) as the app reads them from its environment."""
     env = os.environ if env is None else env

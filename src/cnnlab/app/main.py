@@ -9,14 +9,20 @@ import streamlit as st
 
 from cnnlab.app.sidebar import render_sidebar
 
-st.set_page_config(page_title="cnnlab: chest X-ray and image classifier", page_icon="🩻",
+st.set_page_config(page_title="cnnlab: chest X-ray and image classifier", page_icon=":material/image_search:",
                    layout="wide")  # fmt: skip
 
 VIEWS = Path(__file__).with_name("views")
 pages = [
-    st.Page(VIEWS / "classify.py", title="Classify", icon="🩻", url_path="classify", default=True),
-    st.Page(VIEWS / "explain.py", title="Explain", icon="🔍", url_path="explain"),
-    st.Page(VIEWS / "model.py", title="Model", icon="📋", url_path="model"),
+    st.Page(
+        VIEWS / "classify.py",
+        title="Classify",
+        icon=":material/image_search:",
+        url_path="classify",
+        default=True,
+    ),
+    st.Page(VIEWS / "explain.py", title="Explain", icon=":material/layers:", url_path="explain"),
+    st.Page(VIEWS / "model.py", title="Model", icon=":material/description:", url_path="model"),
 ]
 page = st.navigation(pages, position="sidebar")
 render_sidebar()

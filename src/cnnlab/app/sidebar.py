@@ -49,4 +49,4 @@ def _intended_use(entries) -> str:
         text = card_section(get_bundle(str(entry.path)).card, "Intended use")
     except CnnlabError:
         return GENERIC_USE
-    return f"**Intended use** ({entry.label}): {text}" if text else GENERIC_USE
+    return f"**Intended use.** {text}" if text else GENERIC_USE

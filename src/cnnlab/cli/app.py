@@ -24,12 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from cnnlab.app.launch import streamlit_command
-    from cnnlab.bundle import resolve_bundle
+    from cnnlab.app.launch import locate_bundle, streamlit_command
 
-    bundle = None
-    if args.bundle:  # a bad reference is exit 2 here, before any server starts
-        bundle = str(resolve_bundle(args.bundle).resolve())
+    # a bad reference is exit 2 here, before any server starts
+    bundle = locate_bundle(args.bundle) if args.bundle else None
     argv, env = streamlit_command(bundle, args.runs)
     sys.stdout.flush()
     os.execve(argv[0], argv, env)  # the server replaces this process: signals reach it directly

@@ -44,13 +44,17 @@ else:
                     f"({bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}), "
                     f"temperature {bundle.temperature:.3f}; intervals: bootstrap 95%.")  # fmt: skip
     st.dataframe(
-        metric_rows(metrics),
+        [
+            {
+                "metric": r["metric"],
+                "value": f"{r['value']:.4f}" if r["value"] is not None else "n/a",
+                "95% CI": f"{r['ci_low']:.4f} - {r['ci_high']:.4f}"
+                if r["ci_low"] is not None and r["ci_high"] is not None
+                else "",
+            }
+            for r in metric_rows(metrics)
+        ],
         hide_index=True,
-        column_config={
-            "value": st.column_config.NumberColumn(format="%.4f"),
-            "ci_low": st.column_config.NumberColumn("95% CI low", format="%.4f"),
-            "ci_high": st.column_config.NumberColumn("95% CI high", format="%.4f"),
-        },
     )
     figs = figures(str(entry.path))
     roc, cm, rel = st.columns(3)

@@ -1,0 +1,157 @@
+"""Web app latency: `cnnlab app` to a healthy server, the first page, and upload -> result for
+one chest X-ray in Chromium (Playwright), each beside its floor measured in the same run.
+
+- Start: `cnnlab app BUNDLE` until /_stcore/health answers `ok`, beside `streamlit run` of a
+  one-line app (Streamlit's own floor).
+- Upload -> result, Grad-CAM off, measured inside the page (a MutationObserver: upload ->
+  Classify usable, click -> result sentence shown), so Playwright's polling does not count;
+  beside `predict_sources` on the same bytes in this process (the model's floor).
+- Grad-CAM: toggle -> overlay shown, in the page.
+
+    flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/app_latency.py [--bundle pneumonia]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.app.browser: the page driver the e2e test uses
+
+from tests.app.browser import classify, launch  # noqa: E402
+
+from cnnlab.app.launch import running_app, wait_healthy  # noqa: E402
+from cnnlab.bundle import load_bundle  # noqa: E402
+from cnnlab.predict import predict_sources  # noqa: E402
+
+CAM_WATCH = """() => {
+  const t = window.__cam = {start: performance.now()};
+  const mo = new MutationObserver(() => {
+    const shown = [...document.querySelectorAll('[data-testid="stImage"] img')];
+    if (shown.length >= 2 && shown.every(i => i.complete && i.naturalWidth > 0)) {
+      t.end = performance.now(); mo.disconnect();
+    }
+  });
+  mo.observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def streamlit_floor(folder: Path) -> float:
+    """Seconds from `streamlit run` of a one-line app to a healthy server."""
+    app = folder / "hello.py"
+    app.write_text("import streamlit as st\nst.write('hello')\n")
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        return time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def model_floor(bundle_ref: str, data: bytes, runs: int = 30) -> float:
+    bundle = load_bundle(bundle_ref)
+    for _ in range(5):
+        predict_sources(bundle, [data])
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predict_sources(bundle, [data])
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default="pneumonia")
+    ap.add_argument("--starts", type=int, default=3, help="server starts timed (each kind)")
+    ap.add_argument("--uploads", type=int, default=5, help="uploads timed, each on a fresh page")
+    ap.add_argument("--image", type=Path, help="default: the first X-ray of ../shared/data")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    xray = (
+        args.image
+        or sorted(
+            (ROOT.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA").glob("*.jp*g")
+        )[0]
+    )
+    floor_ms = model_floor(args.bundle, xray.read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        floors = [streamlit_floor(Path(tmp)) for _ in range(args.starts)]
+        starts = []
+        for i in range(args.starts):
+            with running_app(args.bundle, free_port(), [tmp]) as (url, startup):
+                starts.append(startup)
+                if i < args.starts - 1:
+                    continue
+                with sync_playwright() as p:
+                    browser = launch(p)
+                    chromium = browser.version
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    page.set_default_timeout(120_000)
+                    t0 = time.perf_counter()
+                    page.goto(url)
+                    page.get_by_text("Not for diagnosis.").wait_for()
+                    page.get_by_role("button", name="Classify").wait_for()
+                    first_page = time.perf_counter() - t0
+                    uploads = []
+                    for _ in range(args.uploads):
+                        page.goto(url)
+                        page.get_by_role("button", name="Classify").wait_for()
+                        uploads.append(classify(page, xray))
+                    page.evaluate(CAM_WATCH)
+                    page.get_by_text("Grad-CAM overlay").click()
+                    page.get_by_text("Grad-CAM for").wait_for()
+                    page.wait_for_function("() => window.__cam.end")
+                    cam = page.evaluate("() => window.__cam.end - window.__cam.start")
+                    browser.close()
+    med = {k: statistics.median(u[k] for u in uploads) for k in uploads[0]}
+    print(f"cnnlab app latency: bundle {args.bundle}, image {xray.name}, Chromium {chromium}, "
+          f"{len(os.sched_getaffinity(0))} cores")  # fmt: skip
+    print(f"{'':48}{'median':>10}  runs")
+    print("server start -> /_stcore/health")
+    print(
+        f"  {'streamlit run hello.py (floor)':46}{statistics.median(floors):>8.2f} s  {len(floors)}"
+    )
+    print(f"  {'cnnlab app ' + args.bundle:46}{statistics.median(starts):>8.2f} s  {len(starts)}")
+    print(f"  {'(each start, s)':46}{', '.join(f'{s:.2f}' for s in starts)}")
+    print(f"first page (script imports torch, loads model)  {first_page:>8.2f} s  1")
+    print("upload -> result, one X-ray, Grad-CAM off")
+    print(f"  {'model alone: predict_sources (floor)':46}{floor_ms:>8.0f} ms 30")
+    print(
+        f"  {'in the page: upload -> Classify usable':46}{med['upload_ms']:>8.0f} ms {len(uploads)}"
+    )
+    print(f"  {'in the page: click -> result shown':46}{med['answer_ms']:>8.0f} ms {len(uploads)}")
+    print(f"  {'in the page: total (goal < 1000 ms)':46}{med['total_ms']:>8.0f} ms {len(uploads)}")
+    totals = ", ".join(f"{u['total_ms']:.0f}" for u in uploads)
+    print(f"  {'(each total, ms)':46}{totals}")
+    print(
+        f"  {'as Playwright sees it (polling included)':46}{med['wall_s'] * 1000:>8.0f} ms {len(uploads)}"
+    )
+    print(f"Grad-CAM toggle -> overlay shown, in the page    {cam:>8.0f} ms 1")
+
+
+if __name__ == "__main__":
+    main()
