@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import cnnlab.app.resources as resources
 import cnnlab.catalog as catalog
@@ -37,13 +38,20 @@ def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bu
     assert texts(at, "title") == ["Classify"]
     assert len(at.success) == 0 and len(at.dataframe) == 0  # no results before an upload
     assert at.button[0].label == "Classify" and at.button[0].disabled
+    calls = []  # every forward pass of the cached model: batch size, gradients on?
+    model = resources.get_bundle(str(app_bundle)).model
+    hook = model.register_forward_hook(
+        lambda m, args, out: calls.append((args[0].shape[0], torch.is_grad_enabled()))
+    )
     files = [("a.png", encode(xray_like(0)), "image/png"),
              ("b.jpg", encode(xray_like(5, 200), "JPEG"), "image/jpeg"),
              ("c.dcm", dicom_image(xray_like(9)), "application/dicom")]  # fmt: skip
     at.file_uploader(key="classify_files").set_value(files).run()
     assert any("3 files ready" in t for t in texts(at, "info"))
     at.button[0].click().run()
+    hook.remove()
     assert not at.exception
+    assert calls == [(3, False)]  # one batch for the three uploads, no autograd
     bundle = load_bundle(app_bundle)
     expected = predict_sources(bundle, [f[1] for f in files], [f[0] for f in files])
     sentences = texts(at, "success") + [w for w in texts(at, "warning") if "threshold" in w]
