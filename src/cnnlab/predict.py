@@ -97,3 +97,21 @@ def predict_sources(
             pred.source = results[where[start + j]].source
             results[where[start + j]] = pred
     return results
+
+
+def predict_uploads(
+    bundle: Bundle, uploads: list[tuple[str, bytes]], max_mb: float | None = None, top_k: int = 3
+) -> list[Prediction]:
+    """(name, bytes) uploads in one batch, in order; one over `max_mb` is refused unread."""
+    from cnnlab.data.upload import upload_too_large
+
+    results = [Prediction(source=name) for name, _ in uploads]
+    ok = []
+    for i, (_, data) in enumerate(uploads):
+        results[i].error = upload_too_large(len(data), max_mb) if max_mb is not None else None
+        if results[i].error is None:
+            ok.append(i)
+    found = predict_sources(bundle, [uploads[i][1] for i in ok], [uploads[i][0] for i in ok], top_k)
+    for i, pred in zip(ok, found, strict=True):
+        results[i] = pred
+    return results

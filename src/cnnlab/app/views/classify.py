@@ -8,10 +8,10 @@ import streamlit as st
 
 from cnnlab.app.resources import IMAGE_TYPES, require_bundle, upload_limit_mb
 from cnnlab.data.images import ImageReadError
-from cnnlab.data.upload import upload_notes, upload_too_large
+from cnnlab.data.upload import upload_notes
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
-from cnnlab.predict import Prediction, predict_sources
+from cnnlab.predict import predict_uploads
 from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
 
 RESULTS = "classify_results"
@@ -47,16 +47,7 @@ show_cam = right.toggle("Grad-CAM overlay", key="gradcam",
 state_key = (str(entry.path), tuple(f.file_id for f in files))
 if clicked:
     with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
-        preds: list[Prediction] = [Prediction(source=f.name) for f in files]
-        ok = []
-        for i, f in enumerate(files):
-            preds[i].error = upload_too_large(f.size, limit)
-            if preds[i].error is None:
-                ok.append(i)
-        found = predict_sources(bundle, [files[i].getvalue() for i in ok],
-                                [files[i].name for i in ok])  # fmt: skip
-        for i, pred in zip(ok, found, strict=True):
-            preds[i] = pred
+        preds = predict_uploads(bundle, [(f.name, f.getvalue()) for f in files], limit)
         st.session_state[RESULTS] = (state_key, preds)
 
 stored = st.session_state.get(RESULTS)
