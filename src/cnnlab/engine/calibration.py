@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from cnnlab.fileio import atomic_path
 
+MIN_PER_CLASS = 20  # validation images of each class needed to fit a temperature
+
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The T > 0 that minimises the log-loss of `logits / T` (one logit: BCE; K logits: CE)."""
@@ -134,9 +136,8 @@ def fit_decision(
     temperature = 1.0
     if logits is None or labels is None or len(labels) == 0:
         policy = "fixed"
-    else:
-        if cfg.calibrate:
-            temperature = fit_temperature(logits, labels)
+    elif cfg.calibrate and min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_PER_CLASS:
+        temperature = fit_temperature(logits, labels)  # fewer images would overfit T itself
     if policy == "fixed":
         threshold = cfg.threshold
     else:
