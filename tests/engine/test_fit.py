@@ -151,3 +151,16 @@ def test_binary_class_weights_and_frozen_models(idx_dir):
     )
     logits = torch.tensor([[2.0], [-2.0]])
     assert loss(logits, torch.tensor([1, 0])).item() < loss(logits, torch.tensor([0, 1])).item()
+
+
+def test_without_early_stopping_the_last_epoch_is_kept(idx_dir):
+    class Record(Callback):
+        def on_epoch_end(self, state, row):
+            self.last = weights(state.model)
+
+    rec = Record()
+    model, _ = run(
+        tiny_recipe(idx_dir, epochs=2, schedule="constant", optimizer="adam", lr=0.5),
+        callbacks=[rec],
+    )
+    assert same(weights(model), rec.last)

@@ -197,7 +197,10 @@ def fit(
     augment = BatchAugment(recipe.augment)
     scaler = torch.amp.GradScaler("cuda") if rt.needs_grad_scaler else None
 
-    stopper = EarlyStopping(t.early_stopping, t.monitor) if val is not None else None
+    # only with early stopping on are the best epoch's weights put back (model selection on val)
+    stopper = (
+        EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
+    )
     stateful: list[Callback] = [c for c in (stopper,) if c] + list(callbacks or [])
     cbs = list(stateful)
     if out_dir is not None and distributed.is_main():
