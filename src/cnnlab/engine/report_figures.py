@@ -42,13 +42,11 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _plt():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure outside pyplot's global state: safe when app sessions draw in parallel threads."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(layout="constrained", **kwargs)
 
 
 def roc_from_bins(bins: list[dict[str, float]]) -> dict[str, list[float]]:
@@ -73,8 +71,8 @@ def roc_figure(metrics: dict[str, Any], positive: str = "positive"):
         roc, coarse = roc_from_bins(metrics.get("calibration_bins") or []), True
     if not roc["fpr"]:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 4.4), constrained_layout=True)
+    fig = _figure(figsize=(4.6, 4.4))
+    ax = fig.subplots()
     auc = _num(metrics.get("auc"))
     lo, hi = (metrics.get("auc_ci") or [None, None])[:2]
     label = f"ROC (AUC {auc:.3f}" if auc is not None else "ROC ("
@@ -103,11 +101,11 @@ def roc_figure(metrics: dict[str, Any], positive: str = "positive"):
 
 def confusion_figure(cm: list[list[int]], classes: list[str]):
     """Counts in the cells, colour = share of the true class (rows true, columns predicted)."""
-    plt = _plt()
     m = np.asarray(cm)
     k = len(classes)
     side = max(3.6, 0.5 * k + 2)
-    fig, ax = plt.subplots(figsize=(side + 0.8, side), constrained_layout=True)
+    fig = _figure(figsize=(side + 0.8, side))
+    ax = fig.subplots()
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), classes, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
@@ -127,9 +125,8 @@ def reliability_figure(bins: list[dict[str, float]], ece: float | None = None):
     """Observed positive rate against mean predicted probability per stored bin, sized by count."""
     if not bins:
         return None
-    plt = _plt()
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.6, 5.2), height_ratios=[3, 1], sharex=True,
-                                   constrained_layout=True)  # fmt: skip
+    fig = _figure(figsize=(4.6, 5.2))
+    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
     ax.plot([b["mean_p"] for b in bins], [b["rate"] for b in bins], "o-", label="model")
     ax.set_ylabel("observed positive rate")
