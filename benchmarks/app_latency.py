@@ -70,6 +70,13 @@ def streamlit_floor(folder: Path) -> float:
         proc.wait(timeout=10)
 
 
+def cli_startup() -> float:
+    """Seconds for `cnnlab --version`: the CLI's own start-up, paid before the server starts."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cnnlab", "--version"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def model_floor(bundle_ref: str, data: bytes, runs: int = 30) -> float:
     bundle = load_bundle(bundle_ref)
     for _ in range(5):
@@ -100,6 +107,7 @@ def main() -> None:
     floor_ms = model_floor(args.bundle, xray.read_bytes())
     with tempfile.TemporaryDirectory() as tmp:
         floors = [streamlit_floor(Path(tmp)) for _ in range(args.starts)]
+        clis = [cli_startup() for _ in range(args.starts)]
         starts = []
         for i in range(args.starts):
             with running_app(args.bundle, free_port(), [tmp]) as (url, startup):
@@ -137,6 +145,9 @@ def main() -> None:
     )
     print(f"  {'cnnlab app ' + args.bundle:46}{statistics.median(starts):>8.2f} s  {len(starts)}")
     print(f"  {'(each start, s)':46}{', '.join(f'{s:.2f}' for s in starts)}")
+    print(
+        f"  {'of which: cnnlab --version (CLI start-up)':46}{statistics.median(clis):>8.2f} s  {len(clis)}"
+    )
     print(f"first page (script imports torch, loads model)  {first_page:>8.2f} s  1")
     print("upload -> result, one X-ray, Grad-CAM off")
     print(f"  {'model alone: predict_sources (floor)':46}{floor_ms:>8.0f} ms 30")
