@@ -89,3 +89,24 @@ def test_locate_bundle_agrees_with_resolve_bundle(app_bundle, tmp_path, monkeypa
     (tmp_path / "empty").mkdir()
     with pytest.raises(CnnlabError, match="not a cnnlab bundle"):
         locate_bundle(str(tmp_path / "empty"))
+
+
+def test_cnnlab_app_starts_the_server_without_importing_torch(app_bundle):
+    """Torch loads in the server when a page first runs; the CLI in front of it stays light."""
+    import subprocess
+
+    code = (
+        "import sys; from cnnlab.cli import build_parser; build_parser(); "
+        "from cnnlab.app.launch import locate_bundle, streamlit_command; "
+        f"streamlit_command(locate_bundle({str(app_bundle)!r})); "
+        "print(sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_serve_cli_backends_match_the_library():
+    from cnnlab.cli.serve import BACKENDS as CLI_BACKENDS
+    from cnnlab.deploy.backends import BACKENDS
+
+    assert CLI_BACKENDS == BACKENDS

@@ -37,9 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    from cnnlab.deploy.backends import BACKENDS
+BACKENDS = ("torch", "onnx")  # = cnnlab.deploy.backends.BACKENDS, whose import loads torch:
+# building the parser must not (it cost every cnnlab command ~5 s on 2 cores)
 
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="inference engine: PyTorch or ONNX Runtime (default torch)")  # fmt: skip
     p.add_argument("--onnx", metavar="FILE",
