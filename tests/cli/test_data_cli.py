@@ -35,7 +35,7 @@ def test_audit_of_something_else_is_a_clean_error(tmp_path, capsys):
     assert "is not an image folder" in err and "Traceback" not in err
 
 
-def test_augment_preview_writes_a_grid_of_originals_and_copies(tmp_path, run_cli, capsys):
+def test_augment_preview_writes_a_grid_of_originals_and_copies(tmp_path, capsys, monkeypatch):
     root = write_image_folder(tmp_path / "d", ["a", "b"], 3, size=40)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
@@ -44,10 +44,10 @@ def test_augment_preview_writes_a_grid_of_originals_and_copies(tmp_path, run_cli
         " rescale: 1/255}\n"
     )
     out = tmp_path / "grid.png"
-    res = run_cli("augment-preview", root, "--recipe", recipe, "--out", out, "--images", "4",
-                  "--copies", "3", env={"CNNLAB_DATA": str(tmp_path / "cache")})  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    assert "rotation_range=40" in res.stdout
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+    args = ["--recipe", str(recipe), "--out", str(out), "--images", "4", "--copies", "3"]
+    assert main(["augment-preview", str(root), *args]) == 0
+    assert "rotation_range=40" in capsys.readouterr().out
     grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
     assert grid.shape[0] > grid.shape[1] * 0.5  # 4 rows, 1 + 3 columns
     # the first tile is an original image, unchanged

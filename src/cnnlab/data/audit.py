@@ -8,6 +8,7 @@ image in both train and test makes the test score a memory test. Ends in a plain
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -92,9 +93,15 @@ def inspect_file(item: tuple[str, str, str]) -> FileFacts:
             facts.mode, facts.format = ("L" if arr.shape[2] == 1 else "RGB"), "DICOM"
             gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
         else:
-            img = open_image(data, path)
-            facts.width, facts.height = img.size
-            facts.mode, facts.format = img.mode, img.format or "?"
+            img = open_image(data, path, draft=(64, 64))  # JPEGs decode at 1/2 to 1/8 scale
+            header = Image.open(io.BytesIO(data))  # the stored size and mode, before the draft
+            facts.width, facts.height = header.size
+            if (
+                header.format in ("JPEG", "TIFF", "WEBP", "PNG")
+                and header.getexif().get(0x0112, 1) > 4
+            ):
+                facts.width, facts.height = facts.height, facts.width  # shown turned 90 degrees
+            facts.mode, facts.format = header.mode, header.format or "?"
             gray = img.convert("L") if img.mode not in ("I;16", "I", "F") else _gray16(img)
         facts.phash = phash(np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR)))
         facts.thumb = gray.resize((32, 32), Image.Resampling.BOX).tobytes()

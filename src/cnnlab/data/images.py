@@ -79,10 +79,13 @@ def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarr
     return _pil_to_array(open_image(data, name), color_mode)
 
 
-def open_image(data: bytes, name: str = "upload") -> Image.Image:
+def open_image(
+    data: bytes, name: str = "upload", draft: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode image bytes with Pillow, size-checked before decoding and EXIF-oriented after.
 
     Shared by `read_image` and the dataset audit, so both give the same reason for a bad file.
+    `draft` lets a JPEG decode at a reduced scale (still every block, so truncation shows).
     """
     try:
         with warnings.catch_warnings():
@@ -93,6 +96,8 @@ def open_image(data: bytes, name: str = "upload") -> Image.Image:
                 raise ImageReadError(
                     f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
                 )
+            if draft is not None and img.format == "JPEG":
+                img.draft("L", draft)
             img.load()
             # a JPEG keeps its orientation in EXIF or XMP; without either there is nothing to turn
             if img.format != "JPEG" or _ORIENTATION_KEYS & img.info.keys():

@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cnnlab.models.base import ClassifierCNN, as_size
 from cnnlab.models.registry import register_model
@@ -30,6 +31,37 @@ class ScaledLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) * self.scale
+
+
+class WhiteningStem(nn.Module):
+    """A 2x2 conv whose filters whiten image patches (airbench): fixed, set from the first
+    training batch, with a learned bias. Kept as a buffer, so DistributedDataParallel
+    broadcasts rank 0's filters and every rank whitens alike."""
+
+    def __init__(self, in_channels: int, eps: float = 5e-4) -> None:
+        super().__init__()
+        self.out_channels = 8 * in_channels  # each eigenvector of the 2x2 patches, +/- sign
+        self.eps = eps
+        self.register_buffer("weight", torch.zeros(self.out_channels, in_channels, 2, 2))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self.bias = nn.Parameter(torch.zeros(self.out_channels))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        c = x.shape[1]
+        patches = F.unfold(x.float(), 2).transpose(1, 2).reshape(-1, 4 * c).double()
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        eigval, eigvec = torch.linalg.eigh(cov)
+        filters = (eigvec.T / torch.sqrt(eigval.clamp_min(0) + self.eps).view(-1, 1)).flip(0)
+        filters = torch.cat([filters, -filters]).view(-1, c, 2, 2)
+        self.weight.copy_(filters.to(self.weight))
+        self.ready.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.ready):
+            self.fit(x)
+        return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
 class CifarNet(ClassifierCNN):
@@ -60,6 +92,7 @@ def cifarnet(
     activation: str = "relu",
     head_scale: float = 1 / 9,
     tta: bool = True,
+    whiten: bool = False,
 ):
     """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, flip TTA in eval."""
     if activation not in ("relu", "gelu"):
@@ -68,8 +101,12 @@ def cifarnet(
     if min(h, w) < 2 ** (len(widths) + 1):
         raise ValueError(f"input {h}x{w} is too small for {len(widths)} pooling groups")
     f: OrderedDict = OrderedDict()
-    f["stem"] = nn.Conv2d(in_channels, stem_width, 2, bias=False)
-    f["stem_bn"] = nn.BatchNorm2d(stem_width)
+    if whiten:
+        f["stem"] = WhiteningStem(in_channels)
+        stem_width = f["stem"].out_channels
+    else:
+        f["stem"] = nn.Conv2d(in_channels, stem_width, 2, bias=False)
+        f["stem_bn"] = nn.BatchNorm2d(stem_width)
     f["stem_act"] = _act(activation)
     prev = stem_width
     for i, width in enumerate(widths, 1):
