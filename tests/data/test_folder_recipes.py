@@ -19,9 +19,7 @@ def test_folder_keras_cnn_recipe_is_the_brief(tmp_path, monkeypatch):
     assert recipe.train.batch_size == 32 and recipe.data.normalize == "unit"
     assert BatchAugment(recipe.augment).affine
     assert count_params(create_model(recipe.model.name)) == 19_034_177
-    root = write_image_folder(
-        tmp_path / "d", ["cats", "dogs"], 6, size=64, splits=["train", "val"]
-    )
+    root = write_image_folder(tmp_path / "d", ["cats", "dogs"], 6, size=64, splits=["train", "val"])
     outcome = train_recipe(recipe, str(root), tmp_path / "run", progress=False)
     bundle = load_bundle(tmp_path / "run")
     assert bundle.classes == ["cats", "dogs"] and bundle.binary
