@@ -39,7 +39,7 @@ def test_env_name_follows_streamlit():
 
 def test_defaults_filled_in_and_bundle_passed(tmp_path):
     argv, env = streamlit_command("pneumonia", ["runs", str(tmp_path / "more")], env={})
-    assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT)]
+    assert argv[:4] == [sys.executable, "-m", "cnnlab.app.server", str(APP_SCRIPT)]
     assert "--server.maxUploadSize=32" in argv and "--server.headless=true" in argv
     assert "--browser.gatherUsageStats=false" in argv
     assert not any(a.startswith("--server.port") for a in argv)  # Streamlit's own default: 8501
@@ -110,3 +110,22 @@ def test_serve_cli_backends_match_the_library():
     from cnnlab.deploy.backends import BACKENDS
 
     assert CLI_BACKENDS == BACKENDS
+
+
+def test_warm_up_preloads_the_default_bundle_for_the_pages(
+    app_bundle, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    import cnnlab.app.resources as resources
+    from cnnlab.app.server import PRELOADED, warm_up
+
+    own = tmp_path / "warm"  # a path no test has loaded yet
+    shutil.copytree(app_bundle, own)
+    monkeypatch.setenv(BUNDLE_ENV, str(own))
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    warm_up(wait=False)
+    assert f"{PRELOADED} warm in " in capsys.readouterr().err  # labelled relative to the cwd
+    monkeypatch.setattr(resources, "load_bundle", lambda p: pytest.fail("loaded a second time"))
+    assert resources.get_bundle(str(own)).path == own  # served from the cache
+    assert resources.get_cam_layer(str(own)) == "features.stage2_conv1"

@@ -41,6 +41,18 @@ def get_summary(path: str) -> Summary:
     return summarize(bundle.model, (pre.channels, pre.size[0], pre.size[1]), bundle.name)
 
 
+@st.cache_resource(show_spinner=False)
+def get_cam_layer(path: str) -> str:
+    """The Grad-CAM layer (last conv of the features), found once per model, not per image."""
+    import torch
+
+    from cnnlab.explain import default_layer
+
+    bundle = get_bundle(path)
+    pre = bundle.preprocess
+    return default_layer(bundle.model, torch.zeros(1, pre.channels, *pre.size))
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def get_catalog(explicit: tuple[str, ...], roots: tuple[str, ...]) -> list[BundleEntry]:
     return find_bundles(explicit, roots)

@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.medical import INTERVAL_KEYS
-
 NAMES = {
     "auc": "ROC-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV",
     "npv": "NPV", "f1": "F1", "accuracy": "Accuracy", "brier": "Brier score", "ece": "ECE",
@@ -32,6 +30,8 @@ def _num(x: Any) -> float | None:
 
 def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of (metric, value, 95% CI low, high) for whatever the bundle recorded."""
+    from cnnlab.engine.medical import INTERVAL_KEYS  # (scikit-learn: loaded when needed)
+
     wanted = (*INTERVAL_KEYS, "ece") if "auc" in metrics else ("accuracy", "macro_f1", "loss")
     keys = [k for k in wanted if k in metrics]
     rows = []

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from cnnlab.app.resources import IMAGE_TYPES, require_bundle, upload_limit_mb
+from cnnlab.app.resources import IMAGE_TYPES, get_cam_layer, require_bundle, upload_limit_mb
 from cnnlab.data.images import ImageReadError
 from cnnlab.data.upload import upload_notes
 from cnnlab.errors import CnnlabError
@@ -57,8 +57,8 @@ if files and results is None:
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM ...")
-def cam_overlay(bundle_path: str, digest: str, _data: bytes) -> np.ndarray:
-    pixels, cam = gradcam_image(bundle, _data)
+def cam_overlay(bundle_path: str, digest: str, label: str, _data: bytes) -> np.ndarray:
+    pixels, cam = gradcam_image(bundle, _data, get_cam_layer(bundle_path), label)
     return overlay_heatmap(pixels, cam.heatmap)
 
 
@@ -82,7 +82,8 @@ if results is not None:
                 cols[0].image(model_view(data), caption="as the model sees it", width="stretch")
                 if show_cam:
                     digest = hashlib.sha256(data).hexdigest()
-                    cols[1].image(cam_overlay(str(entry.path), digest, data),
+                    overlay = cam_overlay(str(entry.path), digest, pred.label or "", data)
+                    cols[1].image(overlay,
                                   caption=f"Grad-CAM for {nice_label(pred.label or '')}",
                                   width="stretch")  # fmt: skip
             except (ImageReadError, CnnlabError) as e:  # read once already; kept for safety
