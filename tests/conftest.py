@@ -30,7 +30,9 @@ def shared_path(*parts: str) -> Path:
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """Write an IDX file (the MNIST format): magic, big-endian dims, then raw uint8 data."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     raw = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(raw) if gz else raw)
     return path
@@ -61,8 +63,16 @@ def idx_dir(tmp_path: Path) -> Path:
     return d
 
 
-def write_image_folder(root: Path, classes: list[str], per_class: int, size: int = 32, mode: str = "RGB",
-                       splits: list[str] | None = None, suffix: str = ".png", seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path,
+    classes: list[str],
+    per_class: int,
+    size: int = 32,
+    mode: str = "RGB",
+    splits: list[str] | None = None,
+    suffix: str = ".png",
+    seed: int = 0,
+) -> Path:
     """root/<split>/<class>/img_i.png (or root/<class>/... when splits is None); class k has colour k."""
     rng = np.random.default_rng(seed)
     for split in splits or [None]:

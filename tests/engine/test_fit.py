@@ -164,3 +164,16 @@ def test_without_early_stopping_the_last_epoch_is_kept(idx_dir):
         callbacks=[rec],
     )
     assert same(weights(model), rec.last)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3])
+def test_onecycle_on_a_handful_of_steps(total):
+    recipe = recipe_from_dict({"train": {"lr": 0.1, "epochs": 1, "schedule": "onecycle"}})
+    opt = make_optimizer(torch.nn.Linear(2, 2), recipe.train)
+    sched = make_scheduler(opt, recipe.train, steps_per_epoch=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0 < lr <= 0.1 for lr in lrs)

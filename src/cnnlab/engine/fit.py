@@ -82,15 +82,24 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int):
-    """Stepped once per batch; `step` decays every `step_size` epochs."""
+    """Stepped once per batch; `step` decays every `step_size` epochs.
+
+    onecycle follows OneCycleLR's learning-rate curve (cosine rise from lr/25 over
+    `warmup_fraction` of the steps, cosine fall to lr/25e4), written as a multiplier so it
+    also works for runs of a handful of steps, where OneCycleLR divides by zero.
+    """
     total = max(1, t.epochs * steps_per_epoch)
     if t.schedule == "onecycle":
-        max_lr = [g.get("lr", t.lr) for g in opt.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=max_lr, total_steps=total, pct_start=t.warmup_fraction,
-            cycle_momentum=t.optimizer == "sgd",
-        )  # fmt: skip
-    if t.schedule == "cosine":
+        warm = max(1, round(t.warmup_fraction * total))
+        low, final = 1 / 25, 1 / 25e4
+
+        def fn(s: int) -> float:
+            if s < warm:
+                return low + (1 - low) * (1 - math.cos(math.pi * s / warm)) / 2
+            p = min(1.0, (s - warm) / max(1, total - warm))
+            return final + (1 - final) * (1 + math.cos(math.pi * p)) / 2
+
+    elif t.schedule == "cosine":
         fn = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
     elif t.schedule == "step":
         fn = lambda s: t.gamma ** ((s // steps_per_epoch) // t.step_size)  # noqa: E731
