@@ -91,14 +91,14 @@ def test_classify_an_xray_in_the_browser(tmp_path):
     figures = {"bundle": ref, "startup_to_health_s": round(startup, 3),
                "health_to_model_preloaded_s": round(preload, 3),
                "upload_to_result_ms": round(timing["total_ms"]),
-               "upload_ms": round(timing["upload_ms"]), "click_to_result_ms": round(timing["answer_ms"]),
+               "upload_ms": round(timing["upload_ms"]), "sent_to_result_ms": round(timing["answer_ms"]),
                "playwright_wall_s": round(timing["wall_s"], 3), "result": expected.sentence}  # fmt: skip
     (ARTIFACTS / "app_e2e.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(
         f"\napp e2e ({ref}): `cnnlab app` -> /_stcore/health {startup:.2f} s (model preloaded "
         f"{preload:.1f} s later); upload -> result "
-        f"{timing['total_ms']:.0f} ms in the page (upload {timing['upload_ms']:.0f} + click -> "
-        f"result {timing['answer_ms']:.0f}; Grad-CAM off)"
+        f"{timing['total_ms']:.0f} ms in the page (sending {timing['upload_ms']:.0f} + "
+        f"classifying and showing {timing['answer_ms']:.0f}; Grad-CAM off)"
     )
     assert (ARTIFACTS / "app_classify.png").stat().st_size > 10_000
-    assert timing["upload_ms"] > 0 and timing["answer_ms"] > 0
+    assert timing["total_ms"] > 0 and timing["upload_ms"] >= 0 and timing["answer_ms"] >= 0

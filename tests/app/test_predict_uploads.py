@@ -1,4 +1,4 @@
-"""predict_uploads: what the Classify button runs: one batch, order kept, size limit first."""
+"""predict_uploads: what the Classify page runs on each upload: one batch, order kept, size limit first."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
-"""Classify page: upload images (several at once), press Classify, read each result in words,
-optionally with its Grad-CAM overlay; download the table as CSV."""
+"""Classify page: upload images (several at once) and read each result in words, optionally
+with its Grad-CAM overlay; download the table as CSV.
+
+Uploads are classified as they arrive, in the rerun the upload itself causes: a separate
+Classify button cost the user a second round trip (about half a second) for nothing, since
+the files of one upload arrive together and are predicted as one batch anyway."""
 
 import hashlib
 
@@ -39,21 +43,18 @@ files = st.file_uploader(
     key="classify_files",
 )
 files = files or []
-left, right = st.columns([1, 3])
-clicked = left.button("Classify", type="primary", disabled=not files)
-show_cam = right.toggle("Grad-CAM overlay", key="gradcam",
-                        help="where in the image the evidence for the decided class lies")  # fmt: skip
+show_cam = st.toggle("Grad-CAM overlay", key="gradcam",
+                     help="where in the image the evidence for the decided class lies")  # fmt: skip
 
+# results are kept per (model, uploads): toggling Grad-CAM or coming back to the page
+# does not run the model again; a new upload or another model does
 state_key = (str(entry.path), tuple(f.file_id for f in files))
-if clicked:
-    with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
-        preds = predict_uploads(bundle, [(f.name, f.getvalue()) for f in files], limit)
-        st.session_state[RESULTS] = (state_key, preds)
-
 stored = st.session_state.get(RESULTS)
 results = stored[1] if stored and stored[0] == state_key else None
 if files and results is None:
-    st.info(f"{len(files)} file{'s' if len(files) > 1 else ''} ready: press **Classify**.")
+    with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
+        results = predict_uploads(bundle, [(f.name, f.getvalue()) for f in files], limit)
+    st.session_state[RESULTS] = (state_key, results)
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM ...")
