@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from cnnlab.predict import predict_sources
 from cnnlab.serve import ServeLimits, create_app
-from tests.serve.conftest import dicom_bytes, jpeg_bytes, png_bytes
+from tests.conftest import dicom_bytes
+from tests.serve.conftest import jpeg_bytes, png_bytes
 
 
 @pytest.fixture(scope="module")
