@@ -27,6 +27,7 @@ UPLOAD_LIMIT_MB = 32  # a large DICOM fits; a decompression bomb is refused by p
 DEFAULTS: dict[str, str] = {
     "server.maxUploadSize": str(UPLOAD_LIMIT_MB),
     "server.headless": "true",  # no browser opened, no first-run e-mail prompt in a terminal
+    "server.address": "127.0.0.1",  # this machine only; --server.address 0.0.0.0 to share it
     "browser.gatherUsageStats": "false",  # medical images: nothing leaves the machine
     "server.fileWatcherType": "none",  # an installed app, not a script being edited
     "client.toolbarMode": "minimal",  # no "Deploy" button for the people using it

@@ -4,6 +4,7 @@ bundle the app opens on is loaded in a background thread: the first visitor find
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -65,6 +66,12 @@ def warm_up(wait: bool = True) -> None:
 
 
 def main() -> int:
+    # Streamlit warns once per cached call made outside a page run ("missing
+    # ScriptRunContext"): the preload is such a call, on purpose; the warning would only worry
+    # (a filter, since Streamlit resets its loggers' levels from its config)
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: "missing ScriptRunContext" not in record.getMessage()
+    )
     threading.Thread(target=warm_up, name="cnnlab-warm-up", daemon=True).start()
     from streamlit.web import cli
 
