@@ -210,3 +210,12 @@ def test_class_names_are_matched_by_name(trained, tmp_path, capsys):
     code, stdout, _ = cli(capsys, "evaluate", out, "--data", tmp_path, "--split", "test", "--json")
     report = json.loads(stdout)
     assert code == 0 and report["n"] == 1 and report["per_class"]["3"]["support"] == 1
+
+
+def test_json_output_turns_undefined_figures_into_null():
+    from cnnlab.cli.core import finite_json
+
+    report = {"auc": float("nan"), "ci": [np.float32(0.5), float("inf")], "n": np.int64(3)}
+    clean = finite_json(report)
+    assert clean == {"auc": None, "ci": [0.5, None], "n": 3}
+    assert json.loads(json.dumps(clean, allow_nan=False)) == clean

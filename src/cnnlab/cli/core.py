@@ -71,11 +71,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
     if args.json:
-        json.dump(report, sys.stdout, default=float)
+        json.dump(finite_json(report), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     print(format_report(report))
     return 0
+
+
+def finite_json(obj):
+    """`obj` as plain JSON values, NaN and infinity as null: an undefined figure (the AUC of a
+    one-class split) must not make the whole output invalid JSON for strict parsers."""
+    import math
+
+    def clean(o):
+        if isinstance(o, float):
+            return o if math.isfinite(o) else None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    def plain(o):  # numpy/torch scalars and arrays
+        return o.tolist() if hasattr(o, "tolist") else float(o)
+
+    return clean(json.loads(json.dumps(obj, default=plain)))
 
 
 def format_report(report: dict) -> str:
