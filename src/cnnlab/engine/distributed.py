@@ -122,6 +122,12 @@ def current() -> Dist | None:
     return _CURRENT
 
 
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for outside a process group)."""
+    if _CURRENT is not None:
+        dist.barrier()
+
+
 def is_main() -> bool:
     return _CURRENT is None or _CURRENT.main
 

@@ -218,6 +218,7 @@ def fit(
             cbs.append(Checkpointer(out_dir, stateful, {"recipe": _resume_key(recipe)}))
     state = FitState(model, optimizer, scheduler, t.epochs)
     if resume:
+        distributed.barrier()  # rank 0 may still be writing the checkpoint that all ranks read
         _restore(state, stateful, out_dir, _resume_key(recipe))
 
     counts = train.class_counts()
