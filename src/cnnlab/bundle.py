@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,14 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
 
 FORMAT = "cnnlab-bundle"
 VERSION = 1
-WEIGHTS, META, CARD = "model.safetensors", "bundle.json", "card.md"
+WEIGHTS, CARD = "model.safetensors", "card.md"
 
 
 @dataclass
@@ -81,38 +81,6 @@ class Bundle:
         else:
             logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
         return probabilities(logits, self.temperature)
-
-
-# ----------------------------------------------------------------------------- names
-
-
-def shipped_root() -> Path:
-    return Path(str(resources.files("cnnlab") / "zoo"))
-
-
-def shipped_bundles() -> dict[str, Path]:
-    root = shipped_root()
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / META).is_file()}
-
-
-def resolve_bundle(ref: str | Path) -> Path:
-    """A bundle folder, or the name of a bundle that ships with cnnlab (e.g. `pneumonia`)."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if not (path / META).is_file():
-            raise CnnlabError(
-                f"{path} is not a cnnlab bundle (no {META}); train one with `cnnlab train`"
-            )
-        return path
-    if path.is_file() and path.name == META:
-        return path.parent
-    shipped = shipped_bundles()
-    if str(ref) in shipped:
-        return shipped[str(ref)]
-    names = ", ".join(shipped) or "none installed"
-    raise CnnlabError(f"no bundle at {ref} (a bundle folder, or a shipped model name: {names})")
 
 
 # ----------------------------------------------------------------------------- save

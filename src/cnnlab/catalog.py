@@ -1,18 +1,51 @@
 """Every bundle a user can pick: the one asked for, those shipped with cnnlab, those under runs/.
 
 The app's model picker lists them; finding them is library work so the CLI, the app and
-tests agree on what "available" means.
+tests agree on what "available" means. Only paths here, no torch: `cnnlab app` resolves its
+bundle with these before the server (and torch) starts; `cnnlab.bundle` loads it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from cnnlab.bundle import META, resolve_bundle, shipped_bundles
+from cnnlab.errors import CnnlabError
+
+META = "bundle.json"  # what makes a folder a bundle
 
 PREFERRED = "pneumonia"  # the shipped model the app opens with when none is asked for
+
+
+def shipped_root() -> Path:
+    return Path(str(resources.files("cnnlab") / "zoo"))
+
+
+def shipped_bundles() -> dict[str, Path]:
+    root = shipped_root()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / META).is_file()}
+
+
+def resolve_bundle(ref: str | Path) -> Path:
+    """A bundle folder, or the name of a bundle that ships with cnnlab (e.g. `pneumonia`)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / META).is_file():
+            raise CnnlabError(
+                f"{path} is not a cnnlab bundle (no {META}); train one with `cnnlab train`"
+            )
+        return path
+    if path.is_file() and path.name == META:
+        return path.parent
+    shipped = shipped_bundles()
+    if str(ref) in shipped:
+        return shipped[str(ref)]
+    names = ", ".join(shipped) or "none installed"
+    raise CnnlabError(f"no bundle at {ref} (a bundle folder, or a shipped model name: {names})")
 
 
 @dataclass(frozen=True)

@@ -72,22 +72,13 @@ def streamlit_command(
 
 
 def locate_bundle(ref: str) -> str:
-    """What `resolve_bundle` finds, without importing torch (so `cnnlab app` starts the server
-    sooner): a bundle folder's absolute path, or a shipped model's name. A bad reference is
-    the same CnnlabError."""
-    from importlib import resources
+    """`resolve_bundle`'s answer for the app's environment: a shipped model by its name (the
+    picker labels it so), any other bundle by its absolute path. A bad reference is a
+    CnnlabError, raised before any server (or torch) starts."""
+    from cnnlab.catalog import resolve_bundle, shipped_bundles
 
-    path = Path(ref).expanduser()
-    if (path / "bundle.json").is_file():
-        return str(path.resolve())
-    if path.is_file() and path.name == "bundle.json":
-        return str(path.parent.resolve())
-    shipped = Path(str(resources.files("cnnlab") / "zoo")) / ref
-    if ref and "/" not in ref and (shipped / "bundle.json").is_file():
-        return ref
-    from cnnlab.bundle import resolve_bundle  # only to raise its error message
-
-    return str(resolve_bundle(ref).resolve())
+    path = resolve_bundle(ref)
+    return ref if shipped_bundles().get(ref) == path else str(path.resolve())
 
 
 def app_settings(env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
