@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnnlab.app.resources import PICKED, catalog, get_bundle, upload_limit_mb
+from cnnlab.app.resources import PICKED, catalog, get_bundle, picked_entry, upload_limit_mb
 from cnnlab.engine.report_figures import card_section
 from cnnlab.errors import CnnlabError
 
@@ -33,16 +33,15 @@ def render_sidebar() -> None:
         else:
             st.warning("No model bundle found.")
         st.header("About")
-        st.markdown(_intended_use(entries))
+        st.markdown(_intended_use())
         st.warning(NOT_FOR_DIAGNOSIS)
         st.caption(f"Uploads: JPG, PNG or DICOM, up to {upload_limit_mb()} MB each. Images are "
                    "read in memory and never stored.")  # fmt: skip
 
 
-def _intended_use(entries) -> str:
+def _intended_use() -> str:
     """The picked model card's 'Intended use' section, when it has one."""
-    label = st.session_state.get(PICKED)
-    entry = next((e for e in entries if e.label == label), None)
+    entry = picked_entry()
     if entry is None:
         return GENERIC_USE
     try:
