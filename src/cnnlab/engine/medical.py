@@ -14,7 +14,6 @@ import torch
 from sklearn.metrics import (
     average_precision_score,
     precision_recall_curve,
-    roc_auc_score,
     roc_curve,
 )
 
@@ -34,12 +33,6 @@ def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.n
     from cnnlab.engine.inference import probabilities
 
     return probabilities(logits, temperature)[:, 1].numpy().astype(np.float64)
-
-
-def _auc(p: np.ndarray, y: np.ndarray) -> float:
-    if y.min() == y.max():
-        return float("nan")
-    return float(roc_auc_score(y, p))
 
 
 def _auc_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -75,7 +68,7 @@ def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, 
     """Point estimates at `threshold` (positive when p >= threshold)."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
     out = {k: float(v) for k, v in _rates((p >= threshold).astype(int), y).items()}
-    out["auc"] = _auc(p, y)
+    out["auc"] = float(_auc_rows(p[None], y[None])[0])
     out["brier"] = brier_score(p, y)
     return out
 
