@@ -23,15 +23,17 @@ def upload_too_large(n_bytes: int, limit_mb: float) -> str | None:
     return None
 
 
-def _header(data: bytes) -> tuple[str, str, tuple[int, int]] | None:
-    """(format, mode, (width, height)) from the header alone; None when Pillow can't tell."""
+def _header(data: bytes) -> tuple[str, str, tuple[int, int], bool] | None:
+    """(format, mode, (width, height), has a transparent colour) from the header alone; None
+    when Pillow can't tell."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
-            return str(img.format), str(img.mode), tuple(img.size)  # type: ignore[return-value]
+            transparent = "transparency" in img.info
+            return str(img.format), str(img.mode), tuple(img.size), transparent  # type: ignore[return-value]
     except Exception:  # noqa: BLE001 - any unreadable header: the reader reports the reason
         return None
 
@@ -45,9 +47,9 @@ def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
     head = _header(data)
     if head is None:
         return []
-    fmt, mode, (w, h) = head
+    fmt, mode, (w, h), transparent = head
     notes = []
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and _has_transparency(data)):
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and transparent):
         notes.append("transparency (alpha channel) ignored")
     if mode.startswith("I;16") or mode in ("I", "F"):
         notes.append("16-bit image scaled to 8 bits")
@@ -59,12 +61,3 @@ def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
     if [h, w] != list(preprocess.size):
         notes.append(f"{fmt} {w}x{h} resized to {target} ({preprocess.resize})")
     return notes
-
-
-def _has_transparency(data: bytes) -> bool:
-    from PIL import Image
-
-    try:
-        return "transparency" in Image.open(io.BytesIO(data)).info
-    except Exception:  # noqa: BLE001
-        return False
