@@ -59,6 +59,10 @@ class AugmentConfig:
     fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = "nearest"
     cval: float = 0.0  # fill value for fill_mode: constant, on the 0-255 scale
     cutout: int = 0  # side of a random square set to the mean (0 = off)
+    # progressive crops: the first crop_epochs epochs train on random crop_size x crop_size
+    # windows (cheaper steps for models that take any input size; full images afterwards)
+    crop_size: int = 0
+    crop_epochs: int = 0
     rescale: float | str | None = None  # Keras's rescale: only 1/255, read as data.normalize: unit
 
 
@@ -79,6 +83,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weight: Literal["none", "auto"] = "none"
     early_stopping: int = 0  # patience in epochs; 0 = off
+    validation_freq: int = 1  # validate every N epochs (Keras's name); the last epoch always
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     seed: int = 0
     threads: int = 0  # 0 = all cores
@@ -225,13 +230,17 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError("data.normalize: custom needs data.mean and data.std")
     if d.std is not None and any(s <= 0 for s in d.std):
         raise CnnlabError(f"data.std must be positive, got {d.std}")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "validation_freq"):
         if getattr(t, key) < 1:
             raise CnnlabError(f"train.{key} must be at least 1, got {getattr(t, key)}")
     if t.lr <= 0:
         raise CnnlabError(f"train.lr must be positive, got {t.lr}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise CnnlabError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if t.early_stopping and t.validation_freq != 1:
+        raise CnnlabError(
+            "train.early_stopping needs validation every epoch (train.validation_freq: 1)"
+        )
     if t.threads < 0:
         raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
     f, dc = recipe.finetune, recipe.decision

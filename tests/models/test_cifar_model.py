@@ -23,21 +23,32 @@ def test_shapes_and_parameter_count():
         create_model("cifarnet", input_size=[8, 8])
 
 
-def test_tta_averages_mirror_images_in_eval_mode_only():
+def test_tta_averages_mirror_and_shifted_views_in_eval_mode_only():
     torch.manual_seed(0)
     model = create_model("cifarnet")
+    assert model.tta == "mirror+translate"
     x = torch.randn(4, 3, 32, 32)
     model.eval()
-    plain = model.head(model.features(x))
-    mirrored = model.head(model.features(x.flip(-1)))
+    f = lambda z: model.head(model.features(z))  # noqa: E731
+    plain, mirrored = f(x), f(x.flip(-1))
     assert not torch.allclose(plain, mirrored)
+    model.tta = True  # what bundles saved before the modes hold
     assert torch.allclose(model(x), (plain + mirrored) / 2, atol=1e-6)
+    model.tta = "mirror+translate"
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :32, :32], padded[..., 2:, 2:]
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :-1, :-1])  # shifted by one pixel
+    pair = lambda z: (f(z) + f(z.flip(-1))) / 2  # noqa: E731
+    expect = 0.5 * pair(x) + 0.25 * (pair(up_left) + pair(down_right))
+    assert torch.allclose(model(x), expect, atol=1e-5)
     model.tta = False
     assert torch.allclose(model(x), plain)
-    model.tta = True
+    model.tta = "mirror+translate"
     model.train()
     out = model(x)
     assert out.shape == (4, 10)  # one pass in training: BatchNorm sees the batch once
+    with pytest.raises(CnnlabError, match="tta"):
+        create_model("cifarnet", tta="sideways")
 
 
 def test_fast_recipe_trains_and_evaluates_on_a_small_folder(tmp_path, monkeypatch):
@@ -56,3 +67,19 @@ def test_fast_recipe_trains_and_evaluates_on_a_small_folder(tmp_path, monkeypatc
     assert bundle.classes == classes and bundle.model.tta
     report = evaluate_bundle(bundle, str(root), "test")
     assert report["n"] == 90 and report["accuracy"] >= 0.9
+
+
+def test_whitening_stem_with_a_fixed_bias_spares_the_first_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 32, 32)
+    for learn, expect_grad in ((True, True), (False, False)):
+        model = create_model("cifarnet", whiten=True, whiten_bias=learn)
+        model.train()
+        stem_out = []
+        model.features.stem.register_forward_hook(lambda m, a, out, seen=stem_out: seen.append(out))
+        model(x).sum().backward()
+        assert bool(model.features.stem.ready)  # fitted on the first training batch
+        assert (model.features.stem.bias.grad is not None) == expect_grad
+        assert stem_out[0].requires_grad == expect_grad  # no input gradient for group1_conv1
+        assert model.features.group1_conv1.weight.grad is not None
+        assert "features.stem.bias" in model.state_dict()  # same keys either way

@@ -149,13 +149,9 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         ax.plot(epochs, [r[key] for r in history], "o-", label="train")
-        if any(f"val_{key}" in r for r in history):
-            ax.plot(
-                epochs,
-                [r.get(f"val_{key}", float("nan")) for r in history],
-                "o-",
-                label="validation",
-            )
+        val = [(r["epoch"], r[f"val_{key}"]) for r in history if f"val_{key}" in r]
+        if val:  # only the validated epochs (train.validation_freq may skip some)
+            ax.plot(*zip(*val, strict=True), "o-", label="validation")
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)

@@ -37,7 +37,7 @@ from cnnlab.engine.callbacks import (
     load_checkpoint,
 )
 from cnnlab.engine.inference import predict_logits
-from cnnlab.engine.runtime import Runtime, choose_runtime, set_threads
+from cnnlab.engine.runtime import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.errors import CnnlabError
 
 log = logging.getLogger("cnnlab")
@@ -180,6 +180,8 @@ def fit(
     t = recipe.train
     set_threads(t.threads)
     rt = choose_runtime(t.device, t.precision, t.channels_last)
+    if rt.device.type == "cpu":
+        keep_allocations_on_heap()
     torch.manual_seed(t.seed)
 
     train = (
@@ -234,6 +236,8 @@ def fit(
     for cb in cbs:
         cb.on_train_start(state)
 
+    if recipe.augment.crop_epochs > state.epoch:
+        _check_takes_crops(model, recipe, train.images.shape[1:], rt.device)
     images = train.images.to(rt.device)
     labels = train.labels.to(rt.device)
     scale, shift = data.preprocess.affine(rt.device)
@@ -263,7 +267,7 @@ def fit(
                 idx, weight = ddp.split(idx)
             x = images[idx].float()
             y = labels[idx]
-            x = augment(x, gen)
+            x = augment(x, gen, epoch)
             x = x * scale + shift
             if rt.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -296,7 +300,7 @@ def fit(
             )
         row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
                "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-        if val is not None:
+        if val is not None and ((epoch + 1) % t.validation_freq == 0 or epoch + 1 == t.epochs):
             row.update(validate(model, val, data.preprocess, rt, loss_fn, t.eval_batch_size))
         row["seconds"] = round(time.perf_counter() - epoch_start, 3)
         state.epoch = epoch + 1
@@ -315,6 +319,26 @@ def fit(
     distributed.unwrap(model)
     model.eval()
     return FitResult(state.history, rt.describe(), elapsed, counts, weighting)
+
+
+def _check_takes_crops(model: nn.Module, recipe: Recipe, shape, device: torch.device) -> None:
+    """Progressive crops need a model that takes the smaller input: say so before training."""
+    c, h, w = shape
+    size = recipe.augment.crop_size
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, c, min(size, h), min(size, w), device=device))
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CnnlabError(
+            f"augment.crop_size {size}: {recipe.model.name} cannot take {min(size, h)}x{min(size, w)} "
+            f"inputs ({first}); progressive crops need a model with a global pooling head "
+            "(e.g. fastnet head: maxpool, cifarnet) or a larger crop_size"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def _num_outputs(model: nn.Module) -> int:

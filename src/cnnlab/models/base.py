@@ -10,6 +10,9 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+TTA_MODES = ("none", "mirror", "translate", "mirror+translate")
 
 
 def as_size(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -21,13 +24,46 @@ def as_size(input_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (h, w)
 
 
-class ClassifierCNN(nn.Module):
-    """`features` (convolutions) then `head` (pooling/flatten/dense layers)."""
+def tta_mode(value: str | bool | None) -> str:
+    """A model's test-time augmentation; True/False are the names bundles used before modes."""
+    if value is True:
+        return "mirror"
+    if value is False or value is None:
+        return "none"
+    if value not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {value!r}")
+    return value
 
-    def __init__(self, features: OrderedDict, head: OrderedDict) -> None:
+
+def tta_logits(fn, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Average `fn`'s logits over views of the batch (airbench's test-time augmentation):
+    the image and its mirror image; with translate, half the weight goes to the same views
+    shifted one pixel up-left and down-right (reflect padding)."""
+
+    def views(z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (fn(z) + fn(z.flip(-1))) if "mirror" in mode else fn(z)
+
+    logits = views(x)
+    if "translate" in mode:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = 0.5 * (views(padded[..., :h, :w]) + views(padded[..., 2:, 2:]))
+        logits = 0.5 * (logits + shifted)
+    return logits
+
+
+class ClassifierCNN(nn.Module):
+    """`features` (convolutions) then `head` (pooling/flatten/dense layers).
+
+    In eval mode `forward` applies the model's test-time augmentation (`tta`), so evaluate,
+    predict, the app and ONNX export all get it without knowing; training sees each batch
+    once, and Grad-CAM and feature views go through forward_features/forward_head."""
+
+    def __init__(self, features: OrderedDict, head: OrderedDict, tta: str | bool = "none") -> None:
         super().__init__()
         self.features = nn.Sequential(features)
         self.head = nn.Sequential(head)
+        self.tta = tta_mode(tta)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -36,7 +72,10 @@ class ClassifierCNN(nn.Module):
         return self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        mode = tta_mode(self.tta)
+        if self.training or mode == "none":
+            return self.head(self.features(x))
+        return tta_logits(lambda z: self.head(self.features(z)), x, mode)
 
     def get_classifier(self) -> nn.Module:
         return [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1]

@@ -5,9 +5,9 @@ conv -> max-pool -> BatchNorm -> activation -> conv -> BatchNorm -> activation, 
 max-pool and a bias-free linear head scaled down (a fixed temperature), trained with
 one-cycle SGD, label smoothing and flip + 2-pixel translation. Pooling before the norm and
 activation runs them on a quarter of the pixels, which matters more than multiply-adds on a
-CPU. In eval mode the model averages its logits over the image and its mirror image
-(test-time augmentation, `tta`), inside `forward`, so evaluate, predict, the app and ONNX
-export all get it without knowing.
+CPU. In eval mode the model averages its logits over the image, its mirror image and both
+shifted by a pixel (airbench's test-time augmentation, `tta`: +0.5 points of CIFAR-10
+validation accuracy over mirror images alone, for 6 forward passes instead of 2).
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ class WhiteningStem(nn.Module):
     training batch, with a learned bias. Kept as a buffer, so DistributedDataParallel
     broadcasts rank 0's filters and every rank whitens alike."""
 
-    def __init__(self, in_channels: int, eps: float = 5e-4) -> None:
+    def __init__(self, in_channels: int, eps: float = 5e-4, learn_bias: bool = True) -> None:
         super().__init__()
         self.out_channels = 8 * in_channels  # each eigenvector of the 2x2 patches, +/- sign
         self.eps = eps
         self.register_buffer("weight", torch.zeros(self.out_channels, in_channels, 2, 2))
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
-        self.bias = nn.Parameter(torch.zeros(self.out_channels))
+        # a fixed bias spares the first conv's input gradient: ~10% of a CPU step
+        self.bias = nn.Parameter(torch.zeros(self.out_channels), requires_grad=learn_bias)
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
@@ -64,20 +65,6 @@ class WhiteningStem(nn.Module):
         return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
-class CifarNet(ClassifierCNN):
-    """ClassifierCNN plus mirror-image test-time augmentation in eval mode."""
-
-    def __init__(self, features: OrderedDict, head: OrderedDict, tta: bool) -> None:
-        super().__init__(features, head)
-        self.tta = tta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.features(x))
-        if self.tta and not self.training:
-            logits = 0.5 * (logits + self.head(self.features(x.flip(-1))))
-        return logits
-
-
 def _act(name: str) -> nn.Module:
     return {"relu": nn.ReLU(inplace=True), "gelu": nn.GELU()}[name]
 
@@ -91,10 +78,11 @@ def cifarnet(
     stem_width: int = 24,
     activation: str = "relu",
     head_scale: float = 1 / 9,
-    tta: bool = True,
+    tta: str | bool = "mirror+translate",
     whiten: bool = False,
+    whiten_bias: bool = True,
 ):
-    """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, flip TTA in eval."""
+    """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, TTA in eval."""
     if activation not in ("relu", "gelu"):
         raise ValueError("activation must be relu or gelu")
     h, w = as_size(input_size)
@@ -102,7 +90,7 @@ def cifarnet(
         raise ValueError(f"input {h}x{w} is too small for {len(widths)} pooling groups")
     f: OrderedDict = OrderedDict()
     if whiten:
-        f["stem"] = WhiteningStem(in_channels)
+        f["stem"] = WhiteningStem(in_channels, learn_bias=whiten_bias)
         stem_width = f["stem"].out_channels
     else:
         f["stem"] = nn.Conv2d(in_channels, stem_width, 2, bias=False)
@@ -124,4 +112,4 @@ def cifarnet(
         flatten=nn.Flatten(),
         fc=ScaledLinear(prev, num_classes, head_scale),
     )
-    return CifarNet(f, head, tta)
+    return ClassifierCNN(f, head, tta)
