@@ -59,10 +59,6 @@ class AugmentConfig:
     fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = "nearest"
     cval: float = 0.0  # fill value for fill_mode: constant, on the 0-255 scale
     cutout: int = 0  # side of a random square set to the mean (0 = off)
-    # progressive crops: the first crop_epochs epochs train on random crop_size x crop_size
-    # windows (cheaper steps for models that take any input size; full images afterwards)
-    crop_size: int = 0
-    crop_epochs: int = 0
     rescale: float | str | None = None  # Keras's rescale: only 1/255, read as data.normalize: unit
 
 

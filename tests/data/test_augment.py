@@ -166,27 +166,3 @@ def test_fast_affine_grid_equals_torch():
     theta = BatchAugment(BRIEF).matrices(5, 17, 23, gen()).float()
     expected = F.affine_grid(theta, [5, 1, 17, 23], align_corners=False)
     assert torch.allclose(affine_grid(theta, 17, 23), expected, atol=1e-6)
-
-
-def test_progressive_crops_are_windows_of_the_image_for_the_first_epochs_only():
-    x = images(6, 3, 12, 16)
-    aug = BatchAugment(AugmentConfig(crop_size=8, crop_epochs=2))
-    assert aug.enabled
-    out = aug(x, gen(3), epoch=0)
-    assert out.shape == (6, 3, 8, 8)
-    offsets = set()
-    for i in range(6):  # each crop is a window of its own image, found at one offset
-        hits = [(dy, dx) for dy in range(5) for dx in range(9)
-                if torch.equal(out[i], x[i, :, dy : dy + 8, dx : dx + 8])]  # fmt: skip
-        assert len(hits) == 1
-        offsets.add(hits[0])
-    assert len(offsets) > 1  # drawn per image
-    assert torch.equal(aug(x, gen(3), epoch=1), out)  # seeded
-    assert aug(x, gen(3), epoch=2) is x  # full images from crop_epochs on
-    assert aug(x, gen(3)) is x  # no epoch (previews, evaluation): no crops
-    assert BatchAugment(AugmentConfig(crop_size=20, crop_epochs=1))(x, gen(), epoch=0).shape == (
-        6, 3, 12, 16)  # fmt: skip
-    with pytest.raises(CnnlabError, match="crop_size"):
-        recipe_from_dict({"augment": {"crop_epochs": 3}})
-    with pytest.raises(CnnlabError, match="crop_size"):
-        recipe_from_dict({"augment": {"crop_size": -1, "crop_epochs": 3}})

@@ -180,30 +180,6 @@ def test_onecycle_on_a_handful_of_steps(total):
     assert all(0 < lr <= 0.1 for lr in lrs)
 
 
-def test_progressive_crops_train_on_windows_first_and_refuse_models_that_cannot(idx_dir):
-    recipe = tiny_recipe(idx_dir, epochs=3)
-    recipe.model.args["head"] = "maxpool"  # a global pool takes any input size
-    recipe.augment.crop_size, recipe.augment.crop_epochs = 20, 2
-    data = prepare_data(recipe.data)
-    model, _ = build_model(recipe, data)
-    sizes = []
-    model.register_forward_pre_hook(lambda m, a: sizes.append((m.training, a[0].shape[-1])))
-    result = fit(model, data, recipe, progress=False)
-    trained = [s for t, s in sizes if t]
-    per_epoch = len(trained) // 3
-    assert set(trained[: 2 * per_epoch]) == {20} and set(trained[2 * per_epoch :]) == {28}
-    evals = [s for t, s in sizes if not t]
-    assert evals[0] == 20 and set(evals[1:]) == {
-        28
-    }  # a check before training; whole images to validate
-    assert result.history[-1]["loss"] < result.history[0]["loss"]
-
-    flat = tiny_recipe(idx_dir, epochs=1)  # fastnet's default flatten head needs 28x28
-    flat.augment.crop_size, flat.augment.crop_epochs = 12, 1
-    with pytest.raises(CnnlabError, match="crop_size"):
-        run(flat)
-
-
 def test_validation_freq_validates_every_nth_and_the_last_epoch(idx_dir, tmp_path):
     _, result = run(tiny_recipe(idx_dir, epochs=5, validation_freq=2), tmp_path)
     assert ["val_accuracy" in r for r in result.history] == [False, True, False, True, True]

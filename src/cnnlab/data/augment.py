@@ -60,16 +60,10 @@ class BatchAugment:
                 cfg.random_crop,
                 cfg.brightness_range,
                 cfg.cutout,
-                cfg.crop_epochs,
             ]
         )
 
-    def __call__(
-        self, x: torch.Tensor, gen: torch.Generator, epoch: int | None = None
-    ) -> torch.Tensor:
-        """`epoch` (0-based) switches progressive crops on for the first `crop_epochs` epochs."""
-        if epoch is not None and epoch < self.cfg.crop_epochs:
-            x = random_window(x, self.cfg.crop_size, gen)
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not self.enabled:
             return x
         n = x.shape[0]
@@ -189,26 +183,6 @@ def random_translate(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
     return out.gather(3, cols)
 
 
-def random_window(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """A random `size` x `size` window of each image (a different place per image).
-
-    Progressive crops: early epochs on small windows cost about (size / side)^2 of a full
-    step, and unlike downscaled images the windows keep the objects' scale and the pixel
-    statistics (a whitening stem fitted on them stays right for the full images)."""
-    n, c, h, w = x.shape
-    if size >= h and size >= w:
-        return x
-    sh, sw = min(size, h), min(size, w)
-    dy = torch.randint(0, h - sh + 1, (n,), generator=gen).to(x.device)
-    dx = torch.randint(0, w - sw + 1, (n,), generator=gen).to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(sh, device=x.device)).view(n, 1, sh, 1).expand(n, c, sh, w)
-    out = x.gather(2, rows)
-    cols = (
-        (dx.view(n, 1) + torch.arange(sw, device=x.device)).view(n, 1, 1, sw).expand(n, c, sh, sw)
-    )
-    return out.gather(3, cols)
-
-
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     """Blank one random `size` x `size` square per image (set to the image mean)."""
     n, _, h, w = x.shape
@@ -254,8 +228,6 @@ def check_augment(cfg: AugmentConfig) -> None:
         "shear_range": cfg.shear_range,
         "random_crop": cfg.random_crop,
         "cutout": cfg.cutout,
-        "crop_size": cfg.crop_size,
-        "crop_epochs": cfg.crop_epochs,
     }
     for key, value in ranges.items():
         if value < 0:
@@ -267,8 +239,6 @@ def check_augment(cfg: AugmentConfig) -> None:
         raise CnnlabError(
             f"augment.zoom_range must give 0 < lo <= hi, got [{lo}, {hi}] (a number z means [1-z, 1+z])"
         )
-    if cfg.crop_epochs and not cfg.crop_size:
-        raise CnnlabError("augment.crop_epochs needs augment.crop_size (the side of the crops)")
     b = cfg.brightness_range
     if b is not None and (len(b) != 2 or not 0 <= b[0] <= b[1]):
         raise CnnlabError(f"augment.brightness_range must be [lo, hi] with 0 <= lo <= hi, got {b}")

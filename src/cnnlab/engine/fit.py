@@ -236,8 +236,6 @@ def fit(
     for cb in cbs:
         cb.on_train_start(state)
 
-    if recipe.augment.crop_epochs > state.epoch:
-        _check_takes_crops(model, recipe, train.images.shape[1:], rt.device)
     images = train.images.to(rt.device)
     labels = train.labels.to(rt.device)
     scale, shift = data.preprocess.affine(rt.device)
@@ -267,7 +265,7 @@ def fit(
                 idx, weight = ddp.split(idx)
             x = images[idx].float()
             y = labels[idx]
-            x = augment(x, gen, epoch)
+            x = augment(x, gen)
             x = x * scale + shift
             if rt.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -319,26 +317,6 @@ def fit(
     distributed.unwrap(model)
     model.eval()
     return FitResult(state.history, rt.describe(), elapsed, counts, weighting)
-
-
-def _check_takes_crops(model: nn.Module, recipe: Recipe, shape, device: torch.device) -> None:
-    """Progressive crops need a model that takes the smaller input: say so before training."""
-    c, h, w = shape
-    size = recipe.augment.crop_size
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(2, c, min(size, h), min(size, w), device=device))
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CnnlabError(
-            f"augment.crop_size {size}: {recipe.model.name} cannot take {min(size, h)}x{min(size, w)} "
-            f"inputs ({first}); progressive crops need a model with a global pooling head "
-            "(e.g. fastnet head: maxpool, cifarnet) or a larger crop_size"
-        ) from None
-    finally:
-        model.train(was_training)
 
 
 def _num_outputs(model: nn.Module) -> int:
