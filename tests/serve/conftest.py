@@ -17,11 +17,13 @@ from cnnlab.models import create_model
 from tests.conftest import digit_images
 
 
-def make_bundle(out: Path, binary: bool = False, seed: int = 0, decision: dict | None = None):
+def make_bundle(
+    out: Path, binary: bool = False, seed: int = 0, decision: dict | None = None, tta: str = "none"
+):
     """A fastnet bundle on 28x28 grayscale digits (10 classes) or a binary one (2 classes)."""
     torch.manual_seed(seed)
     args = {"in_channels": 1, "num_classes": 1 if binary else 10, "input_size": [28, 28],
-            "widths": [4, 8]}  # fmt: skip
+            "widths": [4, 8], "tta": tta}  # fmt: skip
     model = create_model("fastnet", **args)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
         for m in model.modules():

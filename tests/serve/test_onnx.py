@@ -47,6 +47,19 @@ def test_export_writes_a_checked_file_with_dynamic_batch(digit_bundle, image_fol
     assert torch.allclose(torch.from_numpy(probs), ref, atol=1e-5)  # calibrated output too
 
 
+def test_test_time_augmentation_is_in_the_exported_graph(image_folder, tmp_path):
+    bundle = make_bundle(tmp_path / "tta", tta="mirror+translate")
+    images, source = parity_images(bundle, [str(image_folder)], n=8)
+    _, result = export_onnx(bundle, tmp_path / "tta.onnx", images, source)
+    assert result.parity.max_abs_diff <= 1e-4
+    bundle.model.tta = "none"  # the views change the answer, so parity above covered them
+    assert not torch.allclose(
+        bundle.predict_proba(images),
+        OnnxBackend(tmp_path / "tta.onnx").logits(images).softmax(1),
+        atol=1e-4,
+    )
+
+
 def test_binary_bundle_decides_alike_on_both_backends(binary_bundle, digits, tmp_path):
     uploads = [png_bytes(d) for d in digits]
     torch_preds = predict_sources(binary_bundle, uploads, top_k=2)
