@@ -228,3 +228,22 @@ def test_gradcam_image_follows_the_bundles_decision_rule(
     assert cam.class_index == expected and cam.heatmap.shape == (36, 36)
     _, named = gradcam_image(bundle, colour_image, label="NORMAL")
     assert named.class_index == 0
+
+
+def test_gradcam_and_feature_maps_see_the_image_not_a_test_time_view():
+    torch.manual_seed(0)
+    model = create_model("cifarnet", whiten=True)  # mirror + shift views in eval mode
+    model.train()
+    model(torch.randn(16, 3, 32, 32))  # fits the whitening stem, sets BatchNorm statistics
+    x = torch.zeros(1, 3, 32, 32)
+    x[..., 4:12, 2:10] = 3.0  # a bright square near the top-left corner: mirrors move it
+    plain = create_model("cifarnet", whiten=True, tta="none")
+    plain.load_state_dict(model.state_dict())
+    with_views = gradcam(model, x, "features.group2_conv1", class_index=3)
+    reference = gradcam(plain, x, "features.group2_conv1", class_index=3)
+    assert np.allclose(with_views.heatmap, reference.heatmap, atol=1e-5)
+    maps = capture_outputs(model, x, ["features.group1_conv1"])["features.group1_conv1"]
+    assert torch.allclose(
+        maps, capture_outputs(plain, x, ["features.group1_conv1"])["features.group1_conv1"]
+    )
+    assert model.tta == "mirror+translate"  # put back afterwards

@@ -57,7 +57,7 @@ class ClassifierCNN(nn.Module):
 
     In eval mode `forward` applies the model's test-time augmentation (`tta`), so evaluate,
     predict, the app and ONNX export all get it without knowing; training sees each batch
-    once, and Grad-CAM and feature views go through forward_features/forward_head."""
+    once. Grad-CAM and feature maps hook a layer's first call in a pass: the image itself."""
 
     def __init__(self, features: OrderedDict, head: OrderedDict, tta: str | bool = "none") -> None:
         super().__init__()
