@@ -31,18 +31,12 @@ def fastnet(
     convs_per_stage: int = 1,
     head: str = "flatten",
     dropout: float = 0.0,
-    pool: list[bool] | None = None,
     tta: str = "none",
 ):
     """cnnlab's fast CNN: (conv, max-pool, BN, ReLU) stages, optional extra convs, linear head.
 
-    `pool` says which stages max-pool (default: all): pooling early and leaving the last
-    stages unpooled puts the wide convolutions on the smallest maps. `tta: translate`
-    averages over one-pixel shifts in eval mode (3 passes: +0.4 points of Fashion-MNIST
+    `tta: translate` averages over one-pixel shifts in eval mode (3 passes: +0.4 points of Fashion-MNIST
     test accuracy; mirror images suit clothes badly: shoes all face one way)."""
-    pool = [True] * len(widths) if pool is None else [bool(p) for p in pool]
-    if len(pool) != len(widths):
-        raise ValueError(f"pool needs one entry per stage ({len(widths)}), got {len(pool)}")
     if padding not in ("valid", "same"):
         raise ValueError("padding must be valid or same")
     if head not in ("flatten", "maxpool"):
@@ -56,8 +50,7 @@ def fastnet(
     for i, width in enumerate(widths, 1):
         width = int(width)
         f[f"stage{i}_conv1"] = nn.Conv2d(prev, width, kernel_size, padding=pad, bias=False)
-        if pool[i - 1]:
-            f[f"stage{i}_pool"] = nn.MaxPool2d(2)
+        f[f"stage{i}_pool"] = nn.MaxPool2d(2)
         f[f"stage{i}_bn1"] = nn.BatchNorm2d(width)
         f[f"stage{i}_relu1"] = nn.ReLU(inplace=True)
         for j in range(2, convs_per_stage + 1):
