@@ -55,6 +55,16 @@ def test_overrides_parse_yaml_values(tmp_path):
         load_recipe(p, ["train.epoch=3"])
 
 
+def test_bare_on_off_means_the_word(tmp_path):
+    # YAML 1.1 reads a bare on/off as a boolean; where the setting is 'on' | 'off' it is the word
+    p = tmp_path / "r.yaml"
+    p.write_text("model:\n  name: fastnet\ntrain:\n  channels_last: off\n")
+    assert load_recipe(p).train.channels_last == "off"
+    assert load_recipe(p, ["train.channels_last=on"]).train.channels_last == "on"
+    with pytest.raises(CnnlabError, match="train.precision: False is not one of"):
+        load_recipe(p, ["train.precision=off"])
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("train:\n  epochs: [1, 2\n")
