@@ -79,7 +79,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weight: Literal["none", "auto"] = "none"
     early_stopping: int = 0  # patience in epochs; 0 = off
-    validation_freq: int = 1  # validate every N epochs (Keras's name); the last epoch always
+    # validate every N epochs (Keras's name) and after the last; 0 = not while training (the
+    # bundle's validation metrics are computed after training either way)
+    validation_freq: int = 1
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     seed: int = 0
     threads: int = 0  # 0 = all cores
@@ -89,6 +91,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (worth it on a GPU)
     checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
     train_on_val: bool = False  # fold the validation split into training (final runs only)
+    # share of the training set skipped in the middle epochs, drawn from the well-learned
+    # images (InfoBatch; cnnlab.engine.pruning); 0 = off, at most 0.5
+    prune_easy: float = 0.0
     feature_cache: bool = True  # frozen backbone, no augmentation: the head trains on features
 
 
@@ -228,9 +233,11 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError("data.normalize: custom needs data.mean and data.std")
     if d.std is not None and any(s <= 0 for s in d.std):
         raise CnnlabError(f"data.std must be positive, got {d.std}")
-    for key in ("epochs", "batch_size", "eval_batch_size", "validation_freq"):
+    for key in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(t, key) < 1:
             raise CnnlabError(f"train.{key} must be at least 1, got {getattr(t, key)}")
+    if t.validation_freq < 0:
+        raise CnnlabError(f"train.validation_freq must be 0 or more, got {t.validation_freq}")
     if t.lr <= 0:
         raise CnnlabError(f"train.lr must be positive, got {t.lr}")
     if not 0.0 <= t.label_smoothing < 1.0:
@@ -241,6 +248,8 @@ def validate(recipe: Recipe) -> None:
         )
     if t.threads < 0:
         raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
+    if not 0.0 <= t.prune_easy <= 0.5:
+        raise CnnlabError(f"train.prune_easy must be in [0, 0.5], got {t.prune_easy}")
     f, dc = recipe.finetune, recipe.decision
     if f.epochs < 0 or f.batch_size < 1 or f.lr <= 0:
         raise CnnlabError("finetune: epochs must be >= 0, batch_size >= 1 and lr positive")

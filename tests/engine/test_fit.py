@@ -187,4 +187,7 @@ def test_validation_freq_validates_every_nth_and_the_last_epoch(idx_dir, tmp_pat
     with pytest.raises(CnnlabError, match="validation_freq"):
         tiny_recipe(idx_dir, validation_freq=2, early_stopping=3)
     with pytest.raises(CnnlabError, match="validation_freq"):
-        tiny_recipe(idx_dir, validation_freq=0)
+        tiny_recipe(idx_dir, validation_freq=-1)
+    (tmp_path / "none").mkdir()
+    _, result = run(tiny_recipe(idx_dir, epochs=2, validation_freq=0), tmp_path / "none")
+    assert not any("val_accuracy" in r for r in result.history)  # none while training

@@ -8,7 +8,9 @@ checkpoint continues bit for bit like one that never stopped.
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 import logging
 import math
 import sys
@@ -37,6 +39,7 @@ from cnnlab.engine.callbacks import (
     load_checkpoint,
 )
 from cnnlab.engine.inference import predict_logits
+from cnnlab.engine.pruning import EasySamplePruning
 from cnnlab.engine.runtime import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.errors import CnnlabError
 
@@ -81,14 +84,19 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int):
-    """Stepped once per batch; `step` decays every `step_size` epochs.
+def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int | list[int]):
+    """Stepped once per batch; `step` decays every `step_size` epochs. `steps_per_epoch` is one
+    count for every epoch, or a list of them (epochs that skip images take fewer steps).
 
     onecycle follows OneCycleLR's learning-rate curve (cosine rise from lr/25 over
     `warmup_fraction` of the steps, cosine fall to lr/25e4), written as a multiplier so it
     also works for runs of a handful of steps, where OneCycleLR divides by zero.
     """
-    total = max(1, t.epochs * steps_per_epoch)
+    per_epoch = (
+        [steps_per_epoch] * t.epochs if isinstance(steps_per_epoch, int) else list(steps_per_epoch)
+    )
+    ends = list(itertools.accumulate(per_epoch))  # the step at which each epoch ends
+    total = max(1, ends[-1] if ends else 0)
     if t.schedule == "onecycle":
         warm = max(1, round(t.warmup_fraction * total))
         low, final = 1 / 25, 1 / 25e4
@@ -102,7 +110,7 @@ def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: 
     elif t.schedule == "cosine":
         fn = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
     elif t.schedule == "step":
-        fn = lambda s: t.gamma ** ((s // steps_per_epoch) // t.step_size)  # noqa: E731
+        fn = lambda s: t.gamma ** (bisect.bisect_right(ends, s) // t.step_size)  # noqa: E731
     else:
         fn = lambda s: 1.0  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(opt, fn)
@@ -138,11 +146,24 @@ class BinaryLoss(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
         self.smoothing = smoothing
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         target = labels.to(logits.dtype)
         if self.smoothing:
             target = target * (1 - self.smoothing) + 0.5 * self.smoothing
-        return F.binary_cross_entropy_with_logits(logits[:, 0], target, pos_weight=self.pos_weight)
+        return F.binary_cross_entropy_with_logits(
+            logits[:, 0], target, pos_weight=self.pos_weight, reduction=reduction
+        )
+
+
+def sample_losses(loss_fn: nn.Module, logits: torch.Tensor, labels: torch.Tensor):
+    """Each image's loss, and the divisor that turns their sum into `loss_fn`'s mean."""
+    if isinstance(loss_fn, BinaryLoss):
+        return loss_fn(logits, labels, reduction="none"), len(labels)
+    per = F.cross_entropy(logits, labels, weight=loss_fn.weight, reduction="none",
+                          label_smoothing=loss_fn.label_smoothing)  # fmt: skip
+    return per, (loss_fn.weight[labels].sum() if loss_fn.weight is not None else len(labels))
 
 
 def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -194,8 +215,15 @@ def fit(
     world = ddp.world if ddp else 1
     if ddp is not None and batch < 2 * world:
         raise CnnlabError(f"train.batch_size {batch} is too small for {world} processes (2 each)")
-    # a last batch of 1 (per process) would upset BatchNorm: a short remainder joins the last batch
-    steps = n // batch + (1 if n % batch >= 2 * world else 0)
+    if ddp is not None and t.prune_easy:
+        raise CnnlabError("train.prune_easy does not work with several processes yet; set it to 0")
+    pruner = EasySamplePruning(n, t.prune_easy, t.epochs, rt.device) if t.prune_easy else None
+
+    def count_steps(m: int) -> int:
+        # a last batch of 1 (per process) would upset BatchNorm: a short remainder joins the last
+        return m // batch + (1 if m % batch >= 2 * world else 0)
+
+    epoch_steps = [count_steps(pruner.size(e) if pruner else n) for e in range(t.epochs)]
 
     model.to(rt.device)
     if rt.channels_last:
@@ -204,7 +232,7 @@ def fit(
     loss_fn, weighting = make_loss(t, binary, train)
     loss_fn.to(rt.device)
     optimizer = make_optimizer(model, t)
-    scheduler = make_scheduler(optimizer, t, steps)
+    scheduler = make_scheduler(optimizer, t, epoch_steps)
     augment = BatchAugment(recipe.augment)
     scaler = torch.amp.GradScaler("cuda") if rt.needs_grad_scaler else None
 
@@ -212,7 +240,7 @@ def fit(
     stopper = (
         EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
     )
-    stateful: list[Callback] = [c for c in (stopper,) if c] + list(callbacks or [])
+    stateful: list[Callback] = [c for c in (stopper, pruner) if c] + list(callbacks or [])
     cbs = list(stateful)
     if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
@@ -230,9 +258,12 @@ def fit(
         "runtime: %s; batch %d, %d steps/epoch; loss weighting: %s",
         rt.describe(),
         batch,
-        steps,
+        epoch_steps[0],
         weighting,
     )
+    if pruner is not None and pruner.full_from > 1:
+        log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
+                 pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
     for cb in cbs:
         cb.on_train_start(state)
 
@@ -241,14 +272,20 @@ def fit(
     scale, shift = data.preprocess.affine(rt.device)
     train_model = distributed.wrap(model, rt.device)  # DDP when distributed, else the model
     step_fn = torch.compile(train_model) if t.compile else train_model
-    bar = tqdm(total=t.epochs * steps, initial=state.epoch * steps, file=sys.stderr, disable=not (progress and distributed.is_main()),
+    bar = tqdm(total=sum(epoch_steps), initial=sum(epoch_steps[: state.epoch]), file=sys.stderr, disable=not (progress and distributed.is_main()),
                unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
     started = time.perf_counter()
     for epoch in range(state.epoch, t.epochs):
         epoch_start = time.perf_counter()
         gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
         torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
-        order = torch.randperm(n, generator=gen).to(rt.device)
+        if pruner is None:
+            order, weights = torch.randperm(n, generator=gen).to(rt.device), None
+        else:
+            order, weights = pruner.plan(epoch, gen)
+            order = order.to(rt.device)
+            weights = weights.to(rt.device) if weights is not None else None
+        steps, m = epoch_steps[epoch], len(order)
         if ddp is not None:
             ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
         model.train()
@@ -259,7 +296,7 @@ def fit(
         seen = 0
         bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
         for s in range(steps):
-            idx = order[s * batch : (s + 1) * batch if s < steps - 1 else n]
+            idx = order[s * batch : (s + 1) * batch if s < steps - 1 else m]
             weight = 1.0
             if ddp is not None:  # this rank's share of the global batch, and its loss weight
                 idx, weight = ddp.split(idx)
@@ -271,7 +308,12 @@ def fit(
                 x = x.contiguous(memory_format=torch.channels_last)
             with rt.autocast():
                 out = step_fn(x)
-                loss = loss_fn(out.float(), y)
+                if pruner is None:
+                    loss = loss_fn(out.float(), y)
+                else:  # each image's loss is remembered; the kept easy ones count double
+                    per, norm = sample_losses(loss_fn, out.float(), y)
+                    pruner.record(idx, per)
+                    loss = (per if weights is None else per * weights[idx]).sum() / norm
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss * weight).backward()
@@ -298,7 +340,8 @@ def fit(
             )
         row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
                "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-        if val is not None and ((epoch + 1) % t.validation_freq == 0 or epoch + 1 == t.epochs):
+        every = t.validation_freq
+        if val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
             row.update(validate(model, val, data.preprocess, rt, loss_fn, t.eval_batch_size))
         row["seconds"] = round(time.perf_counter() - epoch_start, 3)
         state.epoch = epoch + 1
