@@ -279,12 +279,12 @@ def fit(
         epoch_start = time.perf_counter()
         gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
         torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
-        if pruner is None:
-            order, weights = torch.randperm(n, generator=gen).to(rt.device), None
-        else:
-            order, weights = pruner.plan(epoch, gen)
-            order = order.to(rt.device)
-            weights = weights.to(rt.device) if weights is not None else None
+        # weights: per-image loss weights when the epoch skips well-learned images, else None
+        order, weights = (
+            pruner.plan(epoch, gen) if pruner else (torch.randperm(n, generator=gen), None)
+        )
+        order = order.to(rt.device)
+        weights = weights.to(rt.device) if weights is not None else None
         steps, m = epoch_steps[epoch], len(order)
         if ddp is not None:
             ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
