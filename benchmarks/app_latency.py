@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from tests.app.browser import classify, launch  # noqa: E402
 
 from cnnlab.app.launch import running_app, wait_healthy, wait_preloaded  # noqa: E402
 from cnnlab.bundle import load_bundle  # noqa: E402
+from cnnlab.net import free_port  # noqa: E402
 from cnnlab.predict import predict_sources  # noqa: E402
 
 CAM_WATCH = """() => {
@@ -43,12 +43,6 @@ CAM_WATCH = """() => {
   });
   mo.observe(document.body, {subtree: true, childList: true, attributes: true});
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_page(browser, url: str, text: str) -> float:

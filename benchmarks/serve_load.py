@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from cnnlab.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 XRAYS = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
@@ -114,12 +115,6 @@ async def load(url: str, images, requests: int, concurrency: int) -> dict:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     return row(f"HTTP, concurrency {concurrency}", requests, errors, seconds, latencies)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(model: str, backend: str, onnx_file: str | None, port: int) -> subprocess.Popen:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 from cnnlab.app.launch import running_app, wait_preloaded
 from cnnlab.bundle import load_bundle, shipped_bundles
+from cnnlab.net import free_port
 from cnnlab.predict import predict_sources
 from cnnlab.verdict import verdict
 from tests.app.browser import RESULT, classify, launch, screenshot
@@ -24,12 +24,6 @@ from tests.conftest import ROOT, shared_path
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = ROOT / "artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bundle_ref() -> str:

@@ -4,7 +4,6 @@ same model as 1 process, rank 0 alone writes, and an interrupted 2-process run r
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from cnnlab.data import prepare_data
 from cnnlab.engine.callbacks import Callback
 from cnnlab.engine.fit import fit
 from cnnlab.engine.train import build_model, train_recipe
+from cnnlab.net import free_port
 
 RECIPE = {
     "name": "tiny-ddp",
@@ -33,12 +33,6 @@ def recipe_for(source):
     raw = yaml.safe_load(yaml.safe_dump(RECIPE))
     raw["data"]["source"] = str(source)
     return recipe_from_dict(raw)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def close(a: dict, b: dict, atol: float = 1e-5) -> float:
