@@ -261,7 +261,7 @@ def fit(
         epoch_steps[0],
         weighting,
     )
-    if pruner is not None and pruner.full_from > 1:
+    if pruner is not None and pruner.prunes(1):
         log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
                  pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
     for cb in cbs:

@@ -23,7 +23,7 @@ from cnnlab.engine.callbacks import Callback
 
 class EasySamplePruning(Callback):
     def __init__(self, n: int, fraction: float, epochs: int, device: torch.device) -> None:
-        self.n, self.epochs = n, epochs
+        self.n = n
         self.drop = int(fraction * n)
         self.full_from = epochs - max(1, math.ceil(epochs / 8))  # annealing: the last eighth
         self.scores = torch.zeros(n, device=device)

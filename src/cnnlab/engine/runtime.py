@@ -105,8 +105,9 @@ def keep_allocations_on_heap() -> bool:
     gradients in again, and the kernel zeroes every page first. On 2 AVX2 cores that cost
     up to a third of a small CNN's step (CIFAR cifarnet, batch 512: 1,037 -> 741 ms; MNIST
     fastnet, batch 256: 47 -> 29 ms). PyTorch's tuning guide reaches the same end with
-    jemalloc or tcmalloc through LD_PRELOAD; this does it in-process with `mallopt`. Training processes only (the heap is kept, not given
-    back to the system); a no-op where the C library is not glibc. Returns whether it applied.
+    jemalloc or tcmalloc through LD_PRELOAD; this does it in-process with `mallopt`.
+    Training processes only (the heap is kept, not given back to the system); a no-op
+    where the C library is not glibc. Returns whether it applied.
     """
     global _heap_kept
     if _heap_kept:

@@ -35,8 +35,8 @@ class ScaledLinear(nn.Linear):
 
 class WhiteningStem(nn.Module):
     """A 2x2 conv whose filters whiten image patches (airbench): fixed, set from the first
-    training batch, with a bias (learned unless `learn_bias` is off). Kept as a buffer, so DistributedDataParallel
-    broadcasts rank 0's filters and every rank whitens alike."""
+    training batch, with a bias (learned unless `learn_bias` is off). Kept as a buffer, so
+    DistributedDataParallel broadcasts rank 0's filters and every rank whitens alike."""
 
     def __init__(self, in_channels: int, eps: float = 5e-4, learn_bias: bool = True) -> None:
         super().__init__()

@@ -35,8 +35,8 @@ def fastnet(
 ):
     """cnnlab's fast CNN: (conv, max-pool, BN, ReLU) stages, optional extra convs, linear head.
 
-    `tta: translate` averages over one-pixel shifts in eval mode (3 passes: +0.4 points of Fashion-MNIST
-    test accuracy; mirror images suit clothes badly: shoes all face one way)."""
+    `tta: translate` averages over one-pixel shifts in eval mode (3 passes: +0.4 points of
+    Fashion-MNIST test accuracy; mirror images suit clothes badly: shoes all face one way)."""
     if padding not in ("valid", "same"):
         raise ValueError("padding must be valid or same")
     if head not in ("flatten", "maxpool"):
