@@ -35,6 +35,9 @@ class DataConfig:
     class_mode: Literal["categorical", "binary"] = "categorical"
     class_names: list[str] | None = None  # names for sources that carry only numbers (npz)
     cache: bool = True  # decoded image folders are cached on disk
+    # a labelled folder from elsewhere (another site, a later acquisition): evaluated after
+    # training and recorded in the bundle as external validation; never trained on
+    external: str | None = None
 
 
 @dataclass

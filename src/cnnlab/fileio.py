@@ -32,3 +32,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def data_name(path: str | Path) -> str:
+    """A data folder named by its last two path parts (`chest_xray/external`): readable, and no
+    machine's absolute path in a card that ships."""
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)

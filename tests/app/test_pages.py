@@ -200,14 +200,36 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
     assert list(metrics["metric"])[:3] == ["ROC-AUC", "Sensitivity", "Specificity"]
     auc = json.loads((app_bundle / "bundle.json").read_text())["metrics"]
     lo, hi = auc["auc_ci"]
-    assert list(metrics.iloc[0]) == ["ROC-AUC", f"{auc['auc']:.4f}", f"{lo:.4f} - {hi:.4f}"]
-    assert metrics.loc[metrics["metric"] == "ECE", "95% CI"].item() == ""
+    assert list(metrics.iloc[0]) == ["ROC-AUC", f"{auc['auc']:.4f} ({lo:.3f}-{hi:.3f})"]
+    assert metrics.loc[metrics["metric"] == "ECE", "validation (120)"].item() == f"{auc['ece']:.4f}"
     assert [i.proto.imgs[0].caption for i in at.image] == [
         "ROC curve", "confusion matrix", "calibration (reliability diagram)"
     ]  # fmt: skip
     card = " ".join(texts(at, "markdown"))
     assert "Not for clinical use" in card and "## Decision rule" in card  # the whole card
     assert any("threshold **0.370**" in t for t in texts(at, "markdown"))
+
+
+def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle, tmp_path):
+    from cnnlab.engine.external import external_block, record_external
+
+    site = tmp_path / "site"
+    shutil.copytree(app_bundle, site)
+    meta = json.loads((site / "bundle.json").read_text())
+    meta["decision"].update(fitted_on="site", data="hospital/xrays", n=312)
+    (site / "bundle.json").write_text(json.dumps(meta))
+    report = {**meta["metrics"], "n": 312, "auc": 0.9612, "auc_ci": [0.94, 0.98]}
+    record_external(site, external_block(report, "hospital/xrays", ["NORMAL", "PNEUMONIA"],
+                                         "the rule refitted on this site", cross_validated=5))  # fmt: skip
+    at = app_env(site).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["metric", "validation (120)", "hospital/xrays (312 CV)"]
+    assert table.iloc[0].tolist()[2] == "0.9612 (0.940-0.980)"
+    assert any("fitted on the site sample `hospital/xrays` (312 images)" in t
+               for t in texts(at, "markdown"))  # fmt: skip
+    assert any("rule fitted on the other folds" in t for t in texts(at, "caption"))
 
 
 def test_model_page_of_a_bundle_without_metrics(app_env, digits_bundle, tmp_path):

@@ -30,7 +30,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--out", help="folder for plots (confusion matrix, ...)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--record", action="store_true",
+                   help="store the figures in the bundle (bundle.json and card) as an external "
+                   "validation, under --name")  # fmt: skip
+    p.add_argument(
+        "--name", help="the data's name in the record (default: its last two path parts)"
+    )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "recalibrate",
+        help="refit a binary bundle's temperature and threshold on a site's labelled images",
+        description="Refit temperature and threshold on a site's labelled folder "
+        "(root/<class>/* or its test/ split) and write a new bundle that records both rules and "
+        "the data each came from. The figures printed come from cross-validation: each image is "
+        "judged by a rule fitted on the other folds. The weights are not changed.",
+    )  # fmt: skip
+    p.add_argument("bundle", help="bundle folder or shipped model name")
+    p.add_argument("--data", required=True, help="the site's labelled image folder")
+    p.add_argument("--out", required=True, help="folder for the new bundle (must not exist)")
+    p.add_argument(
+        "--policy", default="target_sensitivity", choices=["target_sensitivity", "youden"]
+    )
+    p.add_argument("--target-sensitivity", type=float, default=0.95)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument(
+        "--name", help="the site data's name in the record (default: its last two path parts)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_recalibrate)
 
     p = sub.add_parser("predict", help="classify image files or folders")
     p.add_argument("bundle", help="bundle folder or shipped model name")
@@ -65,17 +93,62 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle import load_bundle, shipped_bundles
     from cnnlab.engine.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
+    if args.record and bundle.path in shipped_bundles().values():
+        raise CnnlabError(f"{args.bundle} ships with cnnlab and is read-only: --record into a copy, "
+                          "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
+    if args.record:
+        from cnnlab.engine.external import record_evaluation
+
+        name = record_evaluation(bundle, report, args.data, args.name)
+        print(f"recorded as external validation '{name}' in {bundle.path}", file=sys.stderr)
     if args.json:
         json.dump(finite_json(report), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     print(format_report(report))
     return 0
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from cnnlab.config import DecisionConfig
+    from cnnlab.engine.external import recalibrate
+
+    if not 0 < args.target_sensitivity < 1:
+        raise CnnlabError("--target-sensitivity must be between 0 and 1")
+    if args.folds < 2:
+        raise CnnlabError("--folds must be at least 2")
+    cfg = DecisionConfig(policy=args.policy, target_sensitivity=args.target_sensitivity)
+    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name)
+    if args.json:
+        out = {"bundle": str(r.out), "decision": r.decision, "folds": r.folds,
+               "before": r.before, "cross_validated": r.after}  # fmt: skip
+        json.dump(finite_json(out), sys.stdout, allow_nan=False)
+        sys.stdout.write("\n")
+        return 0
+    print(format_recalibration(r))
+    return 0
+
+
+def format_recalibration(r) -> str:
+    d, b, a = r.decision, r.before, r.after
+    lines = [
+        f"site sample {d['data']}: {d['n']} images",
+        f"new rule: {d['positive_class']} when p >= {d['threshold']:.4f} (temperature "
+        f"{d['temperature']:.3f}; {d['policy_text']})",
+        f"{'':<15}{'bundle rule (thr ' + format(b['threshold'], '.3f') + ')':<30}"
+        f"refitted rule, {r.folds}-fold cross-validated",
+    ]
+    for key in ("auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier"):
+        cells = [f"{m[key]:.4f} ({m[key + '_ci'][0]:.3f}-{m[key + '_ci'][1]:.3f})" for m in (b, a)]
+        lines.append(f"  {key:<13}{cells[0]:<30}{cells[1]}")
+    lines.append(f"  {'ece':<13}{b['ece']:<30.4f}{a['ece']:.4f}")
+    lines.append(f"new bundle written to {r.out}")
+    return "\n".join(lines)
 
 
 def finite_json(obj):

@@ -8,17 +8,37 @@ from typing import Any
 import yaml
 
 from cnnlab.engine.medical import INTERVAL_KEYS
+from cnnlab.fileio import data_name
 
 
-def _metric_lines(m: dict[str, Any]) -> list[str]:
-    lines = ["| metric | value | 95% CI (bootstrap) |", "|---|---|---|"]
-    for key in INTERVAL_KEYS:
-        if key in m:
-            lo, hi = m.get(f"{key}_ci", [float("nan")] * 2)
-            lines.append(f"| {key} | {m[key]:.4f} | {lo:.4f} - {hi:.4f} |")
-    if "ece" in m:
-        lines.append(f"| ECE (10 bins) | {m['ece']:.4f} | |")
+def _cell(m: dict[str, Any], key: str) -> str:
+    value = m.get(key)
+    if not isinstance(value, int | float):
+        return ""
+    lo, hi = (m.get(f"{key}_ci") or [None, None])[:2]
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        return f"{value:.4f} ({lo:.4f} - {hi:.4f})"
+    return f"{value:.4f}"
+
+
+def _metric_lines(columns: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One row per metric, one column per data set (value and bootstrap 95% CI)."""
+    lines = ["| metric | " + " | ".join(title for title, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]  # fmt: skip
+    for key in (*INTERVAL_KEYS, "ece"):
+        if any(key in m for _, m in columns):
+            lines.append(f"| {key} | " + " | ".join(_cell(m, key) for _, m in columns) + " |")
     return lines
+
+
+def fitted_on_text(d: dict[str, Any]) -> str:
+    """Which images a decision rule was fitted on, in words."""
+    where = d.get("fitted_on") or ("val" if d.get("policy", "fixed") != "fixed" else "none")
+    if where == "site":
+        return f"the site sample `{d.get('data', '?')}` ({d.get('n', '?')} images)"
+    if where == "val":
+        return "the validation split"
+    return "nothing (a fixed threshold)"
 
 
 def medical_card(
@@ -43,7 +63,7 @@ def medical_card(
         f"- output: p({meta['classes'][1]}), calibrated by temperature {d.get('temperature', 1.0):.3f}",
         "",
         "## Data and splits",
-        f"- source: `{data.get('source', '?')}` ({data.get('format', '?')})",
+        f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format', '?')})",
     ]
     for split, counts in data.get("counts", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -56,21 +76,46 @@ def medical_card(
         "stratified (not grouped by patient: figures may be optimistic)"
     )
     lines.append(f"- class imbalance: {train.get('loss_weighting', 'none')}")
-    lines += ["", f"## Metrics on the validation split ({m.get('n', 0)} images)", ""]
-    lines += _metric_lines(m) if m else ["(no validation split)"]
+    lines += ["", "## Figures", ""]
+    columns = []
+    if m:
+        columns.append((f"validation ({m.get('n', 0)} images)", m))
+    for block in meta.get("external", []):
+        cv = block.get("cross_validated_folds")
+        columns.append((f"external: {block['name']} ({block.get('n', '?')} images"
+                        f"{f', {cv}-fold cross-validated' if cv else ''})", block))  # fmt: skip
+    if columns:
+        lines += _metric_lines(columns)
+        lines += ["", "95% intervals: bootstrap over images."]
+        if m:
+            at = m.get("threshold", d.get("threshold", 0.5))
+            rule = ("the current rule" if at == d.get("threshold", 0.5) else
+                    "the replaced rule: the bundle keeps no validation scores to judge again")  # fmt: skip
+            lines.append(f"- validation: held out from the training folder, at threshold "
+                         f"{at:.4f} ({rule}).")  # fmt: skip
+        for block in meta.get("external", []):
+            counts = ", ".join(f"{k} {v}" for k, v in block.get("counts", {}).items())
+            lines.append(f"- external `{block['name']}` ({counts}; {block.get('evaluated', '')[:10]}): "
+                         f"{block.get('rule', '')}, threshold {_threshold_text(block)}.")  # fmt: skip
+    else:
+        lines.append("(no validation split and no external evaluation)")
     if "confusion_matrix" in m:
-        cm = m["confusion_matrix"]
-        lines += [
-            "",
-            f"Confusion matrix (rows true, columns predicted; {', '.join(meta['classes'])}): `{cm}`",
-        ]
+        lines += ["", f"Validation confusion matrix (rows true, columns predicted; "
+                  f"{', '.join(meta['classes'])}): `{m['confusion_matrix']}`"]  # fmt: skip
+    history = meta.get("decision_history", [])
     lines += [
         "",
         "## Decision rule",
         f"- predict **{d.get('positive_class', meta['classes'][1])}** when the calibrated "
         f"probability >= **{d.get('threshold', 0.5):.4f}**",
-        f"- threshold policy: `{d.get('policy', 'fixed')}` ({d.get('policy_text', '')}); "
-        f"temperature scaling {'fitted on the validation split' if d.get('temperature', 1.0) != 1.0 else 'off'}",
+        f"- fitted on {fitted_on_text(d)}: policy `{d.get('policy', 'fixed')}` "
+        f"({d.get('policy_text', '')}); temperature {d.get('temperature', 1.0):.3f}"
+        f"{'' if d.get('temperature', 1.0) != 1.0 else ' (no temperature scaling)'}",
+    ]
+    for old in history:
+        lines.append(f"- replaced: threshold {old.get('threshold', 0.5):.4f}, temperature "
+                     f"{old.get('temperature', 1.0):.3f}, fitted on {fitted_on_text(old)}")  # fmt: skip
+    lines += [
         "",
         "## Intended use",
         intended_use
@@ -99,15 +144,27 @@ def medical_card(
     return "\n".join(lines)
 
 
+def _threshold_text(block: dict[str, Any]) -> str:
+    lo_hi = block.get("threshold_range")
+    if lo_hi:
+        return f"{lo_hi[0]:.4f} - {lo_hi[1]:.4f} across folds"
+    return f"{block.get('threshold', 0.5):.4f}"
+
+
 def default_limitations(meta: dict[str, Any]) -> list[str]:
     return [
         "Trained on one public data set (Kermany et al. 2018: paediatric patients aged 1-5 from "
         "one hospital in Guangzhou); adults, other hospitals and other scanners are untested.",
         "The images were downsized to 224x224 JPEG; full-resolution or DICOM inputs are resized "
         "the same way, which may lose fine detail.",
-        "The official test set is known to differ from a random split of the training folder "
-        "(specificity drops there): the validation figures above are optimistic for new sites.",
+        "Images acquired elsewhere or later differ from a split of the training folder "
+        "(exposure, contrast, cropping): validation figures are optimistic for new sites; the "
+        "external figures say how much.",
         "Two labels only: it cannot tell bacterial from viral pneumonia or find other findings.",
-        "The threshold was chosen on validation images from the same source; check it locally "
-        "before relying on its sensitivity.",
+        "The threshold was fitted on the site sample named above; at another site, check it "
+        "with `cnnlab evaluate` and refit it with `cnnlab recalibrate` on local labelled images."
+        if meta.get("decision", {}).get("fitted_on") == "site"
+        else "The threshold was chosen on validation images from the same source; check it "
+        "locally (`cnnlab evaluate`) and refit it (`cnnlab recalibrate`) before relying on its "
+        "sensitivity.",
     ]

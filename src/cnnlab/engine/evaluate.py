@@ -65,6 +65,27 @@ def classification_report(
     }
 
 
+def full_report(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    threshold: float | None,
+    temperature: float,
+    binary: bool,
+    out_dir: Path | None = None,
+    title: str = "",
+) -> dict[str, Any]:
+    """classification_report, plus the medical fields (engine.medical) for binary models."""
+    report = classification_report(logits, labels, classes, threshold, temperature)
+    if binary:
+        from cnnlab.engine.medical import binary_report
+
+        report.update(
+            binary_report(logits, labels, classes, threshold, temperature, out_dir, title)
+        )
+    return report
+
+
 def plot_confusion_matrix(
     cm: list[list[int]], classes: list[str], path: Path, title: str = ""
 ) -> None:
@@ -155,15 +176,10 @@ def evaluate_bundle(
     logits = predict_logits(
         bundle.model, data.images, bundle.preprocess, bundle.runtime, batch_size
     )
-    report = classification_report(
-        logits, data.labels, bundle.classes, bundle.threshold, bundle.temperature
-    )
+    report = full_report(logits, data.labels, bundle.classes, bundle.threshold, bundle.temperature,
+                         bundle.binary, out_dir, f"{split} ({len(data)} images)")  # fmt: skip
     report.update({"split": split, "data": str(data_path), "model": bundle.name})
     if bundle.binary:
-        from cnnlab.engine.medical import binary_report
-
-        report.update(binary_report(logits, data.labels, bundle.classes, bundle.threshold,
-                                    bundle.temperature, out_dir, f"{split} ({len(data)} images)"))  # fmt: skip
         report["policy"] = bundle.decision.get("policy", "fixed")
     if out_dir is not None:
         plot_confusion_matrix(report["confusion_matrix"], bundle.classes, Path(out_dir) / "confusion_matrix.png",

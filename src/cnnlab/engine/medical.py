@@ -64,17 +64,26 @@ def _rates(pred: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
+def _decide(p: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """Positive when p >= threshold; one threshold, or one per image (cross-validated rules)."""
+    return (p >= np.asarray(threshold, dtype=np.float64)).astype(int)
+
+
+def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float | np.ndarray) -> dict[str, float]:
     """Point estimates at `threshold` (positive when p >= threshold)."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
-    out = {k: float(v) for k, v in _rates((p >= threshold).astype(int), y).items()}
+    out = {k: float(v) for k, v in _rates(_decide(p, threshold), y).items()}
     out["auc"] = float(_auc_rows(p[None], y[None])[0])
     out["brier"] = brier_score(p, y)
     return out
 
 
 def bootstrap_intervals(
-    p: np.ndarray, y: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0
+    p: np.ndarray,
+    y: np.ndarray,
+    threshold: float | np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
     """Percentile 95% intervals over `n_boot` resamples of the images (with replacement)."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
@@ -83,7 +92,7 @@ def bootstrap_intervals(
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), (n_boot, len(y)))
     ys, ps = y[idx], p[idx]
-    samples = _rates((ps >= threshold).astype(int), ys)
+    samples = _rates(_decide(p, threshold)[idx], ys)
     samples["brier"] = ((ps - ys) ** 2).mean(1)
     samples["auc"] = _auc_rows(ps, ys)
     out = {}
@@ -121,11 +130,30 @@ def binary_report(
 ) -> dict[str, Any]:
     """The medical fields for a binary model's report (flat `<metric>` and `<metric>_ci`)."""
     p = positive_probability(logits, temperature)
-    y = labels.numpy().astype(int)
+    report = probability_report(p, labels.numpy(), classes, threshold, n_boot)
+    report["temperature"] = float(temperature)
+    if out_dir is not None:
+        y = labels.numpy().astype(int)
+        plot_curves(p, y, threshold, Path(out_dir), title, classes[1])
+        plot_reliability(p, y, Path(out_dir) / "reliability.png",
+                         f"{title}: ECE {report['ece']:.3f}, Brier {report['brier']:.3f}")  # fmt: skip
+    return report
+
+
+def probability_report(
+    p: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    threshold: float | np.ndarray,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """binary_report's fields from calibrated p(positive); `threshold` may be one per image, as
+    when each image was judged by the rule of the cross-validation fold that left it out."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
     point = binary_metrics(p, y, threshold)
     ci = bootstrap_intervals(p, y, threshold, n_boot)
-    report: dict[str, Any] = {"positive_class": classes[1], "threshold": float(threshold),
-                              "temperature": float(temperature)}  # fmt: skip
+    shown = float(threshold) if np.ndim(threshold) == 0 else float(np.median(threshold))
+    report: dict[str, Any] = {"positive_class": classes[1], "threshold": shown}
     for key in INTERVAL_KEYS:
         report[key] = point[key]
         report[f"{key}_ci"] = ci[key]
@@ -135,10 +163,6 @@ def binary_report(
     )
     report["calibration_bins"] = calibration_bins(p, y)
     report["roc_curve"] = roc_points(p, y)
-    if out_dir is not None:
-        plot_curves(p, y, threshold, Path(out_dir), title, classes[1])
-        plot_reliability(p, y, Path(out_dir) / "reliability.png",
-                         f"{title}: ECE {report['ece']:.3f}, Brier {report['brier']:.3f}")  # fmt: skip
     return report
 
 

@@ -42,6 +42,30 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def figure_table(metrics: dict[str, Any], externals: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Rows of metric, then one column per data set (validation, each external block): value with
+    its interval when there is one, so the app shows them side by side."""
+    columns = []
+    if metrics:
+        columns.append((f"validation ({metrics.get('n', 0)})", metrics))
+    for b in externals:
+        cv = " CV" if b.get("cross_validated_folds") else ""
+        columns.append((f"{b.get('name', 'external')} ({b.get('n', '?')}{cv})", b))
+    by_column = [{r["metric"]: r for r in metric_rows(m)} for _, m in columns]
+    names = list(dict.fromkeys(name for rows in by_column for name in rows))
+    table = []
+    for name in names:
+        row = {"metric": name}
+        for (title, _), rows in zip(columns, by_column, strict=True):
+            r = rows.get(name)
+            text = "" if r is None or r["value"] is None else f"{r['value']:.4f}"
+            if text and r["ci_low"] is not None and r["ci_high"] is not None:
+                text += f" ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
+            row[title] = text
+        table.append(row)
+    return table
+
+
 def _figure(**kwargs):
     """A figure outside pyplot's global state: safe when app sessions draw in parallel threads."""
     from matplotlib.figure import Figure

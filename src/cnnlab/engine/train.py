@@ -21,7 +21,7 @@ from cnnlab.bundle import save_bundle
 from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, prepare_data
 from cnnlab.engine import distributed
-from cnnlab.engine.evaluate import classification_report, plot_confusion_matrix
+from cnnlab.engine.evaluate import full_report, plot_confusion_matrix
 from cnnlab.engine.fit import FitResult
 from cnnlab.engine.inference import predict_logits
 from cnnlab.engine.runtime import choose_runtime
@@ -122,10 +122,13 @@ def train_recipe(
                 "training": {"seconds": round(result.train_seconds, 2), "runtime": result.runtime,
                              "epochs_run": len(result.history), "loss_weighting": result.loss_weighting},
                 "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
+                **validation_scores(val_logits, data, recipe),
             },
         )  # fmt: skip
         if recipe.data.class_mode == "binary":
             write_medical_card(out)
+            if recipe.data.external:
+                record_external_validation(out, recipe.data.external)
     finally:
         logging.getLogger("cnnlab").removeHandler(file_log)
         file_log.close()
@@ -156,6 +159,31 @@ def binary_decision(
     return decision
 
 
+def validation_scores(
+    logits: torch.Tensor | None, data: PreparedData, recipe: Recipe
+) -> dict[str, Any]:
+    """A binary bundle keeps its validation logits (a few KB), so a rule refitted later
+    (`cnnlab recalibrate`) can report the validation figures at the new threshold."""
+    if logits is None or recipe.data.class_mode != "binary" or data.val is None:
+        return {}
+    return {"validation_scores": {"logits": [round(float(v), 4) for v in logits[:, 0]],
+                                  "labels": [int(v) for v in data.val.labels]}}  # fmt: skip
+
+
+def record_external_validation(out: Path, folder: str) -> None:
+    """The recipe's `data.external` folder, judged by the new bundle's own rule and recorded."""
+    from cnnlab.bundle import load_bundle
+    from cnnlab.engine.evaluate import evaluate_bundle
+    from cnnlab.engine.external import record_evaluation
+
+    bundle = load_bundle(out)
+    report = evaluate_bundle(bundle, folder, "test")
+    name = record_evaluation(bundle, report, folder)
+    log.info("external validation on %s (%d images): AUC %.4f, sensitivity %.4f, specificity "
+             "%.4f at threshold %.4f", name, report["n"], report["auc"], report["sensitivity"],
+             report["specificity"], report["threshold"])  # fmt: skip
+
+
 def write_medical_card(out: Path) -> None:
     import json
 
@@ -179,14 +207,11 @@ def validation_report(
     if logits is None:
         logits = validation_logits(model, data, recipe)
     decision = decision or {}
-    threshold = decision.get("threshold", 0.5) if recipe.data.class_mode == "binary" else None
-    temperature = decision.get("temperature", 1.0)
-    report = classification_report(logits, data.val.labels, data.classes, threshold, temperature)
-    if recipe.data.class_mode == "binary":
-        from cnnlab.engine.medical import binary_report
-
-        report.update(binary_report(logits, data.val.labels, data.classes, threshold, temperature,
-                                     out, f"validation ({len(data.val)} images)"))  # fmt: skip
+    binary = recipe.data.class_mode == "binary"
+    threshold = decision.get("threshold", 0.5) if binary else None
+    report = full_report(logits, data.val.labels, data.classes, threshold,
+                         decision.get("temperature", 1.0), binary, out,
+                         f"validation ({len(data.val)} images)")  # fmt: skip
     plot_confusion_matrix(report["confusion_matrix"], data.classes, out / "confusion_matrix.png",
                           f"validation ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip
     report["split"] = "val"

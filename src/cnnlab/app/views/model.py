@@ -1,12 +1,14 @@
-"""Model page: the model card, validation metrics with 95% intervals, ROC curve, confusion
-matrix and calibration diagram, all drawn from the bundle itself."""
+"""Model page: the model card, validation and external figures side by side with 95% intervals
+(and which images the threshold was fitted on), ROC curve, confusion matrix and calibration
+diagram, all drawn from the bundle itself."""
 
 import streamlit as st
 
 from cnnlab.app.resources import figure_png, require_bundle
+from cnnlab.engine.card import fitted_on_text
 from cnnlab.engine.report_figures import (
     confusion_figure,
-    metric_rows,
+    figure_table,
     reliability_figure,
     roc_figure,
 )
@@ -32,30 +34,23 @@ def figures(bundle_path: str) -> dict[str, bytes | None]:
     return out
 
 
-st.subheader(
-    f"Validation metrics ({metrics.get('n', 0)} images)" if metrics else "Validation metrics"
-)
-if not metrics:
+externals = bundle.meta.get("external") or []
+st.subheader("Validation and external figures" if externals else
+             f"Validation metrics ({metrics.get('n', 0)} images)" if metrics else "Validation metrics")  # fmt: skip
+if not metrics and not externals:
     st.info("This bundle holds no validation metrics (it was trained without a validation "
             "split). `cnnlab evaluate BUNDLE --data PATH` measures it on your images.")  # fmt: skip
 else:
     if bundle.binary:
-        st.markdown(f"At the bundle's threshold **{bundle.threshold:.3f}** "
-                    f"({bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}), "
-                    f"temperature {bundle.temperature:.3f}; intervals: bootstrap 95%.")  # fmt: skip
-    st.dataframe(
-        [
-            {
-                "metric": r["metric"],
-                "value": f"{r['value']:.4f}" if r["value"] is not None else "n/a",
-                "95% CI": f"{r['ci_low']:.4f} - {r['ci_high']:.4f}"
-                if r["ci_low"] is not None and r["ci_high"] is not None
-                else "",
-            }
-            for r in metric_rows(metrics)
-        ],
-        hide_index=True,
-    )
+        st.markdown(f"Decision threshold **{bundle.threshold:.3f}** on the calibrated probability "
+                    f"(temperature {bundle.temperature:.3f}), **fitted on "
+                    f"{fitted_on_text(bundle.decision)}**: "
+                    f"{bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}. "
+                    "Intervals: bootstrap 95%.")  # fmt: skip
+    st.dataframe(figure_table(metrics, externals), hide_index=True)
+    for block in externals:
+        st.caption(f"External `{block['name']}`: {block.get('rule', '')}"
+                   f"{'' if not block.get('cross_validated_folds') else ' (each image judged by a rule fitted on the other folds)'}.")  # fmt: skip
     figs = figures(str(entry.path))
     roc, cm, rel = st.columns(3)
     with roc:
