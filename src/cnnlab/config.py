@@ -62,6 +62,11 @@ class AugmentConfig:
     fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = "nearest"
     cval: float = 0.0  # fill value for fill_mode: constant, on the 0-255 scale
     cutout: int = 0  # side of a random square set to the mean (0 = off)
+    # acquisition differences (exposure, contrast, sharpness, noise), drawn per image:
+    contrast_range: list[float] | None = None  # e.g. [0.7, 1.3]: scaled about the image mean
+    gamma_range: list[float] | None = None  # e.g. [0.6, 1.6]: 255 * (x / 255) ** gamma
+    blur: float = 0.0  # largest Gaussian blur sigma in pixels (drawn from [0, blur])
+    noise: float = 0.0  # largest Gaussian noise std on the 0-255 scale (drawn from [0, noise])
     rescale: float | str | None = None  # Keras's rescale: only 1/255, read as data.normalize: unit
 
 

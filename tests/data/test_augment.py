@@ -166,3 +166,50 @@ def test_fast_affine_grid_equals_torch():
     theta = BatchAugment(BRIEF).matrices(5, 17, 23, gen()).float()
     expected = F.affine_grid(theta, [5, 1, 17, 23], align_corners=False)
     assert torch.allclose(affine_grid(theta, 17, 23), expected, atol=1e-6)
+
+
+def test_gamma_and_contrast_are_exact_at_a_fixed_draw():
+    x = images(3, 1, 10, 10)
+    out = BatchAugment(AugmentConfig(gamma_range=[2.0, 2.0]))(x.clone(), gen())
+    assert torch.allclose(out, 255 * (x / 255) ** 2, atol=1e-3)
+    mid = torch.full((2, 1, 8, 8), 128.0)
+    mid[:, :, :4] = 96.0  # mean 112, deviations +-16: nothing clipped
+    out = BatchAugment(AugmentConfig(contrast_range=[0.5, 0.5]))(mid.clone(), gen())
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), mid.mean(dim=(1, 2, 3)))
+    assert torch.allclose(out - 112.0, (mid - 112.0) / 2)
+
+
+def test_blur_matches_torchvision_and_each_image_gets_its_own_sigma():
+    from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
+
+    from cnnlab.data.augment import gaussian_blur
+
+    x = images(2, 1, 24, 24)
+    out = gaussian_blur(x, torch.tensor([1.5, 0.0]))
+    ref = tv_blur(x[:1], kernel_size=[11, 11], sigma=[1.5, 1.5])  # radius 5 = ceil(3 * 1.5)
+    assert torch.allclose(out[:1, :, 6:-6, 6:-6], ref[:, :, 6:-6, 6:-6], atol=1e-3)  # edges differ
+    assert torch.allclose(out[1], x[1], atol=1e-3)  # sigma 0: the image itself
+    flat = torch.full((1, 1, 9, 9), 77.0)
+    assert torch.allclose(gaussian_blur(flat, torch.tensor([2.0])), flat)
+
+
+def test_noise_and_the_acquisition_draws_are_seeded_and_bounded():
+    cfg = AugmentConfig(contrast_range=[0.7, 1.3], gamma_range=[0.6, 1.6], blur=1.0, noise=8.0)
+    x = images(6, 1, 32, 32)
+    a = BatchAugment(cfg)(x.clone(), gen(3))
+    assert torch.equal(a, BatchAugment(cfg)(x.clone(), gen(3)))  # same seed, same images
+    assert not torch.equal(a, BatchAugment(cfg)(x.clone(), gen(4)))
+    assert a.min() >= 0 and a.max() <= 255 and not torch.equal(a, x)
+    flat = torch.full((50, 1, 32, 32), 128.0)
+    noisy = BatchAugment(AugmentConfig(noise=8.0))(flat.clone(), gen())
+    stds = (noisy - 128).std(dim=(1, 2, 3))
+    assert stds.max() <= 8.0 * 1.1 and stds.min() < 4 < stds.max()  # std drawn from [0, 8]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"contrast_range": [0.0, 1.2]}, {"gamma_range": [1.5, 0.8]}, {"blur": -1.0}, {"noise": 500.0}],
+)
+def test_acquisition_values_are_checked(bad):
+    with pytest.raises(CnnlabError, match="augment\\.(contrast_range|gamma_range|blur|noise)"):
+        recipe_from_dict({"augment": bad})

@@ -16,6 +16,7 @@ matrix does; `reflect` is dcba|abcd|dcba, `wrap` abcd|abcd|abcd, `nearest` aaaa|
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import torch
@@ -53,14 +54,19 @@ class BatchAugment:
                 (zlo, zhi) != (1.0, 1.0),
             ]
         )
-        self.enabled = self.affine or any(
-            [
-                cfg.horizontal_flip,
-                cfg.vertical_flip,
-                cfg.random_crop,
-                cfg.brightness_range,
-                cfg.cutout,
-            ]
+        self.intensity = any([cfg.contrast_range, cfg.gamma_range, cfg.blur, cfg.noise])
+        self.enabled = (
+            self.affine
+            or self.intensity
+            or any(
+                [
+                    cfg.horizontal_flip,
+                    cfg.vertical_flip,
+                    cfg.random_crop,
+                    cfg.brightness_range,
+                    cfg.cutout,
+                ]
+            )
         )
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -77,6 +83,8 @@ class BatchAugment:
             lo, hi = self.cfg.brightness_range
             factor = _uniform(gen, n, lo, hi).to(x.device, x.dtype).view(n, 1, 1, 1)
             x = (x * factor).clamp_(0, 255)
+        if self.intensity:
+            x = acquisition(x, self.cfg, gen)
         if self.cfg.cutout:
             x = cutout(x, self.cfg.cutout, gen)
         return x
@@ -196,6 +204,44 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask, fill, x)
 
 
+def acquisition(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """What another scanner or exposure does to an image, drawn per image: gamma (log-uniform),
+    contrast about the image's mean, Gaussian blur, Gaussian noise; pixels stay in 0-255."""
+    n = x.shape[0]
+
+    def draw(lo: float, hi: float) -> torch.Tensor:
+        return _uniform(gen, n, lo, hi).to(x.device, x.dtype).view(n, 1, 1, 1)
+
+    if cfg.gamma_range:
+        lo, hi = cfg.gamma_range
+        gamma = draw(math.log(lo), math.log(hi)).exp()
+        x = 255.0 * (x / 255.0).clamp(0, 1).pow(gamma)
+    if cfg.contrast_range:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * draw(*cfg.contrast_range) + mean).clamp(0, 255)
+    if cfg.blur:
+        x = gaussian_blur(x, draw(0.0, cfg.blur).view(n))
+    if cfg.noise:
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x.device, x.dtype)
+        x = (x + noise * draw(0.0, cfg.noise)).clamp(0, 255)
+    return x
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of (N, C, H, W) with its own sigma (pixels; 0 = unchanged): one separable
+    grouped convolution over the batch, edges replicated."""
+    n, c, h, w = x.shape
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).clamp_min(1e-3).view(n, 1)
+    k = torch.exp(-(taps.view(1, -1) ** 2) / (2 * s * s))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, taps)
+    flat = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="replicate")
+    flat = F.conv2d(flat, k.view(n * c, 1, -1, 1), groups=n * c)
+    flat = F.conv2d(flat, k.view(n * c, 1, 1, -1), groups=n * c)
+    return flat.view(n, c, h, w)
+
+
 def describe(cfg: AugmentConfig) -> str:
     on = [f"{k}={v}" for k, v in vars(cfg).items() if v and k not in ("fill_mode", "cval")]
     if not on:
@@ -239,6 +285,14 @@ def check_augment(cfg: AugmentConfig) -> None:
         raise CnnlabError(
             f"augment.zoom_range must give 0 < lo <= hi, got [{lo}, {hi}] (a number z means [1-z, 1+z])"
         )
+    for key in ("contrast_range", "gamma_range"):
+        r = getattr(cfg, key)
+        if r is not None and (len(r) != 2 or not 0 < r[0] <= r[1]):
+            raise CnnlabError(f"augment.{key} must be [lo, hi] with 0 < lo <= hi, got {r}")
+    for key in ("blur", "noise"):
+        if not 0 <= getattr(cfg, key) <= (10 if key == "blur" else 128):
+            raise CnnlabError(f"augment.{key} must be between 0 and "
+                              f"{10 if key == 'blur' else 128}, got {getattr(cfg, key)}")  # fmt: skip
     b = cfg.brightness_range
     if b is not None and (len(b) != 2 or not 0 <= b[0] <= b[1]):
         raise CnnlabError(f"augment.brightness_range must be [lo, hi] with 0 <= lo <= hi, got {b}")
