@@ -17,18 +17,18 @@ from cnnlab.models.transfer import TransferNet
 
 
 def test_lite0_package_weights_map_in_order_onto_timm() -> None:
-    state = weights.lite0_state_dict(3)
+    state = weights.lite_state_dict(0, 3)
     model = timm.create_model("efficientnet_lite0", num_classes=0, global_pool="")
     assert len(state) == 294  # 296 tensors less the ImageNet classifier's weight and bias
     model.load_state_dict(state, strict=True)  # every name and shape fits
-    raw = torch.load(weights.lite0_weights_file(), map_location="cpu", weights_only=True)
+    raw = torch.load(weights.lite_weights_file(0), map_location="cpu", weights_only=True)
     assert torch.equal(state["conv_stem.weight"], raw["_conv_stem.weight"])
     assert torch.equal(state["bn2.running_var"], raw["_bn1.running_var"])
 
 
 def test_gray_input_sums_the_rgb_filters_like_timm_in_chans() -> None:
-    rgb = weights.lite0_state_dict(3)["conv_stem.weight"]
-    gray = weights.lite0_state_dict(1)["conv_stem.weight"]
+    rgb = weights.lite_state_dict(0, 3)["conv_stem.weight"]
+    gray = weights.lite_state_dict(0, 1)["conv_stem.weight"]
     assert gray.shape[1] == 1
     torch.testing.assert_close(gray[:, 0], rgb.sum(1))
     m1 = create_model("efficientnet_lite0", in_channels=1, input_size=[64, 64]).eval()
@@ -187,6 +187,34 @@ def test_bundles_never_download(tmp_path: Path, monkeypatch) -> None:
     def no_weights(*a, **k):
         raise AssertionError("load_bundle must not load ImageNet weights")
 
-    monkeypatch.setattr(weights, "lite0_state_dict", no_weights)
+    monkeypatch.setattr(weights, "lite_state_dict", no_weights)
     b = load_bundle(tmp_path / "b")
     torch.testing.assert_close(b.model.head.dense2.weight, m.head.dense2.weight)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_and_lite2_weights_load_offline(variant):
+    import timm
+
+    state = weights.lite_state_dict(variant, 1)
+    ref = timm.create_model(f"efficientnet_lite{variant}", pretrained=False).state_dict()
+    assert set(state) == {k for k in ref if not k.startswith("classifier.")}
+    assert state["conv_stem.weight"].shape[1] == 1  # gray stem: RGB filters summed
+    m = create_model(f"efficientnet_lite{variant}", in_channels=1, input_size=[64, 64])
+    torch.testing.assert_close(m.backbone.model.blocks[0][0].conv_dw.weight,
+                               state["blocks.0.0.conv_dw.weight"])  # fmt: skip
+
+
+def test_mirror_tta_averages_the_image_and_its_mirror_in_eval_only():
+    torch.manual_seed(0)
+    m = create_model("efficientnet_lite0", in_channels=1, input_size=[64, 64], pretrained=False,
+                     tta="mirror").eval()  # fmt: skip
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        plain = m.head(m.backbone(x))
+        mirrored = m.head(m.backbone(x.flip(-1)))
+        torch.testing.assert_close(m(x), (plain + mirrored) / 2)
+        assert not torch.allclose(plain, mirrored)
+        m.train()
+        m.head.dropout.p = 0.0
+        torch.testing.assert_close(m(x).shape, plain.shape)

