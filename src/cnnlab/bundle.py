@@ -40,7 +40,7 @@ class Bundle:
     classes: list[str]
     meta: dict[str, Any]
     path: Path | None = None
-    runtime: Any = field(default=None, repr=False)  # cnnlab.engine.runtime.Runtime, set on load
+    runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
     backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
 
     @property
@@ -74,7 +74,7 @@ class Bundle:
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
-        from cnnlab.engine.inference import predict_logits, probabilities
+        from cnnlab.runtime.inference import predict_logits, probabilities
 
         if self.backend is not None:  # e.g. ONNX Runtime: same uint8 input, same logits
             logits = self.backend.logits(images, batch_size)
@@ -210,8 +210,8 @@ def default_card(meta: dict[str, Any]) -> str:
 
 def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
     """Load and check a bundle; anything missing or mismatched is a clear CnnlabError."""
-    from cnnlab.engine.runtime import choose_runtime
     from cnnlab.models import create_model, get_entry
+    from cnnlab.runtime.device import choose_runtime
 
     path = resolve_bundle(ref)
     try:

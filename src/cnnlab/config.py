@@ -95,7 +95,7 @@ class TrainConfig:
     checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
     train_on_val: bool = False  # fold the validation split into training (final runs only)
     # share of the training set skipped in the middle epochs, drawn from the well-learned
-    # images (InfoBatch; cnnlab.engine.pruning); 0 = off, at most 0.5
+    # images (InfoBatch; cnnlab.train.pruning); 0 = off, at most 0.5
     prune_easy: float = 0.0
     feature_cache: bool = True  # frozen backbone, no augmentation: the head trains on features
 

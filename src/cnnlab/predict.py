@@ -9,8 +9,8 @@ import torch
 
 from cnnlab.bundle import Bundle
 from cnnlab.data.images import IMAGE_SUFFIXES, ImageReadError
-from cnnlab.engine.evaluate import predictions
 from cnnlab.errors import CnnlabError
+from cnnlab.train.evaluate import predictions
 
 
 @dataclass
@@ -103,7 +103,7 @@ def predict_uploads(
     bundle: Bundle, uploads: list[tuple[str, bytes]], max_mb: float | None = None, top_k: int = 3
 ) -> list[Prediction]:
     """(name, bytes) uploads in one batch, in order; one over `max_mb` is refused unread."""
-    from cnnlab.data.upload import upload_too_large
+    from cnnlab.data.intake import upload_too_large
 
     results = [Prediction(source=name) for name, _ in uploads]
     ok = []

@@ -12,7 +12,7 @@ import cnnlab.app.resources as resources
 import cnnlab.catalog as catalog
 from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
-from cnnlab.verdict import verdict
+from cnnlab.report.verdict import verdict
 from tests.app.conftest import SIZE, dicom_image, encode, xray_like
 
 
@@ -211,7 +211,7 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
 
 
 def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle, tmp_path):
-    from cnnlab.engine.external import external_block, record_external
+    from cnnlab.train.external import external_block, record_external
 
     site = tmp_path / "site"
     shutil.copytree(app_bundle, site)

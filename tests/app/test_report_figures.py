@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from cnnlab.engine.calibration import calibration_bins
-from cnnlab.engine.medical import roc_points
-from cnnlab.engine.report_figures import (
+from cnnlab.report.figures import (
     card_section,
     confusion_figure,
     metric_rows,
@@ -18,6 +16,8 @@ from cnnlab.engine.report_figures import (
     roc_figure,
     roc_from_bins,
 )
+from cnnlab.train.calibration import calibration_bins
+from cnnlab.train.medical import roc_points
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import csv
 import io
 
 from cnnlab.predict import Prediction
-from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
+from cnnlab.report.verdict import nice_label, result_rows, rows_csv, verdict
 
 BINARY = ["NORMAL", "PNEUMONIA"]
 

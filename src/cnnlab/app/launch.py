@@ -67,7 +67,7 @@ def streamlit_command(
         env[BUNDLE_ENV] = str(bundle)
     roots = runs if runs is not None else ["runs"]
     env[RUNS_ENV] = os.pathsep.join(str(Path(r).expanduser().resolve()) for r in roots)
-    argv = [sys.executable, "-m", "cnnlab.app.server", str(APP_SCRIPT), *flags]
+    argv = [sys.executable, "-m", "cnnlab.app.preload", str(APP_SCRIPT), *flags]
     return argv, env
 
 
@@ -108,7 +108,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> flo
 
 def wait_preloaded(log: Path, timeout: float = 180.0) -> float:
     """Seconds until the server's log says the default bundle is loaded (see app.server)."""
-    from cnnlab.app.server import PRELOADED
+    from cnnlab.app.preload import PRELOADED
 
     start = time.perf_counter()
     while PRELOADED not in log.read_text(errors="replace"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab.app.resources import PICKED, catalog, get_bundle, picked_entry, upload_limit_mb
-from cnnlab.engine.report_figures import card_section
 from cnnlab.errors import CnnlabError
+from cnnlab.report.figures import card_section
 
 GENERIC_USE = (
     "Teaching and research: see how a convolutional network classifies images, what its "

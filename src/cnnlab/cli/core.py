@@ -77,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.config import load_recipe
-    from cnnlab.engine.distributed import is_main
-    from cnnlab.engine.train import train_recipe
+    from cnnlab.train.distributed import is_main
+    from cnnlab.train.run import train_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle, shipped_bundles
-    from cnnlab.engine.evaluate import evaluate_bundle
+    from cnnlab.train.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
     if args.record and bundle.path in shipped_bundles().values():
@@ -102,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
     if args.record:
-        from cnnlab.engine.external import record_evaluation
+        from cnnlab.train.external import record_evaluation
 
         name = record_evaluation(bundle, report, args.data, args.name)
         print(f"recorded as external validation '{name}' in {bundle.path}", file=sys.stderr)
@@ -116,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     from cnnlab.config import DecisionConfig
-    from cnnlab.engine.external import recalibrate
+    from cnnlab.train.external import recalibrate
 
     if not 0 < args.target_sensitivity < 1:
         raise CnnlabError("--target-sensitivity must be between 0 and 1")
@@ -177,7 +177,7 @@ def format_report(report: dict) -> str:
         f"accuracy {report['accuracy']:.2%}   loss {report['loss']:.4f}   macro F1 {report['macro_f1']:.4f}",
     ]
     if "auc" in report:
-        from cnnlab.engine.medical import format_binary
+        from cnnlab.train.medical import format_binary
 
         lines += format_binary(report)
     elif report.get("threshold") is not None:

@@ -26,10 +26,10 @@ import torch.nn as nn
 
 from cnnlab.bundle import WEIGHTS, Bundle
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.engine.inference import predict_logits, probabilities
-from cnnlab.engine.runtime import Runtime
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path
+from cnnlab.runtime.device import Runtime
+from cnnlab.runtime.inference import predict_logits, probabilities
 
 log = logging.getLogger("cnnlab")
 

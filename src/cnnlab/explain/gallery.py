@@ -52,7 +52,7 @@ def predicted_class(target, pixels: torch.Tensor) -> int | None:
     )
     if bundle is None:
         return None  # a bare model: Grad-CAM takes the top logit
-    from cnnlab.engine.evaluate import predictions
+    from cnnlab.train.evaluate import predictions
 
     return int(predictions(bundle.predict_proba(pixels[None]), bundle.threshold)[0])
 

@@ -28,6 +28,7 @@ from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import label_probabilities
 from cnnlab.serve.batcher import MicroBatcher, Overloaded
+from cnnlab.serve.multipart import FIELD, UploadError, parse_uploads, read_body
 from cnnlab.serve.schemas import (
     ERRORS,
     Health,
@@ -36,7 +37,6 @@ from cnnlab.serve.schemas import (
     ModelSummary,
     PredictResponse,
 )
-from cnnlab.serve.uploads import FIELD, UploadError, parse_uploads, read_body
 
 
 @dataclass

@@ -12,11 +12,11 @@ import streamlit as st
 
 from cnnlab.app.resources import IMAGE_TYPES, get_cam_layer, require_bundle, upload_limit_mb
 from cnnlab.data.images import ImageReadError
-from cnnlab.data.upload import upload_notes
+from cnnlab.data.intake import upload_notes
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
 from cnnlab.predict import predict_uploads
-from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
+from cnnlab.report.verdict import nice_label, result_rows, rows_csv, verdict
 
 RESULTS = "classify_results"
 

@@ -10,7 +10,7 @@ from cnnlab.app.resources import (
     require_bundle,
     upload_limit_mb,
 )
-from cnnlab.data.upload import upload_too_large
+from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
 

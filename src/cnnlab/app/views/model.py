@@ -5,14 +5,14 @@ diagram, all drawn from the bundle itself."""
 import streamlit as st
 
 from cnnlab.app.resources import figure_png, require_bundle
-from cnnlab.engine.card import fitted_on_text
-from cnnlab.engine.report_figures import (
+from cnnlab.report.card import fitted_on_text
+from cnnlab.report.figures import (
     confusion_figure,
     figure_table,
     reliability_figure,
     roc_figure,
 )
-from cnnlab.verdict import nice_label
+from cnnlab.report.verdict import nice_label
 
 entry, bundle = require_bundle()
 metrics = bundle.meta.get("metrics") or {}

@@ -24,9 +24,13 @@ import torch.nn as nn
 from cnnlab.config import AugmentConfig, Recipe
 from cnnlab.data.augment import BatchAugment
 from cnnlab.data.prepare import PreparedData
-from cnnlab.engine.callbacks import plot_curves
-from cnnlab.engine.features import cached_features
-from cnnlab.engine.fit import (
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_write_text
+from cnnlab.models.transfer import TransferNet
+from cnnlab.runtime.device import choose_runtime, set_threads
+from cnnlab.train.callbacks import plot_curves
+from cnnlab.train.features import cached_features
+from cnnlab.train.fit import (
     FitResult,
     correct_count,
     epoch_seed,
@@ -35,10 +39,6 @@ from cnnlab.engine.fit import (
     make_optimizer,
     make_scheduler,
 )
-from cnnlab.engine.runtime import choose_runtime, set_threads
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_text
-from cnnlab.models.transfer import TransferNet
 
 log = logging.getLogger("cnnlab")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from cnnlab.engine.medical import INTERVAL_KEYS
 from cnnlab.fileio import data_name
+from cnnlab.train.medical import INTERVAL_KEYS
 
 
 def _cell(m: dict[str, Any], key: str) -> str:

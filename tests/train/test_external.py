@@ -13,9 +13,9 @@ import torch
 from cnnlab.bundle import load_bundle
 from cnnlab.cli import main
 from cnnlab.config import DecisionConfig
-from cnnlab.engine.calibration import fit_decision
-from cnnlab.engine.external import SiteScores, _folds, cross_validated, refit
-from cnnlab.engine.medical import binary_metrics
+from cnnlab.train.calibration import fit_decision
+from cnnlab.train.external import SiteScores, _folds, cross_validated, refit
+from cnnlab.train.medical import binary_metrics
 from tests.app.conftest import make_app_bundle
 from tests.conftest import write_image_folder
 

@@ -28,8 +28,11 @@ from cnnlab.data.augment import BatchAugment
 from cnnlab.data.dataset import ImageData, concat
 from cnnlab.data.prepare import PreparedData
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.engine import distributed
-from cnnlab.engine.callbacks import (
+from cnnlab.errors import CnnlabError
+from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
+from cnnlab.runtime.inference import predict_logits
+from cnnlab.train import distributed
+from cnnlab.train.callbacks import (
     CHECKPOINT,
     Callback,
     Checkpointer,
@@ -38,10 +41,7 @@ from cnnlab.engine.callbacks import (
     HistoryWriter,
     load_checkpoint,
 )
-from cnnlab.engine.inference import predict_logits
-from cnnlab.engine.pruning import EasySamplePruning
-from cnnlab.engine.runtime import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
-from cnnlab.errors import CnnlabError
+from cnnlab.train.pruning import EasySamplePruning
 
 log = logging.getLogger("cnnlab")
 

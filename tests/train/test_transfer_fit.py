@@ -12,10 +12,10 @@ import torch
 from cnnlab.bundle import load_bundle
 from cnnlab.cli import main
 from cnnlab.config import recipe_from_dict
-from cnnlab.engine import features
-from cnnlab.engine.train import train_recipe
-from cnnlab.engine.transfer import uses_feature_cache
 from cnnlab.models import create_model
+from cnnlab.train import features
+from cnnlab.train.phases import uses_feature_cache
+from cnnlab.train.run import train_recipe
 from tests.conftest import write_image_folder
 
 CLASSES = ["NORMAL", "PNEUMONIA"]

@@ -1,4 +1,4 @@
-"""`python -m cnnlab.app.server ARGS` = `streamlit run ARGS`, and once the server answers, the
+"""`python -m cnnlab.app.preload ARGS` = `streamlit run ARGS`, and once the server answers, the
 bundle the app opens on is loaded in a background thread: the first visitor finds the model
 (and the torch import) ready instead of waiting for them. Same process, same cache."""
 
@@ -29,10 +29,10 @@ def _import_page_modules() -> None:
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401
 
-    import cnnlab.engine.medical  # noqa: F401
-    import cnnlab.engine.report_figures  # noqa: F401
     import cnnlab.explain.layer_view  # noqa: F401
-    import cnnlab.verdict  # noqa: F401
+    import cnnlab.report.figures  # noqa: F401
+    import cnnlab.report.verdict  # noqa: F401
+    import cnnlab.train.medical  # noqa: F401
 
 
 def warm_up(wait: bool = True) -> None:

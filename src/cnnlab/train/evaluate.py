@@ -36,7 +36,7 @@ def classification_report(
     """The contract's fields: n, loss, accuracy, per_class, confusion_matrix (rows = truth)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from cnnlab.engine.inference import probabilities
+    from cnnlab.runtime.inference import probabilities
 
     probs = probabilities(logits, temperature)
     pred = predictions(probs, threshold)
@@ -78,7 +78,7 @@ def full_report(
     """classification_report, plus the medical fields (engine.medical) for binary models."""
     report = classification_report(logits, labels, classes, threshold, temperature)
     if binary:
-        from cnnlab.engine.medical import binary_report
+        from cnnlab.train.medical import binary_report
 
         report.update(
             binary_report(logits, labels, classes, threshold, temperature, out_dir, title)
@@ -170,7 +170,7 @@ def evaluate_bundle(
     bundle, data_path: str, split: str = "test", out_dir: Path | None = None, batch_size: int = 512
 ) -> dict[str, Any]:
     """Evaluate a loaded bundle on a split of `data_path`, with its own threshold and temperature."""
-    from cnnlab.engine.inference import predict_logits
+    from cnnlab.runtime.inference import predict_logits
 
     data = load_split_for(bundle, data_path, split)
     logits = predict_logits(

@@ -59,8 +59,8 @@ class SiteScores:
 def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> SiteScores:
     """Logits of every image of a labelled folder (`root/<class>/*`, or its `test/` split)."""
     from cnnlab.data.splits import patient_id
-    from cnnlab.engine.evaluate import load_split_for
-    from cnnlab.engine.inference import predict_logits
+    from cnnlab.runtime.inference import predict_logits
+    from cnnlab.train.evaluate import load_split_for
 
     if not bundle.binary:
         raise CnnlabError(f"{bundle.name} is not a binary model; recalibration fits binary rules")
@@ -100,7 +100,7 @@ def external_block(
 
 def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     """Add (or replace, by name) an external block in bundle.json and re-write the card."""
-    from cnnlab.engine.card import medical_card
+    from cnnlab.report.card import medical_card
 
     meta = json.loads((path / META).read_text())
     others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
@@ -115,7 +115,7 @@ def record_evaluation(
     bundle: Bundle, report: dict[str, Any], data_path: str, name: str | None = None
 ) -> str:
     """Store an evaluation of `bundle` at its own rule as external validation; returns its name."""
-    from cnnlab.engine.card import fitted_on_text
+    from cnnlab.report.card import fitted_on_text
 
     name = name or data_name(Path(data_path).resolve())
     rule = f"the bundle's own rule (fitted on {fitted_on_text(bundle.decision)})"
@@ -147,9 +147,9 @@ def cross_validated(
 ) -> tuple[dict[str, Any], int]:
     """The site figures of a rule refitted on the site, each image judged by the rule fitted on
     the folds without it: (report, folds used)."""
-    from cnnlab.engine.calibration import fit_decision
-    from cnnlab.engine.inference import probabilities
-    from cnnlab.engine.medical import probability_report
+    from cnnlab.runtime.inference import probabilities
+    from cnnlab.train.calibration import fit_decision
+    from cnnlab.train.medical import probability_report
 
     held = _folds(scores, folds, seed)
     n = len(scores.labels)
@@ -191,8 +191,8 @@ def refit(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     """(new rule fitted on every site image, site figures under the `current` rule, cross-validated
     site figures of the refitted rule, folds used)."""
-    from cnnlab.engine.calibration import fit_decision
-    from cnnlab.engine.evaluate import full_report
+    from cnnlab.train.calibration import fit_decision
+    from cnnlab.train.evaluate import full_report
 
     if cfg.policy == "fixed":
         raise CnnlabError(
@@ -221,7 +221,7 @@ def recalibrate(
 ) -> Recalibration:
     """Refit temperature and threshold on a site's labelled images; write a new bundle that
     records both rules, the data each came from, and the site's cross-validated figures."""
-    from cnnlab.engine.evaluate import full_report
+    from cnnlab.train.evaluate import full_report
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -254,7 +254,7 @@ def recalibrate(
 def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     """The recalibrated bundle, built in a temporary folder beside `out` and renamed into place:
     an interrupted run leaves no half-written bundle."""
-    from cnnlab.engine.card import medical_card
+    from cnnlab.report.card import medical_card
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 
 from cnnlab.config import recipe_from_dict
 from cnnlab.data import prepare_data
-from cnnlab.engine.callbacks import Callback
-from cnnlab.engine.fit import fit
-from cnnlab.engine.train import build_model, train_recipe
 from cnnlab.net import free_port
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.fit import fit
+from cnnlab.train.run import build_model, train_recipe
 
 RECIPE = {
     "name": "tiny-ddp",
@@ -79,7 +79,7 @@ def _worker(rank: int, world: int, port: int, source: str, out: str) -> None:
     """One rank: a full run, an interrupted run, and its resumption; rank 0 saves weights."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))  # fmt: skip
-    from cnnlab.engine import distributed
+    from cnnlab.train import distributed
 
     distributed.setup("cpu")
     recipe = recipe_for(source)

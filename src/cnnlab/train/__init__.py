@@ -1,9 +1,9 @@
 """Engine: the training loop, evaluation, inference and the runtime choices behind them."""
 
-from cnnlab.engine.evaluate import classification_report
-from cnnlab.engine.fit import FitResult, fit
-from cnnlab.engine.inference import predict_logits, probabilities
-from cnnlab.engine.runtime import Runtime, choose_runtime
+from cnnlab.runtime.device import Runtime, choose_runtime
+from cnnlab.runtime.inference import predict_logits, probabilities
+from cnnlab.train.evaluate import classification_report
+from cnnlab.train.fit import FitResult, fit
 
 __all__ = [
     "FitResult",

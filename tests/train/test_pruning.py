@@ -4,10 +4,10 @@ and that a pruned run still learns, repeats itself and resumes bit for bit."""
 import pytest
 import torch
 
-from cnnlab.engine.callbacks import Callback
-from cnnlab.engine.fit import make_scheduler
-from cnnlab.engine.pruning import EasySamplePruning
 from cnnlab.errors import CnnlabError
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.fit import make_scheduler
+from cnnlab.train.pruning import EasySamplePruning
 
 from .test_fit import Interrupt, run, same, tiny_recipe, weights
 

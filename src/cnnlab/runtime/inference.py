@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.engine.runtime import Runtime
+from cnnlab.runtime.device import Runtime
 
 
 @torch.inference_mode()

@@ -17,20 +17,20 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from cnnlab.engine.calibration import (
+from cnnlab.fileio import atomic_path
+from cnnlab.train.calibration import (
     brier_score,
     calibration_bins,
     expected_calibration_error,
     plot_reliability,
 )
-from cnnlab.fileio import atomic_path
 
 METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
 INTERVAL_KEYS = (*METRICS, "brier")
 
 
 def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    from cnnlab.engine.inference import probabilities
+    from cnnlab.runtime.inference import probabilities
 
     return probabilities(logits, temperature)[:, 1].numpy().astype(np.float64)
 

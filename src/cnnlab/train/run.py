@@ -20,14 +20,14 @@ import torch.nn as nn
 from cnnlab.bundle import save_bundle
 from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, prepare_data
-from cnnlab.engine import distributed
-from cnnlab.engine.evaluate import full_report, plot_confusion_matrix
-from cnnlab.engine.fit import FitResult
-from cnnlab.engine.inference import predict_logits
-from cnnlab.engine.runtime import choose_runtime
-from cnnlab.engine.transfer import fit_model
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, get_entry
+from cnnlab.runtime.device import choose_runtime
+from cnnlab.runtime.inference import predict_logits
+from cnnlab.train import distributed
+from cnnlab.train.evaluate import full_report, plot_confusion_matrix
+from cnnlab.train.fit import FitResult
+from cnnlab.train.phases import fit_model
 
 log = logging.getLogger("cnnlab")
 
@@ -148,7 +148,7 @@ def binary_decision(
 ) -> dict[str, Any] | None:
     """Temperature and threshold for binary models, fitted on the validation split (see
     engine.calibration); None (argmax) for the others."""
-    from cnnlab.engine.calibration import fit_decision
+    from cnnlab.train.calibration import fit_decision
 
     if recipe.data.class_mode != "binary":
         return None
@@ -173,8 +173,8 @@ def validation_scores(
 def record_external_validation(out: Path, folder: str) -> None:
     """The recipe's `data.external` folder, judged by the new bundle's own rule and recorded."""
     from cnnlab.bundle import load_bundle
-    from cnnlab.engine.evaluate import evaluate_bundle
-    from cnnlab.engine.external import record_evaluation
+    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.train.external import record_evaluation
 
     bundle = load_bundle(out)
     report = evaluate_bundle(bundle, folder, "test")
@@ -188,8 +188,8 @@ def write_medical_card(out: Path) -> None:
     import json
 
     from cnnlab.bundle import CARD, META
-    from cnnlab.engine.card import medical_card
     from cnnlab.fileio import atomic_write_text
+    from cnnlab.report.card import medical_card
 
     atomic_write_text(out / CARD, medical_card(json.loads((out / META).read_text())))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.engine.callbacks import Callback
+from cnnlab.train.callbacks import Callback
 
 
 class EasySamplePruning(Callback):

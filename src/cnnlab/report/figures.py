@@ -30,7 +30,7 @@ def _num(x: Any) -> float | None:
 
 def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of (metric, value, 95% CI low, high) for whatever the bundle recorded."""
-    from cnnlab.engine.medical import INTERVAL_KEYS  # (scikit-learn: loaded when needed)
+    from cnnlab.train.medical import INTERVAL_KEYS  # (scikit-learn: loaded when needed)
 
     wanted = (*INTERVAL_KEYS, "ece") if "auc" in metrics else ("accuracy", "macro_f1", "loss")
     keys = [k for k in wanted if k in metrics]

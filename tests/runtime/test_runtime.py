@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from cnnlab.engine import runtime
-from cnnlab.engine.runtime import choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.errors import CnnlabError
+from cnnlab.runtime import device as runtime
+from cnnlab.runtime.device import choose_runtime, keep_allocations_on_heap, set_threads
 
 
 def test_auto_picks_fp32_without_native_bf16_and_bf16_with_it(monkeypatch):

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.data.download import cache_dir
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.engine.runtime import Runtime
 from cnnlab.fileio import atomic_path
+from cnnlab.runtime.device import Runtime
 
 log = logging.getLogger("cnnlab")
 

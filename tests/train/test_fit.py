@@ -7,10 +7,10 @@ import torch
 
 from cnnlab.config import recipe_from_dict
 from cnnlab.data import prepare_data
-from cnnlab.engine.callbacks import Callback
-from cnnlab.engine.fit import fit, make_optimizer, make_scheduler
-from cnnlab.engine.train import build_model
 from cnnlab.errors import CnnlabError
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.fit import fit, make_optimizer, make_scheduler
+from cnnlab.train.run import build_model
 
 
 def tiny_recipe(source, **train):
@@ -93,7 +93,7 @@ def test_early_stopping_restores_the_best_weights(idx_dir):
 
 
 def test_early_stopping_counts_patience():
-    from cnnlab.engine.callbacks import EarlyStopping, FitState
+    from cnnlab.train.callbacks import EarlyStopping, FitState
 
     model = torch.nn.Linear(1, 1)
     state = FitState(model, None, None, epochs=10)
@@ -140,7 +140,7 @@ def test_weight_decay_skips_biases_and_norms():
 
 
 def test_binary_class_weights_and_frozen_models(idx_dir):
-    from cnnlab.engine.fit import make_loss
+    from cnnlab.train.fit import make_loss
 
     data = prepare_data(tiny_recipe(idx_dir).data)
     two = data.train.subset(torch.nonzero(data.train.labels < 2).flatten())

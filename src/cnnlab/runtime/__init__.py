@@ -1,0 +1,1 @@
+"""Runtime: where and how a model runs (device, precision, threads) and batched inference."""
