@@ -14,7 +14,6 @@ from cnnlab.catalog import BundleEntry, find_bundles
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.summary import Summary, summarize
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "dcm", "dicom"]
 PICKED = "picked_bundle"  # session key: the label of the bundle picked in the sidebar
 
 NO_BUNDLE = """**No model bundle is available**, so there is nothing to classify with yet.

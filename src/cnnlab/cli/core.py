@@ -12,10 +12,13 @@ from cnnlab.errors import CnnlabError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from cnnlab.cli.serve import add_backend_arguments
+    from cnnlab.data.readers import FORMATS_HELP
 
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
     p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
-    p.add_argument("--data", help="dataset name or local path (overrides data.source)")
+    p.add_argument(
+        "--data", help=f"dataset name or local path: {FORMATS_HELP} (overrides data.source)"
+    )
     p.add_argument("--out", help="run folder for the bundle (default runs/<recipe>-<time>/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.epochs=3 (repeatable)")  # fmt: skip
@@ -25,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a split of a dataset")
     p.add_argument("bundle", help="bundle folder or shipped model name")
-    p.add_argument("--data", required=True, help="dataset name or local path")
+    p.add_argument("--data", required=True, help=f"dataset name or local path: {FORMATS_HELP}")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--out", help="folder for plots (confusion matrix, ...)")

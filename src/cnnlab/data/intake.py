@@ -1,17 +1,21 @@
-"""What happens to an uploaded image on its way into a model, said in words: the size limit,
-and notes on conversions the reader makes silently (alpha dropped, 16 bits to 8, resizing).
+"""An image on its way into a model, decoded once: the pixels the model gets, and notes in
+words on what the reader changed silently (alpha dropped, 16 bits to 8, resizing).
 
-Only headers are read here (no pixel decoding), so a decompression bomb costs nothing; the
-reader (`cnnlab.data.images.read_image`) remains the one that refuses bad files.
+`decode_batch` is the one door for files and uploads: `cnnlab predict`, the app and the API
+all read their inputs through it, and a prediction keeps the pixels it was made from, so
+nothing is decoded twice. The upload size limit is checked here too, before anything is read.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from cnnlab.data.images import is_dicom
+import torch
+
+from cnnlab.data.images import SourceFacts, load_image_facts
 from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import ImageReadError
 
 MIB = 1024 * 1024
 
@@ -23,33 +27,24 @@ def upload_too_large(n_bytes: int, limit_mb: float) -> str | None:
     return None
 
 
-def _header(data: bytes) -> tuple[str, str, tuple[int, int], bool] | None:
-    """(format, mode, (width, height), has a transparent colour) from the header alone; None
-    when Pillow can't tell."""
-    from PIL import Image
+@dataclass
+class Decoded:
+    """One input as the model receives it, or why it cannot be used."""
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
-            transparent = "transparency" in img.info
-            return str(img.format), str(img.mode), tuple(img.size), transparent  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - any unreadable header: the reader reports the reason
-        return None
+    pixels: torch.Tensor | None  # uint8 (C, H, W) at the model's size; None when unreadable
+    notes: list[str] = field(default_factory=list)  # conversions on the way, one short note each
+    error: str | None = None
 
 
-def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
-    """Conversions this file goes through before the model sees it, one short note each."""
+def conversion_notes(facts: SourceFacts, preprocess: Preprocess) -> list[str]:
+    """Conversions a file with these facts goes through before the model sees it."""
     target = f"{preprocess.size[0]}x{preprocess.size[1]}"
     gray_model = preprocess.channels == 1
-    if is_dicom(data[:132]):
+    if facts.format == "DICOM":
         return [f"DICOM: windowed to 8 bits, resized to {target} ({preprocess.resize})"]
-    head = _header(data)
-    if head is None:
-        return []
-    fmt, mode, (w, h), transparent = head
+    mode, (w, h) = facts.mode, facts.size
     notes = []
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and transparent):
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and facts.transparent):
         notes.append("transparency (alpha channel) ignored")
     if mode.startswith("I;16") or mode in ("I", "F"):
         notes.append("16-bit image scaled to 8 bits")
@@ -59,5 +54,27 @@ def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
     if not colour and not gray_model:
         notes.append("grayscale repeated to 3 channels")
     if [h, w] != list(preprocess.size):
-        notes.append(f"{fmt} {w}x{h} resized to {target} ({preprocess.resize})")
+        notes.append(f"{facts.format} {w}x{h} resized to {target} ({preprocess.resize})")
     return notes
+
+
+def decode_one(source: str | Path | bytes, preprocess: Preprocess) -> Decoded:
+    """A file (or its bytes) through the bundle's preprocessing; a bad one comes back with
+    `error` set (decoders raise several kinds: each is the file's problem, not the caller's)."""
+    try:
+        pixels, facts = load_image_facts(
+            source, preprocess.channels, preprocess.size, preprocess.resize
+        )
+    except (ImageReadError, ValueError, RuntimeError, OSError) as e:
+        return Decoded(None, [], str(e))
+    return Decoded(pixels, conversion_notes(facts, preprocess))
+
+
+def decode_batch(sources: list[str | Path | bytes], preprocess: Preprocess) -> list[Decoded]:
+    """Every source decoded once, in order: what `predict_sources` and the API run the model on."""
+    return [decode_one(s, preprocess) for s in sources]
+
+
+def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
+    """The notes for one upload (none when it cannot be read: the error says why)."""
+    return decode_one(data, preprocess).notes

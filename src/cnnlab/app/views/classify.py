@@ -10,8 +10,8 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from cnnlab.app.resources import IMAGE_TYPES, get_cam_layer, require_bundle, upload_limit_mb
-from cnnlab.data.images import ImageReadError
+from cnnlab.app.resources import get_cam_layer, require_bundle, upload_limit_mb
+from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES, ImageReadError
 from cnnlab.data.intake import upload_notes
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
@@ -37,8 +37,8 @@ st.caption(f"Model **{entry.label}**: `{bundle.meta['model']['name']}`, classes 
 
 limit = upload_limit_mb()
 files = st.file_uploader(
-    f"Images to classify: JPG, PNG or DICOM, several at once, up to {limit} MB each",
-    type=IMAGE_TYPES,
+    f"Images to classify: {UPLOAD_KINDS}, several at once, up to {limit} MB each",
+    type=UPLOAD_TYPES,
     accept_multiple_files=True,
     key="classify_files",
 )
