@@ -13,12 +13,12 @@ import os
 
 import pytest
 
-from cnnlab.app.launch import running_app, wait_preloaded
 from cnnlab.bundle import load_bundle, shipped_bundles
 from cnnlab.net import free_port
 from cnnlab.predict import predict_sources
 from cnnlab.report.verdict import verdict
 from tests.app.browser import RESULT, classify, launch, screenshot
+from tests.app.running import running_app, wait_preloaded
 from tests.conftest import ROOT, shared_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
