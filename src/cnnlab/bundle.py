@@ -27,6 +27,9 @@ from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.runtime.decision import Decision
+from cnnlab.runtime.device import choose_runtime
+from cnnlab.runtime.inference import predict_logits
 
 FORMAT = "cnnlab-bundle"
 VERSION = 1
@@ -54,17 +57,18 @@ class Bundle:
         return self.meta.get("class_mode") == "binary"
 
     @property
-    def decision(self) -> dict[str, Any]:
-        return self.meta.get("decision", {})
+    def decision(self) -> Decision:
+        """The decision rule (temperature, threshold, policy); reads as bundle.json's block too."""
+        return Decision.from_record(self.meta.get("decision"), self.binary)
 
     @property
     def threshold(self) -> float | None:
         """Decision threshold on p(positive class) for binary bundles; None for argmax."""
-        return float(self.decision.get("threshold", 0.5)) if self.binary else None
+        return self.decision.threshold
 
     @property
     def temperature(self) -> float:
-        return float(self.decision.get("temperature", 1.0))
+        return self.decision.temperature
 
     @property
     def card(self) -> str:
@@ -74,13 +78,11 @@ class Bundle:
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
-        from cnnlab.runtime.inference import predict_logits, probabilities
-
         if self.backend is not None:  # e.g. ONNX Runtime: same uint8 input, same logits
             logits = self.backend.logits(images, batch_size)
         else:
             logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
-        return probabilities(logits, self.temperature)
+        return self.decision.probabilities(logits)
 
 
 # ----------------------------------------------------------------------------- save
@@ -211,7 +213,6 @@ def default_card(meta: dict[str, Any]) -> str:
 def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
     """Load and check a bundle; anything missing or mismatched is a clear CnnlabError."""
     from cnnlab.models import create_model, get_entry
-    from cnnlab.runtime.device import choose_runtime
 
     path = resolve_bundle(ref)
     try:

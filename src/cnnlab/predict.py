@@ -10,7 +10,6 @@ import torch
 from cnnlab.bundle import Bundle
 from cnnlab.data.images import IMAGE_SUFFIXES, ImageReadError
 from cnnlab.errors import CnnlabError
-from cnnlab.train.evaluate import predictions
 
 
 @dataclass
@@ -47,7 +46,7 @@ def expand_inputs(paths: list[str]) -> list[Path]:
 
 def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list[Prediction]:
     """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule."""
-    preds = predictions(probs, bundle.threshold)
+    preds = bundle.decision.predict(probs)
     out = []
     k = max(1, min(top_k, len(bundle.classes)))
     for row, pred in zip(probs, preds.tolist(), strict=True):

@@ -52,9 +52,7 @@ def predicted_class(target, pixels: torch.Tensor) -> int | None:
     )
     if bundle is None:
         return None  # a bare model: Grad-CAM takes the top logit
-    from cnnlab.train.evaluate import predictions
-
-    return int(predictions(bundle.predict_proba(pixels[None]), bundle.threshold)[0])
+    return int(bundle.decision.predict(bundle.predict_proba(pixels[None]))[0])
 
 
 def gradcam_image(

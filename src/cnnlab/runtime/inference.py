@@ -33,12 +33,3 @@ def predict_logits(
     if not outs:
         return torch.zeros(0, 0)
     return torch.cat(outs)
-
-
-def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """(N, K) class probabilities; a single-logit (binary) model gives [1 - p, p]."""
-    z = logits / temperature
-    if z.shape[1] == 1:
-        p = torch.sigmoid(z[:, 0])
-        return torch.stack([1 - p, p], 1)
-    return torch.softmax(z, 1)

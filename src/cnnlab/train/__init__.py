@@ -1,16 +1,8 @@
-"""Engine: the training loop, evaluation, inference and the runtime choices behind them."""
+"""Train: the loop (fit: set-up, epoch, step), its callbacks, distributed data parallel, easy-image
+pruning, transfer phases, calibration fitting, evaluation and external validation, and a whole
+run from recipe to bundle (`run.train_recipe`)."""
 
-from cnnlab.runtime.device import Runtime, choose_runtime
-from cnnlab.runtime.inference import predict_logits, probabilities
 from cnnlab.train.evaluate import classification_report
 from cnnlab.train.fit import FitResult, fit
 
-__all__ = [
-    "FitResult",
-    "Runtime",
-    "choose_runtime",
-    "classification_report",
-    "fit",
-    "predict_logits",
-    "probabilities",
-]
+__all__ = ["FitResult", "classification_report", "fit"]

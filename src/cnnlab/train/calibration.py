@@ -141,7 +141,7 @@ def fit_decision(
     if policy == "fixed":
         threshold = cfg.threshold
     else:
-        from cnnlab.runtime.inference import probabilities
+        from cnnlab.runtime.decision import probabilities
 
         p = probabilities(logits, temperature)[:, 1].numpy()
         threshold = choose_threshold(

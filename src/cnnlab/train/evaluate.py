@@ -10,13 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.fileio import atomic_path
-
-
-def predictions(probs: torch.Tensor, threshold: float | None) -> torch.Tensor:
-    """Class indices: argmax, or for binary models `p(positive) >= threshold`."""
-    if threshold is not None and probs.shape[1] == 2:
-        return (probs[:, 1] >= threshold).long()
-    return probs.argmax(1)
+from cnnlab.runtime.decision import predictions, probabilities
 
 
 def loss_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
@@ -35,8 +29,6 @@ def classification_report(
 ) -> dict[str, Any]:
     """The contract's fields: n, loss, accuracy, per_class, confusion_matrix (rows = truth)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    from cnnlab.runtime.inference import probabilities
 
     probs = probabilities(logits, temperature)
     pred = predictions(probs, threshold)

@@ -147,7 +147,7 @@ def cross_validated(
 ) -> tuple[dict[str, Any], int]:
     """The site figures of a rule refitted on the site, each image judged by the rule fitted on
     the folds without it: (report, folds used)."""
-    from cnnlab.runtime.inference import probabilities
+    from cnnlab.runtime.decision import probabilities
     from cnnlab.train.calibration import fit_decision
     from cnnlab.train.medical import probability_report
 

@@ -30,7 +30,7 @@ INTERVAL_KEYS = (*METRICS, "brier")
 
 
 def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    from cnnlab.runtime.inference import probabilities
+    from cnnlab.runtime.decision import probabilities
 
     return probabilities(logits, temperature)[:, 1].numpy().astype(np.float64)
 
