@@ -64,7 +64,9 @@ def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bu
     assert len(at.image) == 3  # each image as the model sees it
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "b.jpg", "c.dcm"]
-    assert list(table["p_PNEUMONIA"]) == pytest.approx([p.positive_probability for p in expected])
+    assert list(table["positive_probability"]) == pytest.approx(
+        [p.positive_probability for p in expected]
+    )
     assert at.get("download_button")[0].label == "Download results (CSV)"
     notes = " ".join(texts(at, "caption"))
     assert "JPEG 200x200 resized to 64x64" in notes and "DICOM: windowed" in notes

@@ -31,8 +31,7 @@ def _import_page_modules() -> None:
 
     import cnnlab.explain.layer_view  # noqa: F401
     import cnnlab.report.figures  # noqa: F401
-    import cnnlab.report.verdict  # noqa: F401
-    import cnnlab.train.medical  # noqa: F401
+    import cnnlab.report.rows  # noqa: F401
 
 
 def warm_up(wait: bool = True) -> None:

@@ -4,8 +4,6 @@ and the currently picked bundle. Streamlit glue only; the work is in the library
 
 from __future__ import annotations
 
-import io
-
 import streamlit as st
 
 from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings
@@ -97,15 +95,3 @@ def upload_limit_mb() -> int:
         ValueError,
     ):  # pragma: no cover - an option Streamlit always has
         return UPLOAD_LIMIT_MB
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """Render and release a matplotlib figure (bytes can be cached; figures leak if kept)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()

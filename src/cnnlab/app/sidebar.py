@@ -7,7 +7,7 @@ import streamlit as st
 from cnnlab.app.resources import PICKED, catalog, get_bundle, picked_entry, upload_limit_mb
 from cnnlab.data.images import UPLOAD_KINDS
 from cnnlab.errors import CnnlabError
-from cnnlab.report.figures import card_section
+from cnnlab.report.card import card_section
 
 GENERIC_USE = (
     "Teaching and research: see how a convolutional network classifies images, what its "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 
@@ -180,7 +179,7 @@ def format_report(report: dict) -> str:
         f"accuracy {report['accuracy']:.2%}   loss {report['loss']:.4f}   macro F1 {report['macro_f1']:.4f}",
     ]
     if "auc" in report:
-        from cnnlab.train.medical import format_binary
+        from cnnlab.report.metrics import format_binary
 
         lines += format_binary(report)
     elif report.get("threshold") is not None:
@@ -200,6 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
+    from cnnlab.report.rows import prediction_rows, rows_csv
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
@@ -207,16 +207,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
-    if args.json:
-        json.dump({"model": bundle.name, "predictions": [r.to_dict() for r in results]}, sys.stdout)
-        sys.stdout.write("\n")
-    elif args.csv:
-        w = csv.writer(sys.stdout)
-        w.writerow(["file", "label", "probability", "threshold", "top_k", "error"])
-        for r in results:
-            top = ";".join(f"{t['label']}:{t['probability']:.4f}" for t in r.top_k)
-            w.writerow([r.source, r.label or "", r.probability if r.probability is not None else "",
-                        r.threshold if r.threshold is not None else "", top, r.error or ""])  # fmt: skip
+    if args.json or args.csv:  # the one row schema the app's table and the API share
+        rows = prediction_rows(results, bundle.classes, bundle.binary)
+        if args.json:
+            json.dump({"model": bundle.name, "predictions": rows}, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(rows_csv(rows))
     else:
         for r in results:
             if r.error:

@@ -3,12 +3,13 @@ how well it does with intervals, how it decides, what it is for and what it is n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
 from cnnlab.fileio import data_name
-from cnnlab.train.medical import INTERVAL_KEYS
+from cnnlab.report.metrics import INTERVAL_KEYS
 
 
 def _cell(m: dict[str, Any], key: str) -> str:
@@ -168,3 +169,9 @@ def default_limitations(meta: dict[str, Any]) -> list[str]:
         "locally (`cnnlab evaluate`) and refit it (`cnnlab recalibrate`) before relying on its "
         "sensitivity.",
     ]
+
+
+def card_section(card: str, title: str) -> str:
+    """The text under a '## title' heading of a model card (empty when there is none)."""
+    match = re.search(rf"^##\s+{re.escape(title)}\s*$(.*?)(?=^#{{1,2}}\s|\Z)", card, re.M | re.S)
+    return match.group(1).strip() if match else ""

@@ -1,69 +1,50 @@
-"""A bundle's validation report drawn from bundle.json alone: metrics with intervals as a table,
-the ROC curve, the confusion matrix and the reliability diagram, as matplotlib figures.
+"""Every chart cnnlab draws of a model's results, from numbers alone, and the one helper that
+saves a figure: training curves, ROC and precision-recall curves, the confusion matrix and the
+reliability diagram.
 
-Training (`engine.medical`, `engine.evaluate`) writes PNG files from the raw scores; these
-draw the same views from what the bundle stores, so the app needs no data to show them.
+Training and `cnnlab evaluate --out` write them as PNG files (`save_figure`); the app's Model
+page draws the same views from what bundle.json stores (`png_bytes`), so one drawing serves
+both. Figures are built outside pyplot's global state, so app sessions may draw in parallel.
 """
 
 from __future__ import annotations
 
-import math
-import re
+import io
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-NAMES = {
-    "auc": "ROC-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV",
-    "npv": "NPV", "f1": "F1", "accuracy": "Accuracy", "brier": "Brier score", "ece": "ECE",
-    "loss": "Loss", "macro_f1": "Macro F1",
-}  # fmt: skip
+from cnnlab.fileio import atomic_path
+from cnnlab.report.metrics import finite_number
 
 
-def _num(x: Any) -> float | None:
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write a figure as a PNG, atomically (no half-written file on failure), and release it."""
+    path = Path(path)
     try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        _release(fig)
+    return path
 
 
-def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of (metric, value, 95% CI low, high) for whatever the bundle recorded."""
-    from cnnlab.train.medical import INTERVAL_KEYS  # (scikit-learn: loaded when needed)
-
-    wanted = (*INTERVAL_KEYS, "ece") if "auc" in metrics else ("accuracy", "macro_f1", "loss")
-    keys = [k for k in wanted if k in metrics]
-    rows = []
-    for key in keys:
-        lo, hi = (metrics.get(f"{key}_ci") or [None, None])[:2]
-        rows.append({"metric": NAMES.get(key, key), "value": _num(metrics[key]),
-                     "ci_low": _num(lo), "ci_high": _num(hi)})  # fmt: skip
-    return rows
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """A figure rendered to PNG bytes (for a page; bytes can be cached, figures leak if kept)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        _release(fig)
+    return buf.getvalue()
 
 
-def figure_table(metrics: dict[str, Any], externals: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Rows of metric, then one column per data set (validation, each external block): value with
-    its interval when there is one, so the app shows them side by side."""
-    columns = []
-    if metrics:
-        columns.append((f"validation ({metrics.get('n', 0)})", metrics))
-    for b in externals:
-        cv = " CV" if b.get("cross_validated_folds") else ""
-        columns.append((f"{b.get('name', 'external')} ({b.get('n', '?')}{cv})", b))
-    by_column = [{r["metric"]: r for r in metric_rows(m)} for _, m in columns]
-    names = list(dict.fromkeys(name for rows in by_column for name in rows))
-    table = []
-    for name in names:
-        row = {"metric": name}
-        for (title, _), rows in zip(columns, by_column, strict=True):
-            r = rows.get(name)
-            text = "" if r is None or r["value"] is None else f"{r['value']:.4f}"
-            if text and r["ci_low"] is not None and r["ci_high"] is not None:
-                text += f" ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
-            row[title] = text
-        table.append(row)
-    return table
+def _release(fig) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # pyplot keeps the figures it made until closed; ours go with their
+        pyplot.close(fig)  # last reference
 
 
 def _figure(**kwargs):
@@ -87,7 +68,9 @@ def roc_from_bins(bins: list[dict[str, float]]) -> dict[str, list[float]]:
     return {"fpr": [round(v, 6) for v in fpr], "tpr": [round(v, 6) for v in tpr]}
 
 
-def roc_figure(metrics: dict[str, Any], positive: str = "positive"):
+def roc_figure(
+    metrics: dict[str, Any], positive: str = "positive", title: str = "ROC curve (validation)"
+):
     """The stored ROC curve with the operating point; from the calibration bins (coarse) when the
     bundle predates stored ROC points; None when it has neither."""
     roc, coarse = metrics.get("roc_curve"), False
@@ -97,19 +80,24 @@ def roc_figure(metrics: dict[str, Any], positive: str = "positive"):
         return None
     fig = _figure(figsize=(4.6, 4.4))
     ax = fig.subplots()
-    auc = _num(metrics.get("auc"))
+    auc = finite_number(metrics.get("auc"))
     lo, hi = (metrics.get("auc_ci") or [None, None])[:2]
     label = f"ROC (AUC {auc:.3f}" if auc is not None else "ROC ("
     label += (
-        f", 95% CI {lo:.3f}-{hi:.3f})" if _num(lo) is not None and _num(hi) is not None else ")"
+        f", 95% CI {lo:.3f}-{hi:.3f})"
+        if finite_number(lo) is not None and finite_number(hi) is not None
+        else ")"
     )
     if coarse:
         label += f" from {len(metrics['calibration_bins'])} calibration bins"
     ax.plot(roc["fpr"], roc["tpr"], "o-" if coarse else "-", ms=3, label=label)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
-    sens, spec = _num(metrics.get("sensitivity")), _num(metrics.get("specificity"))
+    sens, spec = (
+        finite_number(metrics.get("sensitivity")),
+        finite_number(metrics.get("specificity")),
+    )
     if sens is not None and spec is not None:
-        t = _num(metrics.get("threshold"))
+        t = finite_number(metrics.get("threshold"))
         where = f"threshold {t:.3f}: " if t is not None else ""
         ax.plot(1 - spec, sens, "o", color="C3",
                 label=f"{where}sens {sens:.3f}, spec {spec:.3f}")  # fmt: skip
@@ -119,11 +107,13 @@ def roc_figure(metrics: dict[str, Any], positive: str = "positive"):
     ax.set_ylim(-0.01, 1.01)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.set_title("ROC curve (validation)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     return fig
 
 
-def confusion_figure(cm: list[list[int]], classes: list[str]):
+def confusion_figure(
+    cm: list[list[int]], classes: list[str], title: str = "confusion matrix (validation)"
+):
     """Counts in the cells, colour = share of the true class (rows true, columns predicted)."""
     m = np.asarray(cm)
     k = len(classes)
@@ -141,11 +131,13 @@ def confusion_figure(cm: list[list[int]], classes: list[str]):
             ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8 if k > 12 else 11,
                     color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
-    ax.set_title("confusion matrix (validation)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     return fig
 
 
-def reliability_figure(bins: list[dict[str, float]], ece: float | None = None):
+def reliability_figure(
+    bins: list[dict[str, float]], ece: float | None = None, title: str | None = None
+):
     """Observed positive rate against mean predicted probability per stored bin, sized by count."""
     if not bins:
         return None
@@ -158,8 +150,9 @@ def reliability_figure(bins: list[dict[str, float]], ece: float | None = None):
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("calibration" + (f" (ECE {ece:.3f})" if _num(ece) is not None else ""),
-                 fontsize=10)  # fmt: skip
+    if title is None:
+        title = "calibration" + (f" (ECE {ece:.3f})" if finite_number(ece) is not None else "")
+    ax.set_title(title, fontsize=10)
     hist.bar([(b["lo"] + b["hi"]) / 2 for b in bins], [b["n"] for b in bins],
              width=[b["hi"] - b["lo"] for b in bins], color="C0", alpha=0.7)  # fmt: skip
     hist.set_xlabel("predicted probability of the positive class")
@@ -167,7 +160,38 @@ def reliability_figure(bins: list[dict[str, float]], ece: float | None = None):
     return fig
 
 
-def card_section(card: str, title: str) -> str:
-    """The text under a '## title' heading of a model card (empty when there is none)."""
-    match = re.search(rf"^##\s+{re.escape(title)}\s*$(.*?)(?=^#{{1,2}}\s|\Z)", card, re.M | re.S)
-    return match.group(1).strip() if match else ""
+def pr_figure(p: np.ndarray, y: np.ndarray, at: dict[str, Any], title: str = "precision-recall"):
+    """The precision-recall curve of scores `p` against labels `y`, with the operating point of
+    report `at` (its threshold, sensitivity and PPV); None when `y` holds one class only."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    if y.min() == y.max():
+        return None
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig = _figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot(recall, precision, label=f"PR (AP {average_precision_score(y, p):.3f})")
+    ax.axhline(y.mean(), ls="--", color="grey", label=f"prevalence {y.mean():.3f}")
+    ax.plot(at["sensitivity"], at["ppv"], "o", color="C3", label=f"threshold {at['threshold']:.3f}")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def curves_figure(history: list[dict[str, float]]):
+    """Loss and accuracy by epoch, training and (on the epochs validated) validation."""
+    epochs = [r["epoch"] for r in history]
+    fig = _figure(figsize=(10, 3.8))
+    for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, [r[key] for r in history], "o-", label="train")
+        val = [(r["epoch"], r[f"val_{key}"]) for r in history if f"val_{key}" in r]
+        if val:  # only the validated epochs (train.validation_freq may skip some)
+            ax.plot(*zip(*val, strict=True), "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig

@@ -1,5 +1,5 @@
-"""Predictions as people read them: a plain sentence that admits when the model is unsure,
-and the results table (and CSV) the app offers for download.
+"""Predictions as people read them: a plain sentence that admits when the model is unsure, and
+the line of figures under it. (The table and CSV of predictions: `cnnlab.report.rows`.)
 
 A label is headlined only when the model is confident: for a binary bundle, when the
 calibrated probability of the decided class is at least `MIN_CONFIDENCE` and the
@@ -9,10 +9,7 @@ the image would flip the decision). Otherwise the sentence says "Uncertain".
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
-from typing import Any
 
 from cnnlab.predict import Prediction
 
@@ -81,34 +78,16 @@ def verdict(
     return Verdict("Uncertain", f"Uncertain: {decided} ({p1:.2f}){other}", pred.label, True)
 
 
-def result_rows(preds: list[Prediction], classes: list[str], binary: bool) -> list[dict[str, Any]]:
-    """One row per input: what the app shows in its table and writes to the CSV."""
-    rows = []
-    for pred in preds:
-        v = verdict(pred, classes, binary)
-        row: dict[str, Any] = {
-            "file": pred.source,
-            "result": v.sentence,
-            "label": pred.label or "",
-            "probability": pred.probability if pred.probability is not None else "",
-            "uncertain": v.uncertain if not v.error else "",
-        }
-        if binary:
-            row[f"p_{classes[1]}"] = (
-                pred.positive_probability if pred.positive_probability is not None else ""
-            )
-            row["threshold"] = pred.threshold if pred.threshold is not None else ""
-        row["error"] = pred.error or ""
-        rows.append(row)
-    return rows
-
-
-def rows_csv(rows: list[dict[str, Any]]) -> str:
-    """The rows as CSV text (header from the first row), for a download button or a file."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+def prediction_details(pred: Prediction, classes: list[str], binary: bool) -> str:
+    """The line under the sentence (Markdown): the decision and the figures it came from."""
+    if binary:
+        return (
+            f"Prediction: **{nice_label(pred.label or '')}** · calibrated probability of "
+            f"{nice_label(classes[1])}: **{pred.positive_probability:.3f}** · "
+            f"threshold: **{pred.threshold:.3f}**"
+        )
+    top = ", ".join(f"{t['label']} {float(t['probability']):.3f}" for t in pred.top_k)
+    return (
+        f"Prediction: **{pred.label}** (calibrated probability {pred.probability:.3f}) · "
+        f"top classes: {top}"
+    )

@@ -10,13 +10,10 @@ the positives), Youden's J (max sensitivity + specificity - 1), or a fixed value
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from cnnlab.fileio import atomic_path
 
 MIN_PER_CLASS = 20  # validation images of each class needed to fit a temperature
 
@@ -99,32 +96,6 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
 def brier_score(p: np.ndarray, y: np.ndarray) -> float:
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
     return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
-
-
-def plot_reliability(
-    p: np.ndarray, y: np.ndarray, path: Path, title: str = "", bins: int = 10
-) -> None:
-    """Reliability diagram: observed positive rate against mean predicted probability per bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = calibration_bins(p, y, bins)
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=[3, 1], sharex=True)
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.plot([r["mean_p"] for r in rows], [r["rate"] for r in rows], "o-", label="model")
-    ax.set_ylabel("observed positive rate")
-    ax.set_title(title or "reliability diagram")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    hist.hist(p, bins=np.linspace(0, 1, bins + 1), color="C0", alpha=0.7)
-    hist.set_xlabel("predicted probability of the positive class")
-    hist.set_ylabel("images")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def fit_decision(

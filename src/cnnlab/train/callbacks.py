@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.report.figures import curves_figure, save_figure
 
 log = logging.getLogger("cnnlab")
 
@@ -110,7 +111,7 @@ class HistoryWriter(Callback):
 
     def on_train_end(self, state: FitState) -> None:
         if state.history:
-            plot_curves(state.history, self.out_dir / "curves.png")
+            save_figure(curves_figure(state.history), self.out_dir / "curves.png")
 
 
 class Checkpointer(Callback):
@@ -137,26 +138,3 @@ class Checkpointer(Callback):
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoints, read without unpickling code (`weights_only=True`)."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
-        ax.plot(epochs, [r[key] for r in history], "o-", label="train")
-        val = [(r["epoch"], r[f"val_{key}"]) for r in history if f"val_{key}" in r]
-        if val:  # only the validated epochs (train.validation_freq may skip some)
-            ax.plot(*zip(*val, strict=True), "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)

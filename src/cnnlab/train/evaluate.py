@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.fileio import atomic_path
+from cnnlab.report.figures import confusion_figure, save_figure
 from cnnlab.runtime.decision import predictions, probabilities
 
 
@@ -78,36 +78,6 @@ def full_report(
     return report
 
 
-def plot_confusion_matrix(
-    cm: list[list[int]], classes: list[str], path: Path, title: str = ""
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.asarray(cm)
-    k = len(classes)
-    side = max(4.0, 0.55 * k + 2)
-    fig, ax = plt.subplots(figsize=(side + 1, side))
-    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), classes, rotation=45, ha="right")
-    ax.set_yticks(range(k), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix (counts; colour = share of the true class)")
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black",
-                    fontsize=8 if k > 12 else 10)  # fmt: skip
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
 def load_split_for(bundle, data_path: str, split: str):
     """The images of `split` at `data_path`, at the bundle's size, labelled in the bundle's class order.
 
@@ -174,6 +144,14 @@ def evaluate_bundle(
     if bundle.binary:
         report["policy"] = bundle.decision.get("policy", "fixed")
     if out_dir is not None:
-        plot_confusion_matrix(report["confusion_matrix"], bundle.classes, Path(out_dir) / "confusion_matrix.png",
-                              f"{split} ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip
+        save_confusion_matrix(report, bundle.classes, Path(out_dir), split)
     return report
+
+
+def save_confusion_matrix(
+    report: dict[str, Any], classes: list[str], out: Path, split: str
+) -> None:
+    """confusion_matrix.png of a report, titled with its split, size and accuracy."""
+    title = f"{split} ({report['n']} images), accuracy {report['accuracy']:.2%}"
+    fig = confusion_figure(report["confusion_matrix"], classes, title)
+    save_figure(fig, out / "confusion_matrix.png")

@@ -11,22 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    average_precision_score,
-    precision_recall_curve,
-    roc_curve,
-)
+from sklearn.metrics import average_precision_score, roc_curve
 
-from cnnlab.fileio import atomic_path
-from cnnlab.train.calibration import (
-    brier_score,
-    calibration_bins,
-    expected_calibration_error,
-    plot_reliability,
-)
-
-METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
-INTERVAL_KEYS = (*METRICS, "brier")
+from cnnlab.report.figures import pr_figure, reliability_figure, roc_figure, save_figure
+from cnnlab.report.metrics import INTERVAL_KEYS
+from cnnlab.train.calibration import brier_score, calibration_bins, expected_calibration_error
 
 
 def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
@@ -133,10 +122,7 @@ def binary_report(
     report = probability_report(p, labels.numpy(), classes, threshold, n_boot)
     report["temperature"] = float(temperature)
     if out_dir is not None:
-        y = labels.numpy().astype(int)
-        plot_curves(p, y, threshold, Path(out_dir), title, classes[1])
-        plot_reliability(p, y, Path(out_dir) / "reliability.png",
-                         f"{title}: ECE {report['ece']:.3f}, Brier {report['brier']:.3f}")  # fmt: skip
+        save_figures(report, p, labels.numpy().astype(int), Path(out_dir), title)
     return report
 
 
@@ -166,58 +152,18 @@ def probability_report(
     return report
 
 
-def plot_curves(
-    p: np.ndarray, y: np.ndarray, threshold: float, out: Path, title: str, positive: str
+def save_figures(
+    report: dict[str, Any], p: np.ndarray, y: np.ndarray, out: Path, title: str
 ) -> None:
-    """roc_curve.png and pr_curve.png, with the operating point at `threshold` marked."""
-    if y.min() == y.max():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    at = binary_metrics(p, y, threshold)
-    fpr, tpr, _ = roc_curve(y, p)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, label=f"ROC (AUC {at['auc']:.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey")
-    ax.plot(1 - at["specificity"], at["sensitivity"], "o", color="C3",
-            label=f"threshold {threshold:.3f}: sens {at['sensitivity']:.3f}, spec {at['specificity']:.3f}")  # fmt: skip
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel(f"sensitivity ({positive} found)")
-    ax.set_title(f"{title} ROC".strip())
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    _save(fig, out / "roc_curve.png")
-    precision, recall, _ = precision_recall_curve(y, p)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(recall, precision, label=f"PR (AP {average_precision_score(y, p):.3f})")
-    ax.axhline(y.mean(), ls="--", color="grey", label=f"prevalence {y.mean():.3f}")
-    ax.plot(at["sensitivity"], at["ppv"], "o", color="C3", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision (PPV)")
-    ax.set_title(f"{title} precision-recall".strip())
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3)
-    _save(fig, out / "pr_curve.png")
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
-def format_binary(report: dict[str, Any]) -> list[str]:
-    """Human lines for `cnnlab evaluate`: each metric with its 95% interval."""
-    lines = [f"positive class {report['positive_class']}, threshold {report['threshold']:.3f}, "
-             f"temperature {report['temperature']:.3f}"]  # fmt: skip
-    for key in INTERVAL_KEYS:
-        lo, hi = report[f"{key}_ci"]
-        lines.append(f"  {key:<12}{report[key]:.4f}  (95% CI {lo:.4f} - {hi:.4f})")
-    lines.append(f"  {'ece':<12}{report['ece']:.4f}")
-    return lines
+    """roc_curve.png and pr_curve.png (none for a one-class split) and reliability.png."""
+    if y.min() != y.max():
+        roc = roc_figure(report, report["positive_class"], f"{title} ROC".strip())
+        if roc is not None:
+            save_figure(roc, out / "roc_curve.png")
+        save_figure(
+            pr_figure(p, y, report, f"{title} precision-recall".strip()), out / "pr_curve.png"
+        )
+    ece = f"{title}: ECE {report['ece']:.3f}, Brier {report['brier']:.3f}"
+    save_figure(
+        reliability_figure(report["calibration_bins"], report["ece"], ece), out / "reliability.png"
+    )

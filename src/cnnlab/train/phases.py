@@ -27,8 +27,8 @@ from cnnlab.data.prepare import PreparedData
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_text
 from cnnlab.models.transfer import TransferNet
+from cnnlab.report.figures import curves_figure, save_figure
 from cnnlab.runtime.device import choose_runtime, set_threads
-from cnnlab.train.callbacks import plot_curves
 from cnnlab.train.features import cached_features
 from cnnlab.train.fit import (
     FitResult,
@@ -198,6 +198,6 @@ def fit_head_on_features(
         import json
 
         atomic_write_text(out_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        plot_curves(history, out_dir / "curves.png")
+        save_figure(curves_figure(history), out_dir / "curves.png")
     log.info("head trained in %.1f s", time.perf_counter() - head_started)
     return FitResult(history, rt.describe(), time.perf_counter() - started, counts, weighting)

@@ -25,7 +25,7 @@ from cnnlab.models import create_model, get_entry
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
-from cnnlab.train.evaluate import full_report, plot_confusion_matrix
+from cnnlab.train.evaluate import full_report, save_confusion_matrix
 from cnnlab.train.fit import FitResult
 from cnnlab.train.phases import fit_model
 
@@ -212,8 +212,7 @@ def validation_report(
     report = full_report(logits, data.val.labels, data.classes, threshold,
                          decision.get("temperature", 1.0), binary, out,
                          f"validation ({len(data.val)} images)")  # fmt: skip
-    plot_confusion_matrix(report["confusion_matrix"], data.classes, out / "confusion_matrix.png",
-                          f"validation ({report['n']} images), accuracy {report['accuracy']:.2%}")  # fmt: skip
+    save_confusion_matrix(report, data.classes, out, "validation")
     report["split"] = "val"
     return report
 

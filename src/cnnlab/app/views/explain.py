@@ -4,7 +4,6 @@ beside the `cnnlab summary` layer table (shapes, parameters, receptive field).""
 import streamlit as st
 
 from cnnlab.app.resources import (
-    figure_png,
     get_summary,
     require_bundle,
     upload_limit_mb,
@@ -13,6 +12,7 @@ from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
+from cnnlab.report.figures import png_bytes
 
 entry, bundle = require_bundle()
 path = str(entry.path)
@@ -41,12 +41,12 @@ layer = st.selectbox(
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the filters ...")
 def filters_png(bundle_path: str, layer: str) -> bytes:
-    return figure_png(layer_filters(bundle, summary, layer))
+    return png_bytes(layer_filters(bundle, summary, layer))
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the feature maps ...")
 def maps_png(bundle_path: str, layer: str, file_id: str, _data: bytes) -> bytes:
-    return figure_png(layer_maps(bundle, summary, _data, layer))
+    return png_bytes(layer_maps(bundle, summary, _data, layer))
 
 
 views, table = st.columns([3, 2])
