@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.fileio import atomic_path, atomic_write_text, data_name, shareable_command
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
@@ -187,7 +187,8 @@ def default_card(meta: dict[str, Any]) -> str:
     data = meta.get("data", {})
     if data:
         lines.append(
-            f"- source: `{data.get('source')}` ({data.get('format')}); validation: {data.get('val_origin')}"
+            f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format')}); "
+            f"validation: {data.get('val_origin')}"
         )
         for split, counts in data.get("counts", {}).items():
             lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -200,7 +201,7 @@ def default_card(meta: dict[str, Any]) -> str:
         "",
         "## How it was trained",
         "```",
-        meta.get("command", "cnnlab train <recipe>"),
+        shareable_command(meta.get("command", "cnnlab train <recipe>")),
         "```",
         "",
     ]

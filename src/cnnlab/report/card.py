@@ -4,11 +4,12 @@ how well it does with intervals, how it decides, what it is for and what it is n
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cnnlab.fileio import data_name
+from cnnlab.fileio import data_name, shareable_command
 from cnnlab.report.metrics import INTERVAL_KEYS
 
 
@@ -109,7 +110,7 @@ def medical_card(
         "## Decision rule",
         f"- predict **{d.get('positive_class', meta['classes'][1])}** when the calibrated "
         f"probability >= **{d.get('threshold', 0.5):.4f}**",
-        f"- fitted on {fitted_on_text(d)}: policy `{d.get('policy', 'fixed')}` "
+        f"- fitted on {fitted_on_text(d)}: threshold policy `{d.get('policy', 'fixed')}` "
         f"({d.get('policy_text', '')}); temperature {d.get('temperature', 1.0):.3f}"
         f"{'' if d.get('temperature', 1.0) != 1.0 else ' (no temperature scaling)'}",
     ]
@@ -132,17 +133,27 @@ def medical_card(
         f"Training took {train.get('seconds', 0):.0f} s ({train.get('runtime', '')}).",
         "",
         "```bash",
-        meta.get("command") or "cnnlab train <recipe>",
+        shareable_command(meta.get("command") or "cnnlab train <recipe>"),
         "```",
         "",
         "The resolved recipe:",
         "",
         "```yaml",
-        yaml.safe_dump(recipe, sort_keys=False).rstrip(),
+        yaml.safe_dump(shareable_recipe(recipe), sort_keys=False).rstrip(),
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def shareable_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as a card shows it: its data folders by name, never a machine's absolute path
+    (bundle.json keeps the full recipe, for retraining on the same machine)."""
+    data = dict(recipe.get("data") or {})
+    for key in ("source", "external"):
+        if isinstance(data.get(key), str) and Path(data[key]).is_absolute():
+            data[key] = data_name(data[key])
+    return {**recipe, "data": data} if data else recipe
 
 
 def _threshold_text(block: dict[str, Any]) -> str:
