@@ -9,7 +9,8 @@ from cnnlab.config import recipe_from_dict
 from cnnlab.data import prepare_data
 from cnnlab.errors import CnnlabError
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.fit import fit, make_optimizer, make_scheduler
+from cnnlab.train.fit import fit
+from cnnlab.train.optim import make_optimizer, make_scheduler
 from cnnlab.train.run import build_model
 
 
@@ -140,7 +141,7 @@ def test_weight_decay_skips_biases_and_norms():
 
 
 def test_binary_class_weights_and_frozen_models(idx_dir):
-    from cnnlab.train.fit import make_loss
+    from cnnlab.train.losses import make_loss
 
     data = prepare_data(tiny_recipe(idx_dir).data)
     two = data.train.subset(torch.nonzero(data.train.labels < 2).flatten())

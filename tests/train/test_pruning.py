@@ -6,7 +6,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.fit import make_scheduler
+from cnnlab.train.optim import make_scheduler
 from cnnlab.train.pruning import EasySamplePruning
 
 from .test_fit import Interrupt, run, same, tiny_recipe, weights

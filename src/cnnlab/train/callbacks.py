@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
 from cnnlab.report.figures import curves_figure, save_figure
 
@@ -138,3 +139,45 @@ class Checkpointer(Callback):
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoints, read without unpickling code (`weights_only=True`)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _first_difference(a, b, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            diff = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{where} (checkpoint: {a!r}, now: {b!r})"
+
+
+def restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dict) -> None:
+    """Put a run's checkpoint back into `state` and the stateful callbacks (`--resume`), after
+    checking it was written by the same recipe (`key`)."""
+    path = (out_dir or Path(".")) / CHECKPOINT
+    if not path.is_file():
+        raise CnnlabError(f"--resume: no checkpoint at {path}")
+    try:
+        ckpt = load_checkpoint(path)
+    except Exception as e:  # torch raises several types for a damaged file
+        raise CnnlabError(
+            f"--resume: cannot read {path} ({type(e).__name__}); start a new run"
+        ) from None
+    diff = _first_difference(ckpt.get("recipe", {}), key)
+    if diff:
+        raise CnnlabError(f"--resume: the recipe differs from the interrupted run's in {diff}; "
+                          "resume with the same recipe, or start a new run")  # fmt: skip
+    try:
+        state.model.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CnnlabError(
+            f"--resume: checkpoint {path} does not fit this recipe and model ({e})"
+        ) from None
+    state.epoch = int(ckpt["epoch"])
+    state.history = list(ckpt["history"])
+    for cb, cb_state in zip(cbs, ckpt.get("callbacks", []), strict=False):
+        if cb_state:
+            cb.load_state_dict(cb_state)
+    log.info("resuming from %s after epoch %d", path, state.epoch)

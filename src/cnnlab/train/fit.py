@@ -1,16 +1,17 @@
-"""The training loop, readable in one sitting.
+"""The training loop, readable in one sitting: `fit` is `set_up`, then epochs (`train_epoch`)
+of steps (`train_step`), with callbacks for what cuts across (history, checkpoints, early
+stopping, pruning: cnnlab.train.callbacks).
 
 Data lives on the device as one uint8 tensor; each step indexes a batch, augments it
 as a whole, normalises it with one multiply-add, and runs a plain PyTorch step.
 Randomness is re-seeded from (seed, epoch) at every epoch, so a run resumed from a
-checkpoint continues bit for bit like one that never stopped.
+checkpoint continues bit for bit like one that never stopped. The loss and the optimiser
+are built in cnnlab.train.losses and cnnlab.train.optim.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
-import itertools
 import logging
 import math
 import sys
@@ -20,10 +21,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from cnnlab.config import Recipe, TrainConfig
+from cnnlab.config import Recipe
 from cnnlab.data.augment import BatchAugment
 from cnnlab.data.dataset import ImageData, concat
 from cnnlab.data.prepare import PreparedData
@@ -33,14 +33,15 @@ from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_h
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import (
-    CHECKPOINT,
     Callback,
     Checkpointer,
     EarlyStopping,
     FitState,
     HistoryWriter,
-    load_checkpoint,
+    restore,
 )
+from cnnlab.train.losses import correct_count, make_loss, sample_losses
+from cnnlab.train.optim import make_optimizer, make_scheduler
 from cnnlab.train.pruning import EasySamplePruning
 
 log = logging.getLogger("cnnlab")
@@ -55,138 +56,37 @@ class FitResult:
     loss_weighting: str = "none"
 
 
-# ----------------------------------------------------------------------------- set-up
+# ------------------------------------------------------------ the loop: set-up, epochs, steps
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+@dataclass
+class Loop:
+    """Everything set-up prepares, which each epoch and each step then use."""
 
-
-def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on weights only (not biases or norm scales); models may offer their own
-    parameter groups (discriminative learning rates) through `param_groups(lr)`."""
-    if hasattr(model, "param_groups"):
-        groups = model.param_groups(t.lr)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    if not groups:
-        raise CnnlabError("the model has no trainable parameters (is everything frozen?)")
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay
-        )
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int | list[int]):
-    """Stepped once per batch; `step` decays every `step_size` epochs. `steps_per_epoch` is one
-    count for every epoch, or a list of them (epochs that skip images take fewer steps).
-
-    onecycle follows OneCycleLR's learning-rate curve (cosine rise from lr/25 over
-    `warmup_fraction` of the steps, cosine fall to lr/25e4), written as a multiplier so it
-    also works for runs of a handful of steps, where OneCycleLR divides by zero.
-    """
-    per_epoch = (
-        [steps_per_epoch] * t.epochs if isinstance(steps_per_epoch, int) else list(steps_per_epoch)
-    )
-    ends = list(itertools.accumulate(per_epoch))  # the step at which each epoch ends
-    total = max(1, ends[-1] if ends else 0)
-    if t.schedule == "onecycle":
-        warm = max(1, round(t.warmup_fraction * total))
-        low, final = 1 / 25, 1 / 25e4
-
-        def fn(s: int) -> float:
-            if s < warm:
-                return low + (1 - low) * (1 - math.cos(math.pi * s / warm)) / 2
-            p = min(1.0, (s - warm) / max(1, total - warm))
-            return final + (1 - final) * (1 + math.cos(math.pi * p)) / 2
-
-    elif t.schedule == "cosine":
-        fn = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
-    elif t.schedule == "step":
-        fn = lambda s: t.gamma ** (bisect.bisect_right(ends, s) // t.step_size)  # noqa: E731
-    else:
-        fn = lambda s: 1.0  # noqa: E731
-    return torch.optim.lr_scheduler.LambdaLR(opt, fn)
-
-
-def class_counts(data: ImageData) -> torch.Tensor:
-    return torch.bincount(data.labels, minlength=len(data.classes)).double()
-
-
-def make_loss(t: TrainConfig, binary: bool, train: ImageData) -> tuple[nn.Module, str]:
-    """Cross-entropy (or BCE for one-logit binary models), weighted when class_weight: auto."""
-    counts = class_counts(train)
-    if binary:
-        pos_weight = None
-        how = "none"
-        if t.class_weight == "auto":
-            pos_weight = (counts[0] / counts[1].clamp_min(1)).float().view(1)
-            how = f"pos_weight={pos_weight.item():.3f}"
-        return BinaryLoss(pos_weight, t.label_smoothing), how
-    weight = None
-    how = "none"
-    if t.class_weight == "auto":
-        weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).float()
-        how = "class weights " + ", ".join(f"{w:.2f}" for w in weight.tolist())
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=t.label_smoothing), how
-
-
-class BinaryLoss(nn.Module):
-    """BCE with logits on one output; labels are class indices 0/1 (1 = the positive class)."""
-
-    def __init__(self, pos_weight: torch.Tensor | None, smoothing: float) -> None:
-        super().__init__()
-        self.register_buffer("pos_weight", pos_weight)
-        self.smoothing = smoothing
-
-    def forward(
-        self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
-    ) -> torch.Tensor:
-        target = labels.to(logits.dtype)
-        if self.smoothing:
-            target = target * (1 - self.smoothing) + 0.5 * self.smoothing
-        return F.binary_cross_entropy_with_logits(
-            logits[:, 0], target, pos_weight=self.pos_weight, reduction=reduction
-        )
-
-
-def sample_losses(loss_fn: nn.Module, logits: torch.Tensor, labels: torch.Tensor):
-    """Each image's loss, and the divisor that turns their sum into `loss_fn`'s mean."""
-    if isinstance(loss_fn, BinaryLoss):
-        return loss_fn(logits, labels, reduction="none"), len(labels)
-    per = F.cross_entropy(logits, labels, weight=loss_fn.weight, reduction="none",
-                          label_smoothing=loss_fn.label_smoothing)  # fmt: skip
-    return per, (loss_fn.weight[labels].sum() if loss_fn.weight is not None else len(labels))
-
-
-def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
-    return (pred == labels).sum()
-
-
-def validate(
-    model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
-) -> dict:
-    logits = distributed.shard_predict(
-        lambda x: predict_logits(model, x, pre, rt, batch), data.images
-    )  # with DDP, each rank predicts its part
-    loss_fn = copy.deepcopy(loss_fn).cpu()  # a copy: on a GPU the training loss stays there
-    with torch.no_grad():
-        loss = float(loss_fn(logits, data.labels))
-    return {
-        "val_loss": loss,
-        "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
-    }
-
-
-# ----------------------------------------------------------------------------- the loop
+    recipe: Recipe
+    model: nn.Module
+    train: ImageData
+    val: ImageData | None
+    preprocess: Preprocess
+    rt: Runtime
+    batch: int  # images per step (all processes together)
+    epoch_steps: list[int]  # steps in each epoch (fewer where pruning skips images)
+    ddp: distributed.Dist | None  # None unless launched by torchrun with several processes
+    pruner: EasySamplePruning | None
+    loss_fn: nn.Module
+    weighting: str  # how the loss weighs the classes, in words
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    augment: BatchAugment
+    scaler: torch.amp.GradScaler | None  # fp16 on a GPU only
+    callbacks: list[Callback]
+    state: FitState
+    # on the device once training starts (after the callbacks' on_train_start)
+    images: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    affine: tuple[torch.Tensor, torch.Tensor] | None = None  # uint8 -> normalised: x * a + b
+    step_fn: nn.Module | None = None  # the model, wrapped by DDP and torch.compile when asked
+    bar: tqdm | None = None
 
 
 def fit(
@@ -198,6 +98,58 @@ def fit(
     progress: bool = True,
     callbacks: list[Callback] | None = None,
 ) -> FitResult:
+    """Train `model` by the recipe: set up, then epochs of steps. History, checkpoints, early
+    stopping and pruning are callbacks (cnnlab.train.callbacks); add yours with `callbacks`."""
+    t = recipe.train
+    loop = set_up(model, data, recipe, out_dir, resume, callbacks)
+    state = loop.state
+    for cb in loop.callbacks:
+        cb.on_train_start(state)
+
+    loop.images = loop.train.images.to(loop.rt.device)
+    loop.labels = loop.train.labels.to(loop.rt.device)
+    loop.affine = data.preprocess.affine(loop.rt.device)
+    train_model = distributed.wrap(model, loop.rt.device)  # DDP when distributed, else the model
+    loop.step_fn = torch.compile(train_model) if t.compile else train_model
+    steps = loop.epoch_steps
+    loop.bar = tqdm(total=sum(steps), initial=sum(steps[: state.epoch]), file=sys.stderr, disable=not (progress and distributed.is_main()),
+                    unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
+    started = time.perf_counter()
+    for epoch in range(state.epoch, t.epochs):
+        epoch_start = time.perf_counter()
+        row = train_epoch(loop, epoch)
+        every = t.validation_freq
+        if loop.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
+            row.update(validate(model, loop.val, data.preprocess, loop.rt, loop.loss_fn, t.eval_batch_size))  # fmt: skip
+        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        state.epoch = epoch + 1
+        state.history.append(row)
+        loop.bar.clear()
+        log.info(_epoch_line(row, t.epochs))
+        loop.bar.refresh()
+        for cb in loop.callbacks:
+            cb.on_epoch_end(state, row)
+        if state.stop:
+            break
+    loop.bar.close()
+    elapsed = time.perf_counter() - started
+    for cb in loop.callbacks:
+        cb.on_train_end(state)
+    distributed.unwrap(model)
+    model.eval()
+    return FitResult(state.history, loop.rt.describe(), elapsed, loop.train.class_counts(), loop.weighting)  # fmt: skip
+
+
+def set_up(
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out_dir: Path | None,
+    resume: bool,
+    callbacks: list[Callback] | None,
+) -> Loop:
+    """Runtime, data, steps per epoch, loss, optimiser, schedule and callbacks; on `resume`, the
+    checkpoint's state. Everything a bad recipe can get wrong fails here, before any step."""
     t = recipe.train
     set_threads(t.threads)
     rt = choose_runtime(t.device, t.precision, t.channels_last)
@@ -249,7 +201,7 @@ def fit(
     state = FitState(model, optimizer, scheduler, t.epochs)
     if resume:
         distributed.barrier()  # rank 0 may still be writing the checkpoint that all ranks read
-        _restore(state, stateful, out_dir, _resume_key(recipe))
+        restore(state, stateful, out_dir, _resume_key(recipe))
 
     counts = train.class_counts()
     log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
@@ -264,102 +216,118 @@ def fit(
     if pruner is not None and pruner.prunes(1):
         log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
                  pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
-    for cb in cbs:
-        cb.on_train_start(state)
+    return Loop(recipe, model, train, val, data.preprocess, rt, batch, epoch_steps, ddp, pruner,
+                loss_fn, weighting, optimizer, scheduler, augment, scaler, cbs, state)  # fmt: skip
 
-    images = train.images.to(rt.device)
-    labels = train.labels.to(rt.device)
-    scale, shift = data.preprocess.affine(rt.device)
-    train_model = distributed.wrap(model, rt.device)  # DDP when distributed, else the model
-    step_fn = torch.compile(train_model) if t.compile else train_model
-    bar = tqdm(total=sum(epoch_steps), initial=sum(epoch_steps[: state.epoch]), file=sys.stderr, disable=not (progress and distributed.is_main()),
-               unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
-    started = time.perf_counter()
-    for epoch in range(state.epoch, t.epochs):
-        epoch_start = time.perf_counter()
-        gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
-        torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
-        # weights: per-image loss weights when the epoch skips well-learned images, else None
-        order, weights = (
-            pruner.plan(epoch, gen) if pruner else (torch.randperm(n, generator=gen), None)
+
+def train_epoch(loop: Loop, epoch: int) -> dict[str, float]:
+    """One pass over the training images (those pruning keeps), in an order drawn from
+    (seed, epoch): a resumed run continues exactly. Returns the epoch's row of figures."""
+    t, rt, model = loop.recipe.train, loop.rt, loop.model
+    gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
+    torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
+    # weights: per-image loss weights when the epoch skips well-learned images, else None
+    n = len(loop.train)
+    order, weights = (
+        loop.pruner.plan(epoch, gen) if loop.pruner else (torch.randperm(n, generator=gen), None)
+    )
+    order = order.to(rt.device)
+    weights = weights.to(rt.device) if weights is not None else None
+    steps, m, batch = loop.epoch_steps[epoch], len(order), loop.batch
+    if loop.ddp is not None:
+        loop.ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
+    model.train()
+    if hasattr(model, "on_train_mode"):
+        model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
+    loss_sum = torch.zeros((), device=rt.device)
+    hits = torch.zeros((), device=rt.device, dtype=torch.long)
+    seen = 0
+    bar = loop.bar
+    bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
+    for s in range(steps):
+        idx = order[s * batch : (s + 1) * batch if s < steps - 1 else m]
+        weight = 1.0
+        if loop.ddp is not None:  # this rank's share of the global batch, and its loss weight
+            idx, weight = loop.ddp.split(idx)
+        loss, out, y = train_step(loop, idx, gen, weight, weights)
+        loss_sum += loss.detach() * len(idx)
+        hits += correct_count(out.detach(), y)
+        seen += len(idx)
+        bar.update(1)
+        if s % 20 == 0 or s == steps - 1:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}")
+    if loop.ddp is not None:  # the epoch's figures over all ranks
+        loss_sum, hits, seen = loop.ddp.totals(loss_sum, hits, seen)
+    if not math.isfinite(loss_sum.item()):
+        bar.close()
+        raise CnnlabError(
+            f"training diverged at epoch {epoch + 1} (loss is {loss_sum.item()}); lower train.lr"
         )
-        order = order.to(rt.device)
-        weights = weights.to(rt.device) if weights is not None else None
-        steps, m = epoch_steps[epoch], len(order)
-        if ddp is not None:
-            ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
-        model.train()
-        if hasattr(model, "on_train_mode"):
-            model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
-        loss_sum = torch.zeros((), device=rt.device)
-        hits = torch.zeros((), device=rt.device, dtype=torch.long)
-        seen = 0
-        bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
-        for s in range(steps):
-            idx = order[s * batch : (s + 1) * batch if s < steps - 1 else m]
-            weight = 1.0
-            if ddp is not None:  # this rank's share of the global batch, and its loss weight
-                idx, weight = ddp.split(idx)
-            x = images[idx].float()
-            y = labels[idx]
-            x = augment(x, gen)
-            x = x * scale + shift
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with rt.autocast():
-                out = step_fn(x)
-                if pruner is None:
-                    loss = loss_fn(out.float(), y)
-                else:  # each image's loss is remembered; the kept easy ones count double
-                    per, norm = sample_losses(loss_fn, out.float(), y)
-                    pruner.record(idx, per)
-                    loss = (per if weights is None else per * weights[idx]).sum() / norm
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss * weight).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                (loss * weight).backward()
-                optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(idx)
-            hits += correct_count(out.detach(), y)
-            seen += len(idx)
-            bar.update(1)
-            if s % 20 == 0 or s == steps - 1:
-                bar.set_postfix(
-                    loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}"
-                )
-        if ddp is not None:  # the epoch's figures over all ranks
-            loss_sum, hits, seen = ddp.totals(loss_sum, hits, seen)
-        if not math.isfinite(loss_sum.item()):
-            bar.close()
-            raise CnnlabError(
-                f"training diverged at epoch {epoch + 1} (loss is {loss_sum.item()}); lower train.lr"
-            )
-        row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
-               "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-        every = t.validation_freq
-        if val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
-            row.update(validate(model, val, data.preprocess, rt, loss_fn, t.eval_batch_size))
-        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
-        state.epoch = epoch + 1
-        state.history.append(row)
-        bar.clear()
-        log.info(_epoch_line(row, t.epochs))
-        bar.refresh()
-        for cb in cbs:
-            cb.on_epoch_end(state, row)
-        if state.stop:
-            break
-    bar.close()
-    elapsed = time.perf_counter() - started
-    for cb in cbs:
-        cb.on_train_end(state)
-    distributed.unwrap(model)
-    model.eval()
-    return FitResult(state.history, rt.describe(), elapsed, counts, weighting)
+    return {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
+            "lr": loop.optimizer.param_groups[0]["lr"]}  # fmt: skip
+
+
+def train_step(
+    loop: Loop,
+    idx: torch.Tensor,
+    gen: torch.Generator,
+    weight: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on images `idx`: augment the batch as a whole, normalise it with one
+    multiply-add, forward, backward, step. `weight` scales this process's share of the loss
+    (DDP); `weights` are pruning's per-image loss weights. Returns (loss, logits, labels)."""
+    rt, pruner, loss_fn = loop.rt, loop.pruner, loop.loss_fn
+    scale, shift = loop.affine
+    x = loop.images[idx].float()
+    y = loop.labels[idx]
+    x = loop.augment(x, gen)
+    x = x * scale + shift
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with rt.autocast():
+        out = loop.step_fn(x)
+        if pruner is None:
+            loss = loss_fn(out.float(), y)
+        else:  # each image's loss is remembered; the kept easy ones count double
+            per, norm = sample_losses(loss_fn, out.float(), y)
+            pruner.record(idx, per)
+            loss = (per if weights is None else per * weights[idx]).sum() / norm
+    optimizer, scaler = loop.optimizer, loop.scaler
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss * weight).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        (loss * weight).backward()
+        optimizer.step()
+    loop.scheduler.step()
+    return loss, out, y
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's draws (order, augmentation, dropout): resumable bit for bit."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+def validate(
+    model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
+) -> dict:
+    """val_loss and val_accuracy of the model on `data` (with DDP, each rank does its part)."""
+    logits = distributed.shard_predict(
+        lambda x: predict_logits(model, x, pre, rt, batch), data.images
+    )  # with DDP, each rank predicts its part
+    loss_fn = copy.deepcopy(loss_fn).cpu()  # a copy: on a GPU the training loss stays there
+    with torch.no_grad():
+        loss = float(loss_fn(logits, data.labels))
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
+    }
 
 
 def _num_outputs(model: nn.Module) -> int:
@@ -384,43 +352,3 @@ def _resume_key(recipe: Recipe) -> dict:
         k: v for k, v in d["train"].items() if k not in ("threads", "device", "checkpoint")
     }
     return {k: d[k] for k in ("data", "model", "augment", "train")}
-
-
-def _first_difference(a, b, where: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            diff = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-            if diff:
-                return diff
-        return None
-    return None if a == b else f"{where} (checkpoint: {a!r}, now: {b!r})"
-
-
-def _restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dict) -> None:
-    path = (out_dir or Path(".")) / CHECKPOINT
-    if not path.is_file():
-        raise CnnlabError(f"--resume: no checkpoint at {path}")
-    try:
-        ckpt = load_checkpoint(path)
-    except Exception as e:  # torch raises several types for a damaged file
-        raise CnnlabError(
-            f"--resume: cannot read {path} ({type(e).__name__}); start a new run"
-        ) from None
-    diff = _first_difference(ckpt.get("recipe", {}), key)
-    if diff:
-        raise CnnlabError(f"--resume: the recipe differs from the interrupted run's in {diff}; "
-                          "resume with the same recipe, or start a new run")  # fmt: skip
-    try:
-        state.model.load_state_dict(ckpt["model"])
-        state.optimizer.load_state_dict(ckpt["optimizer"])
-        state.scheduler.load_state_dict(ckpt["scheduler"])
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise CnnlabError(
-            f"--resume: checkpoint {path} does not fit this recipe and model ({e})"
-        ) from None
-    state.epoch = int(ckpt["epoch"])
-    state.history = list(ckpt["history"])
-    for cb, cb_state in zip(cbs, ckpt.get("callbacks", []), strict=False):
-        if cb_state:
-            cb.load_state_dict(cb_state)
-    log.info("resuming from %s after epoch %d", path, state.epoch)

@@ -30,15 +30,9 @@ from cnnlab.models.transfer import TransferNet
 from cnnlab.report.figures import curves_figure, save_figure
 from cnnlab.runtime.device import choose_runtime, set_threads
 from cnnlab.train.features import cached_features
-from cnnlab.train.fit import (
-    FitResult,
-    correct_count,
-    epoch_seed,
-    fit,
-    make_loss,
-    make_optimizer,
-    make_scheduler,
-)
+from cnnlab.train.fit import FitResult, epoch_seed, fit
+from cnnlab.train.losses import correct_count, make_loss
+from cnnlab.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnlab")
 
