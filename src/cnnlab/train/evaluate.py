@@ -67,7 +67,7 @@ def full_report(
     out_dir: Path | None = None,
     title: str = "",
 ) -> dict[str, Any]:
-    """classification_report, plus the medical fields (engine.medical) for binary models."""
+    """classification_report, plus the medical fields (train.medical) for binary models."""
     report = classification_report(logits, labels, classes, threshold, temperature)
     if binary:
         from cnnlab.train.medical import binary_report

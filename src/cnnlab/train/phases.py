@@ -1,7 +1,7 @@
 """Training transfer models in phases: the head on cached features, then optional fine-tuning.
 
 Phase 1: with the backbone frozen and no augmentation in this phase, the backbone's pooled
-features are computed once (engine.features, cached on disk) and the head trains on them in
+features are computed once (train.features, cached on disk) and the head trains on them in
 seconds. With augmentation on, the frozen model trains through fit() as any other model.
 When a fine-tuning phase follows (and `finetune.augment` is on), the augment section is
 that phase's, and phase 1 trains on the fixed features.

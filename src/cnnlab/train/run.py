@@ -147,7 +147,7 @@ def binary_decision(
     logits: torch.Tensor | None, data: PreparedData, recipe: Recipe
 ) -> dict[str, Any] | None:
     """Temperature and threshold for binary models, fitted on the validation split (see
-    engine.calibration); None (argmax) for the others."""
+    train.calibration); None (argmax) for the others."""
     from cnnlab.train.calibration import fit_decision
 
     if recipe.data.class_mode != "binary":
