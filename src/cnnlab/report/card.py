@@ -88,7 +88,7 @@ def medical_card(
                         f"{f', {cv}-fold cross-validated' if cv else ''})", block))  # fmt: skip
     if columns:
         lines += _metric_lines(columns)
-        lines += ["", "95% intervals: bootstrap over images."]
+        lines += ["", "Each figure with its 95% CI (bootstrap over images)."]
         if m:
             at = m.get("threshold", d.get("threshold", 0.5))
             rule = ("the current rule" if at == d.get("threshold", 0.5) else
