@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.app.browser: the page driver the e2e test uses
 
 from tests.app.browser import classify, launch  # noqa: E402
+from tests.app.running import running_app, wait_healthy, wait_preloaded  # noqa: E402
 
-from cnnlab.app.launch import running_app, wait_healthy, wait_preloaded  # noqa: E402
 from cnnlab.bundle import load_bundle  # noqa: E402
 from cnnlab.net import free_port  # noqa: E402
 from cnnlab.predict import predict_sources  # noqa: E402

@@ -30,9 +30,9 @@ from torchvision import transforms
 from cnnlab.config import load_recipe
 from cnnlab.data import prepare_data
 from cnnlab.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from cnnlab.engine.runtime import set_threads
-from cnnlab.engine.train import train_recipe
 from cnnlab.models import create_model
+from cnnlab.runtime.device import set_threads
+from cnnlab.train.run import train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIEF_EPOCHS = 10
@@ -95,7 +95,7 @@ def best(data_path: str, out: Path) -> dict:
     """Train chest_xray_best from a cold feature cache; the bundle records the CLI command that
     does the same (`cnnlab train ...`), since that is how anyone retrains it."""
     from cnnlab.bundle import update_bundle_meta
-    from cnnlab.engine.train import write_medical_card
+    from cnnlab.train.run import write_medical_card
 
     recipe = load_recipe(ROOT / "recipes" / "chest_xray_best.yaml")
     with tempfile.TemporaryDirectory() as cold:

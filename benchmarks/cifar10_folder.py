@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from cnnlab.engine.runtime import set_threads
+from cnnlab.runtime.device import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ def run_brief(folder: Path, budget: float, workers: int) -> dict:
 
 def run_fast(folder: Path, out: Path, overrides: list[str]) -> dict:
     from cnnlab.config import load_recipe
-    from cnnlab.engine.train import train_recipe
+    from cnnlab.train.run import train_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "cifar10_folder_fast.yaml", overrides)
     t = time.perf_counter()

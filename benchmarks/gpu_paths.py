@@ -24,9 +24,9 @@ import torch
 from cnnlab.bundle import load_bundle
 from cnnlab.config import load_recipe
 from cnnlab.data import prepare_data
-from cnnlab.engine.evaluate import evaluate_bundle
-from cnnlab.engine.inference import predict_logits
-from cnnlab.engine.train import train_recipe
+from cnnlab.runtime.inference import predict_logits
+from cnnlab.train.evaluate import evaluate_bundle
+from cnnlab.train.run import train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ from PIL import Image
 from torchvision import transforms
 
 from cnnlab.bundle import load_bundle
-from cnnlab.engine.runtime import set_threads
 from cnnlab.predict import predict_sources
+from cnnlab.runtime.device import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -74,8 +74,8 @@ def loop_baseline(model: str, backend: str, onnx_file: str | None, images, n: in
     """One image at a time, in process: decode, predict, next (no HTTP, no batching)."""
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy import use_backend
-    from cnnlab.engine.runtime import set_threads
     from cnnlab.predict import predict_sources
+    from cnnlab.runtime.device import set_threads
 
     set_threads()
     bundle = use_backend(load_bundle(model), backend, onnx_file)

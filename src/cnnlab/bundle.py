@@ -26,7 +26,10 @@ from safetensors.torch import load_file, save_file
 from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.fileio import atomic_path, atomic_write_text, data_name, shareable_command
+from cnnlab.runtime.decision import Decision
+from cnnlab.runtime.device import choose_runtime
+from cnnlab.runtime.inference import predict_logits
 
 FORMAT = "cnnlab-bundle"
 VERSION = 1
@@ -40,7 +43,7 @@ class Bundle:
     classes: list[str]
     meta: dict[str, Any]
     path: Path | None = None
-    runtime: Any = field(default=None, repr=False)  # cnnlab.engine.runtime.Runtime, set on load
+    runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
     backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
 
     @property
@@ -54,17 +57,18 @@ class Bundle:
         return self.meta.get("class_mode") == "binary"
 
     @property
-    def decision(self) -> dict[str, Any]:
-        return self.meta.get("decision", {})
+    def decision(self) -> Decision:
+        """The decision rule (temperature, threshold, policy); reads as bundle.json's block too."""
+        return Decision.from_record(self.meta.get("decision"), self.binary)
 
     @property
     def threshold(self) -> float | None:
         """Decision threshold on p(positive class) for binary bundles; None for argmax."""
-        return float(self.decision.get("threshold", 0.5)) if self.binary else None
+        return self.decision.threshold
 
     @property
     def temperature(self) -> float:
-        return float(self.decision.get("temperature", 1.0))
+        return self.decision.temperature
 
     @property
     def card(self) -> str:
@@ -74,13 +78,11 @@ class Bundle:
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
-        from cnnlab.engine.inference import predict_logits, probabilities
-
         if self.backend is not None:  # e.g. ONNX Runtime: same uint8 input, same logits
             logits = self.backend.logits(images, batch_size)
         else:
             logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
-        return probabilities(logits, self.temperature)
+        return self.decision.probabilities(logits)
 
 
 # ----------------------------------------------------------------------------- save
@@ -185,7 +187,8 @@ def default_card(meta: dict[str, Any]) -> str:
     data = meta.get("data", {})
     if data:
         lines.append(
-            f"- source: `{data.get('source')}` ({data.get('format')}); validation: {data.get('val_origin')}"
+            f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format')}); "
+            f"validation: {data.get('val_origin')}"
         )
         for split, counts in data.get("counts", {}).items():
             lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -198,7 +201,7 @@ def default_card(meta: dict[str, Any]) -> str:
         "",
         "## How it was trained",
         "```",
-        meta.get("command", "cnnlab train <recipe>"),
+        shareable_command(meta.get("command", "cnnlab train <recipe>")),
         "```",
         "",
     ]
@@ -210,7 +213,6 @@ def default_card(meta: dict[str, Any]) -> str:
 
 def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
     """Load and check a bundle; anything missing or mismatched is a clear CnnlabError."""
-    from cnnlab.engine.runtime import choose_runtime
     from cnnlab.models import create_model, get_entry
 
     path = resolve_bundle(ref)

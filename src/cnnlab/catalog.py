@@ -20,7 +20,7 @@ PREFERRED = "pneumonia"  # the shipped model the app opens with when none is ask
 
 
 def shipped_root() -> Path:
-    return Path(str(resources.files("cnnlab") / "zoo"))
+    return Path(str(resources.files("cnnlab") / "shipped"))
 
 
 def shipped_bundles() -> dict[str, Path]:

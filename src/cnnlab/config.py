@@ -10,6 +10,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,7 +101,7 @@ class TrainConfig:
     checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
     train_on_val: bool = False  # fold the validation split into training (final runs only)
     # share of the training set skipped in the middle epochs, drawn from the well-learned
-    # images (InfoBatch; cnnlab.engine.pruning); 0 = off, at most 0.5
+    # images (InfoBatch; cnnlab.train.pruning); 0 = off, at most 0.5
     prune_easy: float = 0.0
     feature_cache: bool = True  # frozen backbone, no augmentation: the head trains on features
 
@@ -269,8 +270,6 @@ def validate(recipe: Recipe) -> None:
 def _check_augment(recipe: Recipe) -> None:
     """Augment values; Keras's `rescale: 1/255` becomes data.normalize: unit (it is
     preprocessing, so it must travel in the bundle, not live in the augmentation)."""
-    from cnnlab.data.augment import check_augment, parse_rescale
-
     check_augment(recipe.augment)
     scale = parse_rescale(recipe.augment.rescale)
     if scale is None:
@@ -285,6 +284,61 @@ def _check_augment(recipe: Recipe) -> None:
             f"augment.rescale: 1/255 and data.normalize: {recipe.data.normalize} disagree; keep one"
         )
     recipe.data.normalize = "unit"
+
+
+def zoom_bounds(zoom_range: float | list[float]) -> tuple[float, float]:
+    """Zoom factors (lo, hi): a number z means [1 - z, 1 + z], as in Keras; a pair is kept."""
+    if isinstance(zoom_range, list | tuple):
+        return float(zoom_range[0]), float(zoom_range[1])
+    return 1.0 - float(zoom_range), 1.0 + float(zoom_range)
+
+
+def parse_rescale(value: float | str | None) -> float | None:
+    """Keras's `rescale` as a number: 0.00392..., "1/255" or "1./255"."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            num, _, den = value.replace(" ", "").partition("/")
+            scale = float(Fraction(num.rstrip(".") or "1")) / float(den.rstrip(".") or 1)
+        except (ValueError, ZeroDivisionError):
+            raise CnnlabError(f"augment.rescale: cannot read {value!r} (write 1/255)") from None
+        return scale
+    return float(value)
+
+
+def check_augment(cfg: AugmentConfig) -> None:
+    """Value checks for the augment section, so a bad recipe fails before training starts."""
+    ranges = {
+        "rotation_range": cfg.rotation_range,
+        "width_shift_range": cfg.width_shift_range,
+        "height_shift_range": cfg.height_shift_range,
+        "shear_range": cfg.shear_range,
+        "random_crop": cfg.random_crop,
+        "cutout": cfg.cutout,
+    }
+    for key, value in ranges.items():
+        if value < 0:
+            raise CnnlabError(f"augment.{key} must be >= 0, got {value}")
+    if isinstance(cfg.zoom_range, list) and len(cfg.zoom_range) != 2:
+        raise CnnlabError(f"augment.zoom_range must be a number or [lo, hi], got {cfg.zoom_range}")
+    lo, hi = zoom_bounds(cfg.zoom_range)
+    if not 0 < lo <= hi:
+        raise CnnlabError(
+            f"augment.zoom_range must give 0 < lo <= hi, got [{lo}, {hi}] (a number z means [1-z, 1+z])"
+        )
+    for key in ("contrast_range", "gamma_range"):
+        r = getattr(cfg, key)
+        if r is not None and (len(r) != 2 or not 0 < r[0] <= r[1]):
+            raise CnnlabError(f"augment.{key} must be [lo, hi] with 0 < lo <= hi, got {r}")
+    for key, top in (("blur", 10), ("noise", 128)):
+        if not 0 <= getattr(cfg, key) <= top:
+            raise CnnlabError(f"augment.{key} must be between 0 and {top}, got {getattr(cfg, key)}")
+    b = cfg.brightness_range
+    if b is not None and (len(b) != 2 or not 0 <= b[0] <= b[1]):
+        raise CnnlabError(f"augment.brightness_range must be [lo, hi] with 0 <= lo <= hi, got {b}")
+    if not 0 <= cfg.cval <= 255:
+        raise CnnlabError(f"augment.cval is on the 0-255 pixel scale, got {cfg.cval}")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

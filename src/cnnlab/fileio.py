@@ -1,9 +1,11 @@
-"""Atomic file writes: a crash or a bad input never leaves a half-written file behind."""
+"""Atomic file writes (a crash or a bad input never leaves a half-written file behind), and
+paths said so that a file meant to ship names no machine's absolute path."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,3 +41,12 @@ def data_name(path: str | Path) -> str:
     machine's absolute path in a card that ships."""
     parts = Path(path).parts
     return "/".join(parts[-2:]) if len(parts) >= 2 else str(path)
+
+
+def shareable_command(command: str) -> str:
+    """The training command with every absolute path shortened to its data name."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: leave it as written
+        return command
+    return shlex.join(data_name(w) if Path(w).is_absolute() else w for w in words)

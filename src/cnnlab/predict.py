@@ -1,15 +1,20 @@
-"""Predictions on image files or uploads: the function behind `cnnlab predict`, the app and the API."""
+"""Predictions on image files or uploads: the function behind `cnnlab predict`, the app and the API.
+
+Each input is decoded once (`cnnlab.data.intake.decode_batch`) and its prediction keeps the
+pixels the model saw and the notes on how they were made, so a page that shows the image,
+its Grad-CAM or the notes reads nothing again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from cnnlab.bundle import Bundle
-from cnnlab.data.images import IMAGE_SUFFIXES, ImageReadError
-from cnnlab.engine.evaluate import predictions
+from cnnlab.data.images import IMAGE_SUFFIXES
+from cnnlab.data.intake import decode_batch, upload_too_large
 from cnnlab.errors import CnnlabError
 
 
@@ -22,9 +27,14 @@ class Prediction:
     positive_probability: float | None = None  # binary bundles: p(positive class)
     threshold: float | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader changed on the way in
+    # the model's input it was made from: uint8 (C, H, W) at the bundle's size
+    pixels: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
+        """The fields that are set, as JSON values (the pixels stay out)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixels"}
+        return {k: v for k, v in out.items() if v is not None and v != []}
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:
@@ -47,7 +57,7 @@ def expand_inputs(paths: list[str]) -> list[Path]:
 
 def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list[Prediction]:
     """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule."""
-    preds = predictions(probs, bundle.threshold)
+    preds = bundle.decision.predict(probs)
     out = []
     k = max(1, min(top_k, len(bundle.classes)))
     for row, pred in zip(probs, preds.tolist(), strict=True):
@@ -82,20 +92,16 @@ def predict_sources(
     names = names or [
         str(s) if not isinstance(s, bytes) else f"upload-{i}" for i, s in enumerate(sources)
     ]
-    results: list[Prediction] = [Prediction(source=n) for n in names]
-    tensors, where = [], []
-    for i, src in enumerate(sources):
-        try:
-            tensors.append(bundle.preprocess.load(src))
-            where.append(i)
-        except ImageReadError as e:
-            results[i].error = str(e)
-    for start in range(0, len(tensors), batch_size):
-        batch = torch.stack(tensors[start : start + batch_size])
-        probs = bundle.predict_proba(batch, batch_size)
-        for j, pred in enumerate(label_probabilities(bundle, probs, top_k)):
-            pred.source = results[where[start + j]].source
-            results[where[start + j]] = pred
+    decoded = decode_batch(sources, bundle.preprocess)
+    results = [Prediction(source=n, error=d.error, notes=d.notes, pixels=d.pixels)
+               for n, d in zip(names, decoded, strict=True)]  # fmt: skip
+    ready = [i for i, d in enumerate(decoded) if d.pixels is not None]
+    for start in range(0, len(ready), batch_size):
+        chunk = ready[start : start + batch_size]
+        probs = bundle.predict_proba(torch.stack([decoded[i].pixels for i in chunk]), batch_size)
+        for i, pred in zip(chunk, label_probabilities(bundle, probs, top_k), strict=True):
+            pred.source, pred.notes, pred.pixels = names[i], decoded[i].notes, decoded[i].pixels
+            results[i] = pred
     return results
 
 
@@ -103,8 +109,6 @@ def predict_uploads(
     bundle: Bundle, uploads: list[tuple[str, bytes]], max_mb: float | None = None, top_k: int = 3
 ) -> list[Prediction]:
     """(name, bytes) uploads in one batch, in order; one over `max_mb` is refused unread."""
-    from cnnlab.data.upload import upload_too_large
-
     results = [Prediction(source=name) for name, _ in uploads]
     ok = []
     for i, (_, data) in enumerate(uploads):

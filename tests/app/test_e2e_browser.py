@@ -13,12 +13,12 @@ import os
 
 import pytest
 
-from cnnlab.app.launch import running_app, wait_preloaded
 from cnnlab.bundle import load_bundle, shipped_bundles
 from cnnlab.net import free_port
 from cnnlab.predict import predict_sources
-from cnnlab.verdict import verdict
+from cnnlab.report.verdict import verdict
 from tests.app.browser import RESULT, classify, launch, screenshot
+from tests.app.running import running_app, wait_preloaded
 from tests.conftest import ROOT, shared_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,7 +29,7 @@ ARTIFACTS = ROOT / "artifacts"
 def bundle_ref() -> str:
     ref = os.environ.get("CNNLAB_E2E_BUNDLE", "pneumonia")
     if ref == "pneumonia" and "pneumonia" not in shipped_bundles():
-        pytest.fail("the shipped pneumonia model is missing (src/cnnlab/zoo/pneumonia, issue 5); "
+        pytest.fail("the shipped pneumonia model is missing (src/cnnlab/shipped/pneumonia, issue 5); "
                     "this test runs the app on it")  # fmt: skip
     return ref
 

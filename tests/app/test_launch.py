@@ -39,7 +39,7 @@ def test_env_name_follows_streamlit():
 
 def test_defaults_filled_in_and_bundle_passed(tmp_path):
     argv, env = streamlit_command("pneumonia", ["runs", str(tmp_path / "more")], env={})
-    assert argv[:4] == [sys.executable, "-m", "cnnlab.app.server", str(APP_SCRIPT)]
+    assert argv[:4] == [sys.executable, "-m", "cnnlab.app.preload", str(APP_SCRIPT)]
     assert "--server.maxUploadSize=32" in argv and "--server.headless=true" in argv
     assert "--browser.gatherUsageStats=false" in argv
     assert not any(a.startswith("--server.port") for a in argv)  # Streamlit's own default: 8501
@@ -118,7 +118,7 @@ def test_warm_up_preloads_the_default_bundle_for_the_pages(
     import shutil
 
     import cnnlab.app.resources as resources
-    from cnnlab.app.server import PRELOADED, warm_up
+    from cnnlab.app.preload import PRELOADED, warm_up
 
     own = tmp_path / "warm"  # a path no test has loaded yet
     shutil.copytree(app_bundle, own)

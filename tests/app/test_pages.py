@@ -12,7 +12,7 @@ import cnnlab.app.resources as resources
 import cnnlab.catalog as catalog
 from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
-from cnnlab.verdict import verdict
+from cnnlab.report.verdict import verdict
 from tests.app.conftest import SIZE, dicom_image, encode, xray_like
 
 
@@ -64,7 +64,9 @@ def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bu
     assert len(at.image) == 3  # each image as the model sees it
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "b.jpg", "c.dcm"]
-    assert list(table["p_PNEUMONIA"]) == pytest.approx([p.positive_probability for p in expected])
+    assert list(table["positive_probability"]) == pytest.approx(
+        [p.positive_probability for p in expected]
+    )
     assert at.get("download_button")[0].label == "Download results (CSV)"
     notes = " ".join(texts(at, "caption"))
     assert "JPEG 200x200 resized to 64x64" in notes and "DICOM: windowed" in notes
@@ -211,7 +213,7 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
 
 
 def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle, tmp_path):
-    from cnnlab.engine.external import external_block, record_external
+    from cnnlab.train.external import external_block, record_external
 
     site = tmp_path / "site"
     shutil.copytree(app_bundle, site)

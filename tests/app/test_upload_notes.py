@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.data.images import read_image
+from cnnlab.data.intake import upload_notes, upload_too_large
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.data.upload import upload_notes, upload_too_large
 from tests.app.conftest import dicom_image, encode, huge_png, png16, rgba_png, xray_like
 
 GRAY = Preprocess(1, [64, 64], [0.5], [0.25])

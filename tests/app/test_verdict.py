@@ -6,7 +6,8 @@ import csv
 import io
 
 from cnnlab.predict import Prediction
-from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
+from cnnlab.report.rows import prediction_rows, rows_csv
+from cnnlab.report.verdict import nice_label, verdict
 
 BINARY = ["NORMAL", "PNEUMONIA"]
 
@@ -80,10 +81,10 @@ def test_nice_label():
 
 def test_rows_round_trip_through_csv():
     preds = [binary_pred(0.91, source="a.png"), Prediction("b.jpg", error="corrupt, truncated")]
-    rows = result_rows(preds, BINARY, binary=True)
+    rows = prediction_rows(preds, BINARY, binary=True)
     back = list(csv.DictReader(io.StringIO(rows_csv(rows))))
     assert [r["file"] for r in back] == ["a.png", "b.jpg"]
     assert back[0]["result"] == "Pneumonia likely (0.91; threshold 0.37)"
-    assert float(back[0]["p_PNEUMONIA"]) == 0.91 and float(back[0]["threshold"]) == 0.37
+    assert float(back[0]["positive_probability"]) == 0.91 and float(back[0]["threshold"]) == 0.37
     assert back[1]["error"] == "corrupt, truncated" and back[1]["label"] == ""
     assert rows_csv([]) == ""

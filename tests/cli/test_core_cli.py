@@ -102,7 +102,7 @@ def test_predict_images_and_folders(trained, tmp_path, capsys):
     assert code == 0
     preds = json.loads(stdout)["predictions"]
     assert len(preds) == 4 and all(len(p["top_k"]) == 2 for p in preds)
-    right = sum(p["label"] == Path(p["source"]).stem.split("_")[1] for p in preds)
+    right = sum(p["label"] == Path(p["file"]).stem.split("_")[1] for p in preds)
     assert right >= 3
     code, stdout, _ = cli(capsys, "predict", out, tmp_path / f"d0_{y[0]}.png", "--csv")
     assert code == 0 and stdout.splitlines()[0].startswith("file,label,probability")

@@ -11,7 +11,7 @@ from tests.conftest import ROOT, write_image_folder
 
 def test_folder_keras_cnn_recipe_is_the_brief(tmp_path, monkeypatch):
     from cnnlab.bundle import load_bundle
-    from cnnlab.engine.train import train_recipe
+    from cnnlab.train.run import train_recipe
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
     recipe = load_recipe(ROOT / "recipes" / "folder_keras_cnn.yaml", ["train.epochs=1"])

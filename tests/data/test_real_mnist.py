@@ -4,8 +4,8 @@ import torch
 
 from cnnlab.config import recipe_from_dict
 from cnnlab.data import load_source, prepare_data
-from cnnlab.engine.fit import fit
-from cnnlab.engine.train import build_model
+from cnnlab.train.fit import fit
+from cnnlab.train.run import build_model
 from tests.conftest import shared_path
 
 

@@ -53,8 +53,8 @@ def test_tta_averages_mirror_and_shifted_views_in_eval_mode_only():
 
 def test_fast_recipe_trains_and_evaluates_on_a_small_folder(tmp_path, monkeypatch):
     from cnnlab.bundle import load_bundle
-    from cnnlab.engine.evaluate import evaluate_bundle
-    from cnnlab.engine.train import train_recipe
+    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.train.run import train_recipe
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
     classes = ["c0", "c1", "c2"]

@@ -165,7 +165,7 @@ def test_offline_download_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(weights, "_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(weights, "reachable", lambda url, timeout=3.0: False)
     with pytest.raises(
         CnnlabError, match="cannot download ImageNet weights for torchvision/resnet18"
     ):

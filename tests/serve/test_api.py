@@ -141,7 +141,7 @@ class SlowBackend:
         self.bundle, self.calls = bundle, []
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        from cnnlab.engine.inference import predict_logits
+        from cnnlab.runtime.inference import predict_logits
 
         self.calls.append(len(images))
         time.sleep(0.05)

@@ -4,8 +4,6 @@ and the currently picked bundle. Streamlit glue only; the work is in the library
 
 from __future__ import annotations
 
-import io
-
 import streamlit as st
 
 from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings
@@ -14,7 +12,6 @@ from cnnlab.catalog import BundleEntry, find_bundles
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.summary import Summary, summarize
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "dcm", "dicom"]
 PICKED = "picked_bundle"  # session key: the label of the bundle picked in the sidebar
 
 NO_BUNDLE = """**No model bundle is available**, so there is nothing to classify with yet.
@@ -98,15 +95,3 @@ def upload_limit_mb() -> int:
         ValueError,
     ):  # pragma: no cover - an option Streamlit always has
         return UPLOAD_LIMIT_MB
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """Render and release a matplotlib figure (bytes can be cached; figures leak if kept)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()

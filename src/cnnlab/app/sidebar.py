@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab.app.resources import PICKED, catalog, get_bundle, picked_entry, upload_limit_mb
-from cnnlab.engine.report_figures import card_section
+from cnnlab.data.images import UPLOAD_KINDS
 from cnnlab.errors import CnnlabError
+from cnnlab.report.card import card_section
 
 GENERIC_USE = (
     "Teaching and research: see how a convolutional network classifies images, what its "
@@ -35,7 +36,7 @@ def render_sidebar() -> None:
         st.header("About")
         st.markdown(_intended_use())
         st.warning(NOT_FOR_DIAGNOSIS)
-        st.caption(f"Uploads: JPG, PNG or DICOM, up to {upload_limit_mb()} MB each. Images are "
+        st.caption(f"Uploads: {UPLOAD_KINDS}, up to {upload_limit_mb()} MB each. Images are "
                    "read in memory and never stored.")  # fmt: skip
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 
@@ -12,10 +11,13 @@ from cnnlab.errors import CnnlabError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from cnnlab.cli.serve import add_backend_arguments
+    from cnnlab.data.readers import FORMATS_HELP
 
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
     p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
-    p.add_argument("--data", help="dataset name or local path (overrides data.source)")
+    p.add_argument(
+        "--data", help=f"dataset name or local path: {FORMATS_HELP} (overrides data.source)"
+    )
     p.add_argument("--out", help="run folder for the bundle (default runs/<recipe>-<time>/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.epochs=3 (repeatable)")  # fmt: skip
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a split of a dataset")
     p.add_argument("bundle", help="bundle folder or shipped model name")
-    p.add_argument("--data", required=True, help="dataset name or local path")
+    p.add_argument("--data", required=True, help=f"dataset name or local path: {FORMATS_HELP}")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--out", help="folder for plots (confusion matrix, ...)")
@@ -77,8 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.config import load_recipe
-    from cnnlab.engine.distributed import is_main
-    from cnnlab.engine.train import train_recipe
+    from cnnlab.train.distributed import is_main
+    from cnnlab.train.run import train_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
@@ -94,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle, shipped_bundles
-    from cnnlab.engine.evaluate import evaluate_bundle
+    from cnnlab.train.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
     if args.record and bundle.path in shipped_bundles().values():
@@ -102,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
     if args.record:
-        from cnnlab.engine.external import record_evaluation
+        from cnnlab.train.external import record_evaluation
 
         name = record_evaluation(bundle, report, args.data, args.name)
         print(f"recorded as external validation '{name}' in {bundle.path}", file=sys.stderr)
@@ -116,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     from cnnlab.config import DecisionConfig
-    from cnnlab.engine.external import recalibrate
+    from cnnlab.train.external import recalibrate
 
     if not 0 < args.target_sensitivity < 1:
         raise CnnlabError("--target-sensitivity must be between 0 and 1")
@@ -177,7 +179,7 @@ def format_report(report: dict) -> str:
         f"accuracy {report['accuracy']:.2%}   loss {report['loss']:.4f}   macro F1 {report['macro_f1']:.4f}",
     ]
     if "auc" in report:
-        from cnnlab.engine.medical import format_binary
+        from cnnlab.report.metrics import format_binary
 
         lines += format_binary(report)
     elif report.get("threshold") is not None:
@@ -197,6 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
+    from cnnlab.report.rows import prediction_rows, rows_csv
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
@@ -204,16 +207,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
-    if args.json:
-        json.dump({"model": bundle.name, "predictions": [r.to_dict() for r in results]}, sys.stdout)
-        sys.stdout.write("\n")
-    elif args.csv:
-        w = csv.writer(sys.stdout)
-        w.writerow(["file", "label", "probability", "threshold", "top_k", "error"])
-        for r in results:
-            top = ";".join(f"{t['label']}:{t['probability']:.4f}" for t in r.top_k)
-            w.writerow([r.source, r.label or "", r.probability if r.probability is not None else "",
-                        r.threshold if r.threshold is not None else "", top, r.error or ""])  # fmt: skip
+    if args.json or args.csv:  # the one row schema the app's table and the API share
+        rows = prediction_rows(results, bundle.classes, bundle.binary)
+        if args.json:
+            json.dump({"model": bundle.name, "predictions": rows}, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(rows_csv(rows))
     else:
         for r in results:
             if r.error:

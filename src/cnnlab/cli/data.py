@@ -8,13 +8,14 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from cnnlab.data.readers import IMAGE_FOLDER, readers
+
+    folder = next(r for r in readers() if r.name == IMAGE_FOLDER)
     p = sub.add_parser(
         "audit",
         help="check an image folder: counts, sizes, unreadable files, duplicates and leakage",
     )
-    p.add_argument(
-        "data", help="image folder (root/<class>/* or root/<split>/<class>/*) or archive"
-    )
+    p.add_argument("data", help=folder.describe)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--workers", type=int, default=0, help="processes (0 = every core)")
     p.set_defaults(func=cmd_audit)

@@ -104,9 +104,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--out must be a .png file, got {args.out}")
     rows = compare_models(names)
     if args.out:
-        from cnnlab.explain.render import save_figure
+        from cnnlab.report.figures import save_figure
 
-        save_figure(plot_comparison(rows), args.out)
+        save_figure(plot_comparison(rows), args.out, dpi=110)
         print(f"chart written to {args.out}", file=sys.stderr)
     if args.json:
         return _json({"models": [r.to_dict() for r in rows]})

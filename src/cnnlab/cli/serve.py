@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
-    from cnnlab.engine.runtime import set_threads
+    from cnnlab.runtime.device import set_threads
     from cnnlab.serve import ServeLimits, create_app
 
     if not 0 <= args.port <= 65535:

@@ -20,9 +20,10 @@ from PIL import Image
 
 from cnnlab.data.archives import extract_archive, is_archive
 from cnnlab.data.decode import parallel_map
-from cnnlab.data.folder import find_folder_root, is_image_folder, scan_split, split_folders
-from cnnlab.data.images import ImageReadError, is_dicom, open_image, read_image
+from cnnlab.data.folder import find_folder_root, scan_split, split_folders
+from cnnlab.data.images import ImageReadError, image_format, open_image
 from cnnlab.data.prepare import MIN_GIVEN_VAL
+from cnnlab.data.readers import IMAGE_FOLDER, find_reader, readers
 from cnnlab.errors import CnnlabError
 
 NEAR_BITS = 8  # pHash bits (of 64) two images may differ by to be compared as candidates
@@ -87,8 +88,9 @@ def inspect_file(item: tuple[str, str, str]) -> FileFacts:
         facts.sha = hashlib.blake2b(data, digest_size=16).hexdigest()
         if not data:
             raise ImageReadError("empty file (0 bytes)")
-        if is_dicom(data[:132]):
-            arr = read_image(data, "auto")
+        reader = image_format(data[:132], path)  # the same table read_image goes by
+        if reader.name == "DICOM":
+            arr, _ = reader.read(data, path)
             facts.height, facts.width = arr.shape[:2]
             facts.mode, facts.format = ("L" if arr.shape[2] == 1 else "RGB"), "DICOM"
             gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
@@ -200,10 +202,11 @@ def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, An
     path = Path(source).expanduser()
     if is_archive(path):
         path = extract_archive(path)
-    if not path.is_dir() or not is_image_folder(path):
-        raise CnnlabError(
-            f"{source} is not an image folder (root/<class>/* or root/<split>/<class>/*)"
-        )
+    reader = find_reader(path) if path.exists() else None
+    if reader is None or reader.name != IMAGE_FOLDER:  # the audit reads image folders only
+        folder = next(r for r in readers() if r.name == IMAGE_FOLDER)
+        held = f"; it holds {reader.describe}" if reader is not None else ""
+        raise CnnlabError(f"{source} is not {folder.describe}{held}")
     root = find_folder_root(path)
     layout, items, not_images = _listing(root)
     facts = list(parallel_map(inspect_file, items, (), workers))

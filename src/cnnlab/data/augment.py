@@ -17,25 +17,17 @@ matrix does; `reflect` is dcba|abcd|dcba, `wrap` abcd|abcd|abcd, `nearest` aaaa|
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.config import AugmentConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.config import AugmentConfig, zoom_bounds
 
 _PADDING = {"nearest": "border", "reflect": "reflection", "wrap": "border", "constant": "zeros"}
 
 
 def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return torch.rand(n, generator=gen, dtype=torch.float64) * (hi - lo) + lo
-
-
-def zoom_bounds(zoom_range: float | list[float]) -> tuple[float, float]:
-    if isinstance(zoom_range, list | tuple):
-        return float(zoom_range[0]), float(zoom_range[1])
-    return 1.0 - float(zoom_range), 1.0 + float(zoom_range)
 
 
 class BatchAugment:
@@ -249,52 +241,3 @@ def describe(cfg: AugmentConfig) -> str:
     if BatchAugment(cfg).affine:
         on.append(f"fill_mode={cfg.fill_mode}")
     return ", ".join(on)
-
-
-def parse_rescale(value: float | str | None) -> float | None:
-    """Keras's `rescale` as a number: 0.00392..., "1/255" or "1./255"."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            num, _, den = value.replace(" ", "").partition("/")
-            scale = float(Fraction(num.rstrip(".") or "1")) / float(den.rstrip(".") or 1)
-        except (ValueError, ZeroDivisionError):
-            raise CnnlabError(f"augment.rescale: cannot read {value!r} (write 1/255)") from None
-        return scale
-    return float(value)
-
-
-def check_augment(cfg: AugmentConfig) -> None:
-    """Value checks for the augment section, so a bad recipe fails before training starts."""
-    ranges = {
-        "rotation_range": cfg.rotation_range,
-        "width_shift_range": cfg.width_shift_range,
-        "height_shift_range": cfg.height_shift_range,
-        "shear_range": cfg.shear_range,
-        "random_crop": cfg.random_crop,
-        "cutout": cfg.cutout,
-    }
-    for key, value in ranges.items():
-        if value < 0:
-            raise CnnlabError(f"augment.{key} must be >= 0, got {value}")
-    if isinstance(cfg.zoom_range, list) and len(cfg.zoom_range) != 2:
-        raise CnnlabError(f"augment.zoom_range must be a number or [lo, hi], got {cfg.zoom_range}")
-    lo, hi = zoom_bounds(cfg.zoom_range)
-    if not 0 < lo <= hi:
-        raise CnnlabError(
-            f"augment.zoom_range must give 0 < lo <= hi, got [{lo}, {hi}] (a number z means [1-z, 1+z])"
-        )
-    for key in ("contrast_range", "gamma_range"):
-        r = getattr(cfg, key)
-        if r is not None and (len(r) != 2 or not 0 < r[0] <= r[1]):
-            raise CnnlabError(f"augment.{key} must be [lo, hi] with 0 < lo <= hi, got {r}")
-    for key in ("blur", "noise"):
-        if not 0 <= getattr(cfg, key) <= (10 if key == "blur" else 128):
-            raise CnnlabError(f"augment.{key} must be between 0 and "
-                              f"{10 if key == 'blur' else 128}, got {getattr(cfg, key)}")  # fmt: skip
-    b = cfg.brightness_range
-    if b is not None and (len(b) != 2 or not 0 <= b[0] <= b[1]):
-        raise CnnlabError(f"augment.brightness_range must be [lo, hi] with 0 <= lo <= hi, got {b}")
-    if not 0 <= cfg.cval <= 255:
-        raise CnnlabError(f"augment.cval is on the 0-255 pixel scale, got {cfg.cval}")

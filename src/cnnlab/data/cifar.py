@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
 
 CIFAR10_CLASSES = [
@@ -89,3 +90,15 @@ def load_cifar_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return images, labels, classes
+
+
+def load_cifar_source(folder: Path, split: str | None = None, *_: object) -> LoadedData:
+    """The `cifar10-python` reader: data_batch_1..5 and test_batch, with batches.meta's names."""
+    root = find_cifar_root(folder)
+    arrays, classes = {}, None
+    for s in ("train", "test"):
+        got = load_cifar_split(root, s) if root is not None else None
+        if got:
+            arrays[s] = got[:2]
+            classes = got[2]
+    return from_arrays(arrays, classes or [], "cifar10-python", folder, split)

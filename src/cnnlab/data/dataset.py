@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+
+from cnnlab.errors import CnnlabError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -83,3 +86,25 @@ class LoadedData:
     @property
     def classes(self) -> list[str]:
         return next(iter(self.splits.values())).classes
+
+
+def from_arrays(
+    arrays: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    classes: list[str],
+    fmt: str,
+    path: Path,
+    split: str | None,
+) -> LoadedData:
+    """(images, labels) per split as LoadedData; `split` keeps only that one (it must be there)."""
+    if split is not None:
+        if split not in arrays:
+            have = ", ".join(sorted(arrays)) or "none"
+            hint = " (IDX test files are named t10k-*)" if fmt == "idx" else ""
+            raise CnnlabError(f"{path} has no '{split}' split (found: {have}){hint}")
+        arrays = {split: arrays[split]}
+    splits = {}
+    for name, (images, labels) in arrays.items():
+        if len(labels) and int(labels.max()) >= len(classes):
+            raise CnnlabError(f"{path}: label {int(labels.max())} but only {len(classes)} classes")
+        splits[name] = ImageData(images, labels, list(classes))
+    return LoadedData(splits=splits, format=fmt, source=str(path))

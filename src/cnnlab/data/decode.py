@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import PIL
@@ -32,13 +32,21 @@ from cnnlab.data.images import ImageReadError, fit_image, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
 
-if TYPE_CHECKING:
-    from cnnlab.data.folder import SplitListing
-
 log = logging.getLogger("cnnlab")
 
 CACHE_VERSION = 1
 PARALLEL_FROM = 64  # fewer files than this decode in-process: starting workers costs more
+
+
+@dataclass
+class SplitListing:
+    """What one split folder holds, before anything is decoded."""
+
+    root: Path
+    classes: list[str]  # sorted class folder names
+    files: list[tuple[str, int, int, int]]  # (path relative to root, bytes, mtime_ns, class index)
+    empty: list[str] = field(default_factory=list)  # class folders without image files
+    other: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why not read)
 
 
 @dataclass

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnlab.data import images
-from cnnlab.data.images import ImageReadError
+from cnnlab.errors import ImageReadError
 
 COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
 
 
-def read_dicom(data: bytes) -> np.ndarray:
-    """Decode DICOM bytes to uint8 (H, W, C); the first frame of a multi-frame file."""
+def read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode DICOM bytes to uint8 (H, W, C); the first frame of a multi-frame file. Pixel data
+    over `max_pixels` is refused before it is decoded."""
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut
@@ -35,10 +35,10 @@ def read_dicom(data: bytes) -> np.ndarray:
         raise ImageReadError("DICOM file has no pixel data (no image inside)")
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if rows * cols * max(frames, 1) > images.MAX_PIXELS:  # before decoding: compressed bombs
+    if rows * cols * max(frames, 1) > max_pixels:  # before decoding: compressed bombs
         raise ImageReadError(
             f"DICOM image is {cols}x{rows}x{frames} ({rows * cols * frames / 1e6:.0f} MP), "
-            f"over the {images.MAX_PIXELS / 1e6:.0f} MP limit"
+            f"over the {max_pixels / 1e6:.0f} MP limit"
         )
     try:
         arr = ds.pixel_array

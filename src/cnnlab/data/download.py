@@ -7,12 +7,11 @@ then read by the same local readers a user's own files go through.
 from __future__ import annotations
 
 import os
-import socket
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+from cnnlab.net import reachable
 
 
 @dataclass
@@ -63,18 +62,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CNNLAB_DATA") or Path.home() / ".cache" / "cnnlab")
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "file":
-        return True
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def fetch(name: str) -> Path:
     """Make sure dataset `name` is in the cache, downloading and checking it if needed."""
     from torchvision.datasets.utils import check_integrity, download_url, extract_archive
@@ -84,7 +71,7 @@ def fetch(name: str) -> Path:
     missing = [(f, md5) for f, md5 in spec.files if not check_integrity(str(root / f), md5)]
     if not missing:
         return root / spec.subdir
-    mirrors = [m for m in spec.mirrors if _reachable(m)]
+    mirrors = [m for m in spec.mirrors if reachable(m)]
     if not mirrors:
         raise CnnlabError(
             f"cannot download {name}: no network connection to {', '.join(spec.mirrors)}. "

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from cnnlab.data.dataset import ImageData, LoadedData
-from cnnlab.data.decode import decode_split
+from cnnlab.data.decode import SplitListing, decode_split
 from cnnlab.data.images import IMAGE_SUFFIXES, match_channels
 from cnnlab.errors import CnnlabError
 
@@ -89,17 +88,6 @@ def is_image_folder(root: Path) -> bool:
             if any(f.suffix.lower() in IMAGE_SUFFIXES for f in cls.rglob("*") if f.is_file()):
                 return True
     return False
-
-
-@dataclass
-class SplitListing:
-    """What one split folder holds, before anything is decoded."""
-
-    root: Path
-    classes: list[str]  # sorted class folder names
-    files: list[tuple[str, int, int, int]]  # (path relative to root, bytes, mtime_ns, class index)
-    empty: list[str] = field(default_factory=list)  # class folders without image files
-    other: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why not read)
 
 
 def _walk(folder: str, rel: str, out: list[tuple[str, os.stat_result]]) -> None:

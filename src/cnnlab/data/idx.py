@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -93,3 +94,10 @@ def load_idx_split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, 
 
 def has_idx(folder: Path) -> bool:
     return any(find_idx_pair(folder, s) for s in IDX_STEMS)
+
+
+def load_idx_source(folder: Path, split: str | None = None, *_: object) -> LoadedData:
+    """The `idx` reader: train-* and t10k-* pairs; Fashion-MNIST's names when the path says so."""
+    arrays = {s: load_idx_split(*pair) for s in IDX_STEMS if (pair := find_idx_pair(folder, s))}
+    names = FASHION_CLASSES if "fashion" in str(folder.resolve()).lower() else MNIST_CLASSES
+    return from_arrays(arrays, names, "idx", folder, split)

@@ -2,6 +2,8 @@
 
 Training (image folders) and serving (CLI predict, app, API) call the same two functions,
 `read_image` and `fit_image`, so a model never sees pixels prepared two different ways.
+The kinds of file read are a table (`IMAGE_FORMATS`: DICOM, then whatever Pillow reads); the
+suffixes image folders list and file pickers accept are derived from it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,26 +20,12 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding (a 20000x20000 PNG is 400 MP)
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".gif",
-    ".dcm",
-    ".dicom",
-}
+from cnnlab.data.dicom import read_dicom
+from cnnlab.errors import ImageReadError
 
+MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding (a 20000x20000 PNG is 400 MP)
 
 _ORIENTATION_KEYS = {"exif", "xmp", "XML:com.adobe.xmp"}
-
-
-class ImageReadError(ValueError):
-    """This file cannot be used as an image; the message says why, in a few words."""
 
 
 def _to_uint8(img: Image.Image) -> np.ndarray:
@@ -56,27 +46,6 @@ def _to_uint8(img: Image.Image) -> np.ndarray:
 
 def is_dicom(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
-
-
-def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarray:
-    """Decode a file (or its bytes) to uint8 (H, W, C), C = 1 or 3, EXIF orientation applied.
-
-    `color_mode`: "grayscale", "rgb", or "auto" (1 channel when the image is grayscale).
-    Raises ImageReadError for anything that is not a usable image.
-    """
-    name = "upload" if isinstance(source, bytes) else str(source)
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except OSError as e:
-        raise ImageReadError(f"cannot read file: {e.strerror or e}") from None
-    if not data:
-        raise ImageReadError("empty file (0 bytes)")
-    if is_dicom(data[:132]) or name.lower().endswith((".dcm", ".dicom")):
-        from cnnlab.data.dicom import read_dicom  # optional format, imported on demand
-
-        arr = read_dicom(data)
-        return _to_mode(arr, color_mode)
-    return _pil_to_array(open_image(data, name), color_mode)
 
 
 def open_image(
@@ -115,15 +84,13 @@ def open_image(
     return img
 
 
-def _pil_to_array(img: Image.Image, color_mode: str) -> np.ndarray:
+def _pil_to_array(img: Image.Image) -> np.ndarray:
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         gray = img.convert("L") if img.mode in ("1", "LA") else img
-        arr = _to_uint8(gray)[..., None]
-    else:
-        arr = np.array(img.convert("RGB"))  # CMYK, YCbCr, RGBA (alpha dropped), ...
-    return _to_mode(arr, color_mode)
+        return _to_uint8(gray)[..., None]
+    return np.array(img.convert("RGB"))  # CMYK, YCbCr, RGBA (alpha dropped), ...
 
 
 def _to_mode(arr: np.ndarray, color_mode: str) -> np.ndarray:
@@ -135,6 +102,86 @@ def _to_mode(arr: np.ndarray, color_mode: str) -> np.ndarray:
     elif color_mode == "rgb" and arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return np.ascontiguousarray(arr)
+
+
+# ----------------------------------------------------------------------------- readers by table
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What an image file was before it became pixels (the upload notes say what changed)."""
+
+    format: str  # "PNG", "JPEG", ... (Pillow's name) or "DICOM"
+    mode: str  # Pillow's mode: "RGBA", "I;16", "P", ...; "" for DICOM
+    size: tuple[int, int]  # (width, height), as shown (EXIF orientation applied)
+    transparent: bool = False  # a palette image with a transparent colour
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One kind of image file: its name, its suffixes, how to recognise it, how to read it."""
+
+    name: str
+    label: str  # what people call such files: "DICOM", "JPG, PNG, ..."
+    suffixes: tuple[str, ...]
+    detect: Callable[[bytes, str], bool]  # (the file's first 132 bytes, its name) -> is it one?
+    read: Callable[[bytes, str], tuple[np.ndarray, SourceFacts]]  # uint8 (H, W, C), C = 1 or 3
+
+
+def _is_dicom_file(head: bytes, name: str) -> bool:
+    return is_dicom(head) or name.lower().endswith((".dcm", ".dicom"))
+
+
+def _read_dicom(data: bytes, name: str) -> tuple[np.ndarray, SourceFacts]:
+    arr = read_dicom(data, MAX_PIXELS)
+    return arr, SourceFacts("DICOM", "", (arr.shape[1], arr.shape[0]))
+
+
+def _read_pillow(data: bytes, name: str) -> tuple[np.ndarray, SourceFacts]:
+    img = open_image(data, name)
+    facts = SourceFacts(str(img.format), img.mode, img.size, "transparency" in img.info)
+    return _pil_to_array(img), facts
+
+
+# the first format whose `detect` says yes reads the file; Pillow takes whatever is left
+IMAGE_FORMATS = (
+    ImageFormat("DICOM", "DICOM", (".dcm", ".dicom"), _is_dicom_file, _read_dicom),
+    ImageFormat("image", "JPG, PNG, BMP, TIFF, WebP, GIF",
+                (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"),
+                lambda head, name: True, _read_pillow),
+)  # fmt: skip
+IMAGE_SUFFIXES = frozenset(s for f in IMAGE_FORMATS for s in f.suffixes)
+UPLOAD_TYPES = [s.lstrip(".") for f in IMAGE_FORMATS for s in f.suffixes]  # for file pickers
+UPLOAD_KINDS = " or ".join(f.label for f in reversed(IMAGE_FORMATS))  # "JPG, PNG, ... or DICOM"
+
+
+def image_format(head: bytes, name: str) -> ImageFormat:
+    """The table's entry for a file with these first bytes and this name."""
+    return next(f for f in IMAGE_FORMATS if f.detect(head, name))
+
+
+def read_image_facts(
+    source: str | Path | bytes, color_mode: str = "auto"
+) -> tuple[np.ndarray, SourceFacts]:
+    """`read_image`, and what the file was before (format, mode, size)."""
+    name = "upload" if isinstance(source, bytes) else str(source)
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as e:
+        raise ImageReadError(f"cannot read file: {e.strerror or e}") from None
+    if not data:
+        raise ImageReadError("empty file (0 bytes)")
+    arr, facts = image_format(data[:132], name).read(data, name)
+    return _to_mode(arr, color_mode), facts
+
+
+def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarray:
+    """Decode a file (or its bytes) to uint8 (H, W, C), C = 1 or 3, EXIF orientation applied.
+
+    `color_mode`: "grayscale", "rgb", or "auto" (1 channel when the image is grayscale).
+    Raises ImageReadError for anything that is not a usable image.
+    """
+    return read_image_facts(source, color_mode)[0]
 
 
 def match_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
@@ -185,5 +232,15 @@ def load_image_tensor(
     policy: str = "stretch",
 ) -> torch.Tensor:
     """Read and fit one image: uint8 (C, H, W) ready for `Preprocess.normalize`."""
-    arr = read_image(source, "grayscale" if channels == 1 else "rgb")
-    return fit_image(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), size, policy)
+    return load_image_facts(source, channels, size, policy)[0]
+
+
+def load_image_facts(
+    source: str | Path | bytes,
+    channels: int,
+    size: tuple[int, int] | list[int],
+    policy: str = "stretch",
+) -> tuple[torch.Tensor, SourceFacts]:
+    """`load_image_tensor`, and what the file was before (for the notes on what changed)."""
+    arr, facts = read_image_facts(source, "grayscale" if channels == 1 else "rgb")
+    return fit_image(torch.from_numpy(arr).permute(2, 0, 1).contiguous(), size, policy), facts

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
 
 
@@ -50,3 +51,10 @@ def load_npz(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     if not out:
         raise CnnlabError(f"{path} holds no train_images/val_images/test_images arrays")
     return out
+
+
+def load_npz_source(path: Path, split: str | None = None, *_: object) -> LoadedData:
+    """The `npz` reader: classes are the label numbers (name them with data.class_names)."""
+    arrays = load_npz(path)
+    n = int(max(int(labels.max()) for _, labels in arrays.values() if len(labels)) + 1)
+    return from_arrays(arrays, [str(i) for i in range(n)], "npz", path, split)

@@ -26,10 +26,11 @@ import torch.nn as nn
 
 from cnnlab.bundle import WEIGHTS, Bundle
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.engine.inference import predict_logits, probabilities
-from cnnlab.engine.runtime import Runtime
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path
+from cnnlab.runtime.decision import probabilities
+from cnnlab.runtime.device import Runtime
+from cnnlab.runtime.inference import predict_logits
 
 log = logging.getLogger("cnnlab")
 
@@ -120,7 +121,7 @@ def onnx_model_bytes(bundle: Bundle) -> bytes:
         "cnnlab.model": bundle.meta["model"]["name"],
         "cnnlab.classes": json.dumps(bundle.classes),
         "cnnlab.class_mode": str(bundle.meta.get("class_mode", "categorical")),
-        "cnnlab.decision": json.dumps(bundle.decision),
+        "cnnlab.decision": json.dumps(dict(bundle.decision)),
         "cnnlab.preprocess": json.dumps(bundle.preprocess.to_dict()),
         "cnnlab.input": f"uint8 [N, {c}, {h}, {w}], 0-255, normalisation inside the graph",
         "cnnlab.weights_sha256": weights_digest(bundle),

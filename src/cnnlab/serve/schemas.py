@@ -31,6 +31,8 @@ class TopK(BaseModel):
 
 
 class ImagePrediction(BaseModel):
+    """One image's prediction, in the row schema the CLI and the app share (cnnlab.report.rows)."""
+
     file: str = Field(description="the upload's file name, or files[i]")
     label: str = Field(description="the decision: argmax, or the threshold rule for binary models")
     probability: float = Field(description="calibrated probability of `label`")
@@ -39,6 +41,12 @@ class ImagePrediction(BaseModel):
     )
     threshold: float | None = Field(None, description="binary models: the decision threshold")
     top_k: list[TopK]
+    result: str = Field(description="the sentence people read, e.g. 'Pneumonia likely (0.91; "
+                        "threshold 0.37)'; 'Uncertain (...)' when the model is unsure")  # fmt: skip
+    uncertain: bool = Field(description="whether `result` says the model is unsure")
+    error: str | None = Field(
+        None, description="always null here: an unreadable upload refuses the request (422)"
+    )
 
 
 class PredictResponse(BaseModel):

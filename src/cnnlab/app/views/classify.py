@@ -3,20 +3,23 @@ with its Grad-CAM overlay; download the table as CSV.
 
 Uploads are classified as they arrive, in the rerun the upload itself causes: a separate
 Classify button cost the user a second round trip (about half a second) for nothing, since
-the files of one upload arrive together and are predicted as one batch anyway."""
+the files of one upload arrive together and are predicted as one batch anyway. Each file is
+decoded once: its prediction carries the pixels the model saw, which the page shows, Grad-CAM
+explains and the notes describe."""
 
 import hashlib
 
 import numpy as np
 import streamlit as st
+import torch
 
-from cnnlab.app.resources import IMAGE_TYPES, get_cam_layer, require_bundle, upload_limit_mb
-from cnnlab.data.images import ImageReadError
-from cnnlab.data.upload import upload_notes
+from cnnlab.app.resources import get_cam_layer, require_bundle, upload_limit_mb
+from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
 from cnnlab.predict import predict_uploads
-from cnnlab.verdict import nice_label, result_rows, rows_csv, verdict
+from cnnlab.report.rows import flat_row, prediction_row, rows_csv
+from cnnlab.report.verdict import nice_label, prediction_details, verdict
 
 RESULTS = "classify_results"
 
@@ -37,8 +40,8 @@ st.caption(f"Model **{entry.label}**: `{bundle.meta['model']['name']}`, classes 
 
 limit = upload_limit_mb()
 files = st.file_uploader(
-    f"Images to classify: JPG, PNG or DICOM, several at once, up to {limit} MB each",
-    type=IMAGE_TYPES,
+    f"Images to classify: {UPLOAD_KINDS}, several at once, up to {limit} MB each",
+    type=UPLOAD_TYPES,
     accept_multiple_files=True,
     key="classify_files",
 )
@@ -58,54 +61,44 @@ if files and results is None:
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM ...")
-def cam_overlay(bundle_path: str, digest: str, label: str, _data: bytes) -> np.ndarray:
-    pixels, cam = gradcam_image(bundle, _data, get_cam_layer(bundle_path), label)
+def cam_overlay(bundle_path: str, digest: str, label: str, _pixels: torch.Tensor) -> np.ndarray:
+    pixels, cam = gradcam_image(bundle, _pixels, get_cam_layer(bundle_path), label)
     return overlay_heatmap(pixels, cam.heatmap)
 
 
-def model_view(data: bytes) -> np.ndarray:
-    """The image exactly as the model receives it (size, channels), for display."""
-    img = pre.load(data).permute(1, 2, 0).numpy()
+def model_view(pixels: torch.Tensor) -> np.ndarray:
+    """The image exactly as the model received it (size, channels), for display."""
+    img = pixels.permute(1, 2, 0).numpy()
     return img[..., 0] if img.shape[2] == 1 else img
 
 
 if results is not None:
+    rows = []
     for f, pred in zip(files, results, strict=True):
         v = verdict(pred, bundle.classes, bundle.binary)
+        rows.append(prediction_row(pred, v))
         with st.container(border=True):
             if v.error:
                 st.error(f"**{f.name}**: cannot be classified: {v.error}")
                 st.caption("Nothing was stored. Try another file; the app carries on.")
                 continue
-            data = f.getvalue()
             cols = st.columns([1, 1, 2] if show_cam else [1, 3])
-            try:
-                cols[0].image(model_view(data), caption="as the model sees it", width="stretch")
-                if show_cam:
-                    digest = hashlib.sha256(data).hexdigest()
-                    overlay = cam_overlay(str(entry.path), digest, pred.label or "", data)
+            cols[0].image(model_view(pred.pixels), caption="as the model sees it", width="stretch")
+            if show_cam:
+                try:
+                    digest = hashlib.sha256(f.getvalue()).hexdigest()
+                    overlay = cam_overlay(str(entry.path), digest, pred.label or "", pred.pixels)
                     cols[1].image(overlay,
                                   caption=f"Grad-CAM for {nice_label(pred.label or '')}",
                                   width="stretch")  # fmt: skip
-            except (ImageReadError, CnnlabError) as e:  # read once already; kept for safety
-                cols[0].error(str(e))
+                except CnnlabError as e:
+                    cols[1].error(str(e))
             text = cols[-1]
             text.markdown(f"**{f.name}**")
             (text.warning if v.uncertain else text.success)(v.sentence)
-            if bundle.binary:
-                text.markdown(
-                    f"Prediction: **{nice_label(pred.label or '')}** · calibrated probability of "
-                    f"{nice_label(bundle.classes[1])}: **{pred.positive_probability:.3f}** · "
-                    f"threshold: **{pred.threshold:.3f}**"
-                )
-            else:
-                top = ", ".join(f"{t['label']} {float(t['probability']):.3f}" for t in pred.top_k)
-                text.markdown(f"Prediction: **{pred.label}** (calibrated probability "
-                              f"{pred.probability:.3f}) · top classes: {top}")  # fmt: skip
-            notes = upload_notes(data, pre)
-            if notes:
-                text.caption("Input: " + "; ".join(notes))
-    rows = result_rows(results, bundle.classes, bundle.binary)
-    st.dataframe(rows, hide_index=True)
+            text.markdown(prediction_details(pred, bundle.classes, bundle.binary))
+            if pred.notes:
+                text.caption("Input: " + "; ".join(pred.notes))
+    st.dataframe([flat_row(r) for r in rows], hide_index=True)
     st.download_button("Download results (CSV)", rows_csv(rows), file_name="cnnlab_results.csv",
                        mime="text/csv")  # fmt: skip

@@ -4,15 +4,15 @@ beside the `cnnlab summary` layer table (shapes, parameters, receptive field).""
 import streamlit as st
 
 from cnnlab.app.resources import (
-    IMAGE_TYPES,
-    figure_png,
     get_summary,
     require_bundle,
     upload_limit_mb,
 )
-from cnnlab.data.upload import upload_too_large
+from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
+from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
+from cnnlab.report.figures import png_bytes
 
 entry, bundle = require_bundle()
 path = str(entry.path)
@@ -27,8 +27,8 @@ if not layers:
     st.warning(f"{entry.label} has no convolution layers to show.")
     st.stop()
 limit = upload_limit_mb()
-file = st.file_uploader(f"An image to look at (JPG, PNG or DICOM, up to {limit} MB)",
-                        type=IMAGE_TYPES, key="explain_file")  # fmt: skip
+file = st.file_uploader(f"An image to look at ({UPLOAD_KINDS}, up to {limit} MB)",
+                        type=UPLOAD_TYPES, key="explain_file")  # fmt: skip
 layer = st.selectbox(
     "Layer",
     layers,
@@ -41,12 +41,12 @@ layer = st.selectbox(
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the filters ...")
 def filters_png(bundle_path: str, layer: str) -> bytes:
-    return figure_png(layer_filters(bundle, summary, layer))
+    return png_bytes(layer_filters(bundle, summary, layer))
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the feature maps ...")
 def maps_png(bundle_path: str, layer: str, file_id: str, _data: bytes) -> bytes:
-    return figure_png(layer_maps(bundle, summary, _data, layer))
+    return png_bytes(layer_maps(bundle, summary, _data, layer))
 
 
 views, table = st.columns([3, 2])

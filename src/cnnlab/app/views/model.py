@@ -4,15 +4,11 @@ diagram, all drawn from the bundle itself."""
 
 import streamlit as st
 
-from cnnlab.app.resources import figure_png, require_bundle
-from cnnlab.engine.card import fitted_on_text
-from cnnlab.engine.report_figures import (
-    confusion_figure,
-    figure_table,
-    reliability_figure,
-    roc_figure,
-)
-from cnnlab.verdict import nice_label
+from cnnlab.app.resources import require_bundle
+from cnnlab.report.card import fitted_on_text
+from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
+from cnnlab.report.metrics import figure_table
+from cnnlab.report.verdict import nice_label
 
 entry, bundle = require_bundle()
 metrics = bundle.meta.get("metrics") or {}
@@ -26,11 +22,11 @@ def figures(bundle_path: str) -> dict[str, bytes | None]:
     positive = nice_label(bundle.classes[1]) if bundle.binary else "positive"
     out: dict[str, bytes | None] = {"roc": None, "cm": None, "rel": None}
     if bundle.binary and (fig := roc_figure(metrics, positive)) is not None:
-        out["roc"] = figure_png(fig)
+        out["roc"] = png_bytes(fig)
     if metrics.get("confusion_matrix"):
-        out["cm"] = figure_png(confusion_figure(metrics["confusion_matrix"], bundle.classes))
+        out["cm"] = png_bytes(confusion_figure(metrics["confusion_matrix"], bundle.classes))
     if fig := reliability_figure(metrics.get("calibration_bins") or [], metrics.get("ece")):
-        out["rel"] = figure_png(fig)
+        out["rel"] = png_bytes(fig)
     return out
 
 

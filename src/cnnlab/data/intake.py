@@ -1,0 +1,80 @@
+"""An image on its way into a model, decoded once: the pixels the model gets, and notes in
+words on what the reader changed silently (alpha dropped, 16 bits to 8, resizing).
+
+`decode_batch` is the one door for files and uploads: `cnnlab predict`, the app and the API
+all read their inputs through it, and a prediction keeps the pixels it was made from, so
+nothing is decoded twice. The upload size limit is checked here too, before anything is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.images import SourceFacts, load_image_facts
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import ImageReadError
+
+MIB = 1024 * 1024
+
+
+def upload_too_large(n_bytes: int, limit_mb: float) -> str | None:
+    """The message for a file over the upload limit (Streamlit's `server.maxUploadSize`, MB)."""
+    if n_bytes > limit_mb * MIB:
+        return f"file is {n_bytes / MIB:.1f} MB, over the {limit_mb:g} MB upload limit"
+    return None
+
+
+@dataclass
+class Decoded:
+    """One input as the model receives it, or why it cannot be used."""
+
+    pixels: torch.Tensor | None  # uint8 (C, H, W) at the model's size; None when unreadable
+    notes: list[str] = field(default_factory=list)  # conversions on the way, one short note each
+    error: str | None = None
+
+
+def conversion_notes(facts: SourceFacts, preprocess: Preprocess) -> list[str]:
+    """Conversions a file with these facts goes through before the model sees it."""
+    target = f"{preprocess.size[0]}x{preprocess.size[1]}"
+    gray_model = preprocess.channels == 1
+    if facts.format == "DICOM":
+        return [f"DICOM: windowed to 8 bits, resized to {target} ({preprocess.resize})"]
+    mode, (w, h) = facts.mode, facts.size
+    notes = []
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and facts.transparent):
+        notes.append("transparency (alpha channel) ignored")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        notes.append("16-bit image scaled to 8 bits")
+    colour = mode not in ("1", "L", "LA", "I", "F") and not mode.startswith("I;16")
+    if colour and gray_model:
+        notes.append("colour converted to grayscale")
+    if not colour and not gray_model:
+        notes.append("grayscale repeated to 3 channels")
+    if [h, w] != list(preprocess.size):
+        notes.append(f"{facts.format} {w}x{h} resized to {target} ({preprocess.resize})")
+    return notes
+
+
+def decode_one(source: str | Path | bytes, preprocess: Preprocess) -> Decoded:
+    """A file (or its bytes) through the bundle's preprocessing; a bad one comes back with
+    `error` set (decoders raise several kinds: each is the file's problem, not the caller's)."""
+    try:
+        pixels, facts = load_image_facts(
+            source, preprocess.channels, preprocess.size, preprocess.resize
+        )
+    except (ImageReadError, ValueError, RuntimeError, OSError) as e:
+        return Decoded(None, [], str(e))
+    return Decoded(pixels, conversion_notes(facts, preprocess))
+
+
+def decode_batch(sources: list[str | Path | bytes], preprocess: Preprocess) -> list[Decoded]:
+    """Every source decoded once, in order: what `predict_sources` and the API run the model on."""
+    return [decode_one(s, preprocess) for s in sources]
+
+
+def upload_notes(data: bytes, preprocess: Preprocess) -> list[str]:
+    """The notes for one upload (none when it cannot be read: the error says why)."""
+    return decode_one(data, preprocess).notes

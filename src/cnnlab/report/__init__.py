@@ -1,0 +1,1 @@
+"""Report: what people read about models and predictions (sentences, tables, figures, cards)."""

@@ -1,0 +1,188 @@
+"""The model card of a binary (screening) bundle: what it was trained on, how it was split,
+how well it does with intervals, how it decides, what it is for and what it is not for."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnlab.fileio import data_name, shareable_command
+from cnnlab.report.metrics import INTERVAL_KEYS
+
+
+def _cell(m: dict[str, Any], key: str) -> str:
+    value = m.get(key)
+    if not isinstance(value, int | float):
+        return ""
+    lo, hi = (m.get(f"{key}_ci") or [None, None])[:2]
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        return f"{value:.4f} ({lo:.4f} - {hi:.4f})"
+    return f"{value:.4f}"
+
+
+def _metric_lines(columns: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One row per metric, one column per data set (value and bootstrap 95% CI)."""
+    lines = ["| metric | " + " | ".join(title for title, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]  # fmt: skip
+    for key in (*INTERVAL_KEYS, "ece"):
+        if any(key in m for _, m in columns):
+            lines.append(f"| {key} | " + " | ".join(_cell(m, key) for _, m in columns) + " |")
+    return lines
+
+
+def fitted_on_text(d: dict[str, Any]) -> str:
+    """Which images a decision rule was fitted on, in words."""
+    where = d.get("fitted_on") or ("val" if d.get("policy", "fixed") != "fixed" else "none")
+    if where == "site":
+        return f"the site sample `{d.get('data', '?')}` ({d.get('n', '?')} images)"
+    if where == "val":
+        return "the validation split"
+    return "nothing (a fixed threshold)"
+
+
+def medical_card(
+    meta: dict[str, Any], intended_use: str = "", limitations: list[str] | None = None
+) -> str:
+    """Markdown for card.md, built from bundle.json alone (so re-writing it needs no retraining)."""
+    d, m, data = meta.get("decision", {}), meta.get("metrics", {}), meta.get("data", {})
+    pre, recipe = meta["preprocess"], meta.get("recipe", {})
+    train = meta.get("training", {})
+    rd = recipe.get("data", {})
+    lines = [
+        f"# {meta['name']}: {meta['classes'][0]} vs {meta['classes'][1]}",
+        "",
+        "**Not for clinical use.** A research and teaching model: it has not been validated "
+        "prospectively, on other hospitals' images, or by any regulator.",
+        "",
+        "## Model",
+        f"- `{meta['model']['name']}` ({meta['params']:,} parameters), arguments "
+        f"`{meta['model'].get('args', {})}`",
+        f"- input: {pre['channels']} channel(s), {pre['size'][0]}x{pre['size'][1]}, resize "
+        f"{pre['resize']}, mean {pre['mean']}, std {pre['std']}",
+        f"- output: p({meta['classes'][1]}), calibrated by temperature {d.get('temperature', 1.0):.3f}",
+        "",
+        "## Data and splits",
+        f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format', '?')})",
+    ]
+    for split, counts in data.get("counts", {}).items():
+        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines.append(
+        f"- validation: {data.get('val_origin', '?')}, {rd.get('val_fraction', 0):.0%} of the "
+        f"training folder, stratified, grouped by `{rd.get('group_by', 'none')}` (seed "
+        f"{rd.get('split_seed', 0)}): no patient has images on both sides"
+        if rd.get("group_by") == "patient"
+        else f"- validation: {data.get('val_origin', '?')}, {rd.get('val_fraction', 0):.0%}, "
+        "stratified (not grouped by patient: figures may be optimistic)"
+    )
+    lines.append(f"- class imbalance: {train.get('loss_weighting', 'none')}")
+    lines += ["", "## Figures", ""]
+    columns = []
+    if m:
+        columns.append((f"validation ({m.get('n', 0)} images)", m))
+    for block in meta.get("external", []):
+        cv = block.get("cross_validated_folds")
+        columns.append((f"external: {block['name']} ({block.get('n', '?')} images"
+                        f"{f', {cv}-fold cross-validated' if cv else ''})", block))  # fmt: skip
+    if columns:
+        lines += _metric_lines(columns)
+        lines += ["", "Each figure with its 95% CI (bootstrap over images)."]
+        if m:
+            at = m.get("threshold", d.get("threshold", 0.5))
+            rule = ("the current rule" if at == d.get("threshold", 0.5) else
+                    "the replaced rule: the bundle keeps no validation scores to judge again")  # fmt: skip
+            lines.append(f"- validation: held out from the training folder, at threshold "
+                         f"{at:.4f} ({rule}).")  # fmt: skip
+        for block in meta.get("external", []):
+            counts = ", ".join(f"{k} {v}" for k, v in block.get("counts", {}).items())
+            lines.append(f"- external `{block['name']}` ({counts}; {block.get('evaluated', '')[:10]}): "
+                         f"{block.get('rule', '')}, threshold {_threshold_text(block)}.")  # fmt: skip
+    else:
+        lines.append("(no validation split and no external evaluation)")
+    if "confusion_matrix" in m:
+        lines += ["", f"Validation confusion matrix (rows true, columns predicted; "
+                  f"{', '.join(meta['classes'])}): `{m['confusion_matrix']}`"]  # fmt: skip
+    history = meta.get("decision_history", [])
+    lines += [
+        "",
+        "## Decision rule",
+        f"- predict **{d.get('positive_class', meta['classes'][1])}** when the calibrated "
+        f"probability >= **{d.get('threshold', 0.5):.4f}**",
+        f"- fitted on {fitted_on_text(d)}: threshold policy `{d.get('policy', 'fixed')}` "
+        f"({d.get('policy_text', '')}); temperature {d.get('temperature', 1.0):.3f}"
+        f"{'' if d.get('temperature', 1.0) != 1.0 else ' (no temperature scaling)'}",
+    ]
+    for old in history:
+        lines.append(f"- replaced: threshold {old.get('threshold', 0.5):.4f}, temperature "
+                     f"{old.get('temperature', 1.0):.3f}, fitted on {fitted_on_text(old)}")  # fmt: skip
+    lines += [
+        "",
+        "## Intended use",
+        intended_use
+        or "Teaching and research: showing how a transfer-learned CNN screens paediatric chest "
+        "X-rays for pneumonia, and how such a model is judged (intervals, calibration, threshold).",
+        "",
+        "## Limitations",
+    ]
+    lines += [f"- {x}" for x in (limitations or default_limitations(meta))]
+    lines += [
+        "",
+        "## How to retrain it",
+        f"Training took {train.get('seconds', 0):.0f} s ({train.get('runtime', '')}).",
+        "",
+        "```bash",
+        shareable_command(meta.get("command") or "cnnlab train <recipe>"),
+        "```",
+        "",
+        "The resolved recipe:",
+        "",
+        "```yaml",
+        yaml.safe_dump(shareable_recipe(recipe), sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def shareable_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as a card shows it: its data folders by name, never a machine's absolute path
+    (bundle.json keeps the full recipe, for retraining on the same machine)."""
+    data = dict(recipe.get("data") or {})
+    for key in ("source", "external"):
+        if isinstance(data.get(key), str) and Path(data[key]).is_absolute():
+            data[key] = data_name(data[key])
+    return {**recipe, "data": data} if data else recipe
+
+
+def _threshold_text(block: dict[str, Any]) -> str:
+    lo_hi = block.get("threshold_range")
+    if lo_hi:
+        return f"{lo_hi[0]:.4f} - {lo_hi[1]:.4f} across folds"
+    return f"{block.get('threshold', 0.5):.4f}"
+
+
+def default_limitations(meta: dict[str, Any]) -> list[str]:
+    return [
+        "Trained on one public data set (Kermany et al. 2018: paediatric patients aged 1-5 from "
+        "one hospital in Guangzhou); adults, other hospitals and other scanners are untested.",
+        "The images were downsized to 224x224 JPEG; full-resolution or DICOM inputs are resized "
+        "the same way, which may lose fine detail.",
+        "Images acquired elsewhere or later differ from a split of the training folder "
+        "(exposure, contrast, cropping): validation figures are optimistic for new sites; the "
+        "external figures say how much.",
+        "Two labels only: it cannot tell bacterial from viral pneumonia or find other findings.",
+        "The threshold was fitted on the site sample named above; at another site, check it "
+        "with `cnnlab evaluate` and refit it with `cnnlab recalibrate` on local labelled images."
+        if meta.get("decision", {}).get("fitted_on") == "site"
+        else "The threshold was chosen on validation images from the same source; check it "
+        "locally (`cnnlab evaluate`) and refit it (`cnnlab recalibrate`) before relying on its "
+        "sensitivity.",
+    ]
+
+
+def card_section(card: str, title: str) -> str:
+    """The text under a '## title' heading of a model card (empty when there is none)."""
+    match = re.search(rf"^##\s+{re.escape(title)}\s*$(.*?)(?=^#{{1,2}}\s|\Z)", card, re.M | re.S)
+    return match.group(1).strip() if match else ""

@@ -1,0 +1,197 @@
+"""Every chart cnnlab draws of a model's results, from numbers alone, and the one helper that
+saves a figure: training curves, ROC and precision-recall curves, the confusion matrix and the
+reliability diagram.
+
+Training and `cnnlab evaluate --out` write them as PNG files (`save_figure`); the app's Model
+page draws the same views from what bundle.json stores (`png_bytes`), so one drawing serves
+both. Figures are built outside pyplot's global state, so app sessions may draw in parallel.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.fileio import atomic_path
+from cnnlab.report.metrics import finite_number
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write a figure as a PNG, atomically (no half-written file on failure), and release it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        _release(fig)
+    return path
+
+
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """A figure rendered to PNG bytes (for a page; bytes can be cached, figures leak if kept)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        _release(fig)
+    return buf.getvalue()
+
+
+def _release(fig) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # pyplot keeps the figures it made until closed; ours go with their
+        pyplot.close(fig)  # last reference
+
+
+def _figure(**kwargs):
+    """A figure outside pyplot's global state: safe when app sessions draw in parallel threads."""
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained", **kwargs)
+
+
+def roc_from_bins(bins: list[dict[str, float]]) -> dict[str, list[float]]:
+    """A coarse ROC from the stored calibration bins: exact at the bin edges used as thresholds
+    (each bin's count and positive rate say how many positives and negatives lie above an edge)."""
+    pos = [b["n"] * b["rate"] for b in bins]
+    neg = [b["n"] * (1 - b["rate"]) for b in bins]
+    if not bins or sum(pos) <= 0 or sum(neg) <= 0:
+        return {"fpr": [], "tpr": []}
+    fpr, tpr = [0.0], [0.0]
+    for i in range(len(bins) - 1, -1, -1):  # lower the threshold one bin at a time
+        fpr.append(fpr[-1] + neg[i] / sum(neg))
+        tpr.append(tpr[-1] + pos[i] / sum(pos))
+    return {"fpr": [round(v, 6) for v in fpr], "tpr": [round(v, 6) for v in tpr]}
+
+
+def roc_figure(
+    metrics: dict[str, Any], positive: str = "positive", title: str = "ROC curve (validation)"
+):
+    """The stored ROC curve with the operating point; from the calibration bins (coarse) when the
+    bundle predates stored ROC points; None when it has neither."""
+    roc, coarse = metrics.get("roc_curve"), False
+    if not roc or not roc.get("fpr"):
+        roc, coarse = roc_from_bins(metrics.get("calibration_bins") or []), True
+    if not roc["fpr"]:
+        return None
+    fig = _figure(figsize=(4.6, 4.4))
+    ax = fig.subplots()
+    auc = finite_number(metrics.get("auc"))
+    lo, hi = (metrics.get("auc_ci") or [None, None])[:2]
+    label = f"ROC (AUC {auc:.3f}" if auc is not None else "ROC ("
+    label += (
+        f", 95% CI {lo:.3f}-{hi:.3f})"
+        if finite_number(lo) is not None and finite_number(hi) is not None
+        else ")"
+    )
+    if coarse:
+        label += f" from {len(metrics['calibration_bins'])} calibration bins"
+    ax.plot(roc["fpr"], roc["tpr"], "o-" if coarse else "-", ms=3, label=label)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    sens, spec = (
+        finite_number(metrics.get("sensitivity")),
+        finite_number(metrics.get("specificity")),
+    )
+    if sens is not None and spec is not None:
+        t = finite_number(metrics.get("threshold"))
+        where = f"threshold {t:.3f}: " if t is not None else ""
+        ax.plot(1 - spec, sens, "o", color="C3",
+                label=f"{where}sens {sens:.3f}, spec {spec:.3f}")  # fmt: skip
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel(f"sensitivity ({positive} found)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def confusion_figure(
+    cm: list[list[int]], classes: list[str], title: str = "confusion matrix (validation)"
+):
+    """Counts in the cells, colour = share of the true class (rows true, columns predicted)."""
+    m = np.asarray(cm)
+    k = len(classes)
+    side = max(3.6, 0.5 * k + 2)
+    fig = _figure(figsize=(side + 0.8, side))
+    ax = fig.subplots()
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8 if k > 12 else 11,
+                    color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def reliability_figure(
+    bins: list[dict[str, float]], ece: float | None = None, title: str | None = None
+):
+    """Observed positive rate against mean predicted probability per stored bin, sized by count."""
+    if not bins:
+        return None
+    fig = _figure(figsize=(4.6, 5.2))
+    ax, hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    ax.plot([b["mean_p"] for b in bins], [b["rate"] for b in bins], "o-", label="model")
+    ax.set_ylabel("observed positive rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    if title is None:
+        title = "calibration" + (f" (ECE {ece:.3f})" if finite_number(ece) is not None else "")
+    ax.set_title(title, fontsize=10)
+    hist.bar([(b["lo"] + b["hi"]) / 2 for b in bins], [b["n"] for b in bins],
+             width=[b["hi"] - b["lo"] for b in bins], color="C0", alpha=0.7)  # fmt: skip
+    hist.set_xlabel("predicted probability of the positive class")
+    hist.set_ylabel("images")
+    return fig
+
+
+def pr_figure(p: np.ndarray, y: np.ndarray, at: dict[str, Any], title: str = "precision-recall"):
+    """The precision-recall curve of scores `p` against labels `y`, with the operating point of
+    report `at` (its threshold, sensitivity and PPV); None when `y` holds one class only."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    if y.min() == y.max():
+        return None
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig = _figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot(recall, precision, label=f"PR (AP {average_precision_score(y, p):.3f})")
+    ax.axhline(y.mean(), ls="--", color="grey", label=f"prevalence {y.mean():.3f}")
+    ax.plot(at["sensitivity"], at["ppv"], "o", color="C3", label=f"threshold {at['threshold']:.3f}")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def curves_figure(history: list[dict[str, float]]):
+    """Loss and accuracy by epoch, training and (on the epochs validated) validation."""
+    epochs = [r["epoch"] for r in history]
+    fig = _figure(figsize=(10, 3.8))
+    for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, [r[key] for r in history], "o-", label="train")
+        val = [(r["epoch"], r[f"val_{key}"]) for r in history if f"val_{key}" in r]
+        if val:  # only the validated epochs (train.validation_freq may skip some)
+            ax.plot(*zip(*val, strict=True), "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig

@@ -1,0 +1,15 @@
+"""Runtime: where and how a model runs (device, precision, threads), batched inference, and
+the Decision that turns its logits into labels. Below the bundle, which owns one of each."""
+
+from cnnlab.runtime.decision import Decision, probabilities
+from cnnlab.runtime.device import Runtime, choose_runtime, set_threads
+from cnnlab.runtime.inference import predict_logits
+
+__all__ = [
+    "Decision",
+    "Runtime",
+    "choose_runtime",
+    "predict_logits",
+    "probabilities",
+    "set_threads",
+]

@@ -1,0 +1,270 @@
+"""External validation and site recalibration of binary bundles.
+
+A model and a threshold tuned on a split of the training folder rarely carry over to images
+acquired elsewhere or later (other exposure, contrast, cropping). A site's own labelled sample
+is used twice, the way deployed screening models are checked at each new hospital:
+
+- to *measure* the bundle as it is: `cnnlab evaluate BUNDLE --data FOLDER --record NAME` stores
+  an `external` block (figures with bootstrap intervals, n, counts, the data's name) in
+  bundle.json and the card;
+- to *refit* its temperature and threshold: `cnnlab recalibrate` writes a new bundle whose
+  decision came from the site's images. Its figures come from cross-validation (each image
+  judged by a rule fitted on the other folds, patients kept together), so the figures it
+  reports are never the figures the rule was fitted on.
+
+The network's weights are never changed here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
+from cnnlab.config import DecisionConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_write_text, data_name
+
+log = logging.getLogger("cnnlab")
+
+STORED = ("n", "counts", "auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy",
+          "brier", "ece", "threshold", "threshold_range", "temperature", "confusion_matrix",
+          "roc_curve")  # fmt: skip
+MIN_SITE_PER_CLASS = 10  # a site sample with fewer images of a class cannot fit or check a rule
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class SiteScores:
+    """A labelled folder as the bundle sees it: raw logits, labels, and the patient of each image."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    groups: list[str]
+    name: str
+
+
+def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> SiteScores:
+    """Logits of every image of a labelled folder (`root/<class>/*`, or its `test/` split)."""
+    from cnnlab.data.splits import patient_id
+    from cnnlab.runtime.inference import predict_logits
+    from cnnlab.train.evaluate import load_split_for
+
+    if not bundle.binary:
+        raise CnnlabError(f"{bundle.name} is not a binary model; recalibration fits binary rules")
+    data = load_split_for(bundle, data_path, "test")
+    y = data.labels
+    for k, cls in enumerate(bundle.classes):
+        if int((y == k).sum()) < MIN_SITE_PER_CLASS:
+            raise CnnlabError(
+                f"{data_path} has {int((y == k).sum())} readable {cls} images; a site sample needs "
+                f"at least {MIN_SITE_PER_CLASS} of each class to fit or check a decision rule"
+            )
+    logits = predict_logits(bundle.model, data.images, bundle.preprocess, bundle.runtime, 64)
+    groups = [patient_id(p) for p in data.paths] if data.paths else [str(i) for i in range(len(y))]
+    return SiteScores(logits, y, groups, name or data_name(Path(data_path).resolve()))
+
+
+def external_block(
+    report: dict[str, Any], name: str, classes: list[str], rule: str, cross_validated: int = 0
+) -> dict[str, Any]:
+    """What bundle.json keeps of an evaluation on outside data (no per-image scores)."""
+    block = {"name": name, "evaluated": now(), "rule": rule}
+    cm = report.get("confusion_matrix")
+    if cm is not None:
+        report = {
+            **report,
+            "counts": {c: int(sum(row)) for c, row in zip(classes, cm, strict=True)},
+        }
+    for key in STORED:
+        if key in report:
+            block[key] = report[key]
+        if f"{key}_ci" in report:
+            block[f"{key}_ci"] = report[f"{key}_ci"]
+    if cross_validated:
+        block["cross_validated_folds"] = cross_validated
+    return block
+
+
+def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
+    """Add (or replace, by name) an external block in bundle.json and re-write the card."""
+    from cnnlab.report.card import medical_card
+
+    meta = json.loads((path / META).read_text())
+    others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
+    meta["external"] = [*others, block]
+    _write_meta(path, meta)
+    if meta.get("class_mode") == "binary":
+        atomic_write_text(path / "card.md", medical_card(meta))
+    return meta
+
+
+def record_evaluation(
+    bundle: Bundle, report: dict[str, Any], data_path: str, name: str | None = None
+) -> str:
+    """Store an evaluation of `bundle` at its own rule as external validation; returns its name."""
+    from cnnlab.report.card import fitted_on_text
+
+    name = name or data_name(Path(data_path).resolve())
+    rule = f"the bundle's own rule (fitted on {fitted_on_text(bundle.decision)})"
+    record_external(bundle.path, external_block(report, name, bundle.classes, rule))
+    return name
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    from cnnlab.bundle import _json_default
+
+    atomic_write_text(path / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+
+
+# ----------------------------------------------------------------------------- recalibration
+
+
+def _folds(scores: SiteScores, k: int, seed: int) -> list[np.ndarray]:
+    """Held-out index sets: stratified by class, one patient's images always in one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = scores.labels.numpy()
+    k = max(2, min(k, int(min((y == 0).sum(), (y == 1).sum()))))
+    split = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [test for _, test in split.split(np.zeros(len(y)), y, scores.groups)]
+
+
+def cross_validated(
+    scores: SiteScores, classes: list[str], cfg: DecisionConfig, folds: int = 5, seed: int = 0
+) -> tuple[dict[str, Any], int]:
+    """The site figures of a rule refitted on the site, each image judged by the rule fitted on
+    the folds without it: (report, folds used)."""
+    from cnnlab.runtime.decision import probabilities
+    from cnnlab.train.calibration import fit_decision
+    from cnnlab.train.medical import probability_report
+
+    held = _folds(scores, folds, seed)
+    n = len(scores.labels)
+    p = np.zeros(n)
+    thresholds = np.zeros(n)
+    for test in held:
+        train = np.setdiff1d(np.arange(n), test)
+        rule = fit_decision(scores.logits[train], scores.labels[train], classes, cfg)
+        p[test] = probabilities(scores.logits[test], rule["temperature"])[:, 1].numpy()
+        thresholds[test] = rule["threshold"]
+    report = probability_report(p, scores.labels.numpy(), classes, thresholds)
+    from sklearn.metrics import confusion_matrix
+
+    pred = (p >= thresholds).astype(int)
+    report["confusion_matrix"] = confusion_matrix(
+        scores.labels.numpy(), pred, labels=[0, 1]
+    ).tolist()
+    report["n"] = n
+    report["threshold_range"] = [float(thresholds.min()), float(thresholds.max())]
+    return report, len(held)
+
+
+@dataclass
+class Recalibration:
+    out: Path
+    before: dict[str, Any]  # the site's figures under the bundle's own rule
+    after: dict[str, Any]  # cross-validated figures of the refitted rule
+    decision: dict[str, Any]  # the refitted rule (fitted on every site image)
+    folds: int
+
+
+def refit(
+    scores: SiteScores,
+    classes: list[str],
+    current: dict[str, Any],
+    cfg: DecisionConfig,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
+    """(new rule fitted on every site image, site figures under the `current` rule, cross-validated
+    site figures of the refitted rule, folds used)."""
+    from cnnlab.train.calibration import fit_decision
+    from cnnlab.train.evaluate import full_report
+
+    if cfg.policy == "fixed":
+        raise CnnlabError(
+            "recalibration fits a threshold: use --policy target_sensitivity or youden"
+        )
+    before = full_report(scores.logits, scores.labels, classes, float(current.get("threshold", 0.5)),
+                         float(current.get("temperature", 1.0)), True)  # fmt: skip
+    after, used = cross_validated(scores, classes, cfg, folds, seed)
+    decision = fit_decision(scores.logits, scores.labels, classes, cfg)
+    site = f"{scores.name} ({len(scores.labels)} images)"
+    decision.update(
+        fitted_on="site", data=scores.name, n=len(scores.labels), fitted=now(),
+        policy_text=decision["policy_text"].replace("the validation split", f"the site sample {site}"),
+    )  # fmt: skip
+    return decision, before, after, used
+
+
+def recalibrate(
+    bundle_ref: str | Path,
+    data_path: str,
+    out: str | Path,
+    cfg: DecisionConfig,
+    folds: int = 5,
+    name: str | None = None,
+    seed: int = 0,
+) -> Recalibration:
+    """Refit temperature and threshold on a site's labelled images; write a new bundle that
+    records both rules, the data each came from, and the site's cross-validated figures."""
+    from cnnlab.train.evaluate import full_report
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CnnlabError(
+            f"--out {out} already exists; give a new folder for the recalibrated bundle"
+        )
+    bundle = load_bundle(bundle_ref)
+    scores = site_scores(bundle, data_path, name)
+    decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed)
+
+    meta = json.loads((bundle.path / META).read_text())
+    meta["decision_history"] = [*meta.get("decision_history", []), dict(bundle.decision)]
+    meta["decision"] = decision
+    meta["name"] = out.name
+    meta["recalibrated_from"] = bundle.name
+    val = meta.get("validation_scores")
+    if val:  # the validation figures again, at the new rule (same images, same logits)
+        logits = torch.tensor(val["logits"], dtype=torch.float32).view(-1, 1)
+        refreshed = full_report(logits, torch.tensor(val["labels"]), bundle.classes,
+                                decision["threshold"], decision["temperature"], True)  # fmt: skip
+        meta["metrics"] = {**meta.get("metrics", {}), **refreshed}
+    block = external_block(after, scores.name, bundle.classes,
+                           "the rule refitted on this site, cross-validated", used)  # fmt: skip
+    meta["external"] = [b for b in meta.get("external", []) if b.get("name") != scores.name]
+    meta["external"].append(block)
+    _write_bundle_copy(bundle.path, out, meta)
+    return Recalibration(out, before, after, decision, used)
+
+
+def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
+    """The recalibrated bundle, built in a temporary folder beside `out` and renamed into place:
+    an interrupted run leaves no half-written bundle."""
+    from cnnlab.report.card import medical_card
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copy2(src / WEIGHTS, tmp / WEIGHTS)
+        _write_meta(tmp, meta)
+        atomic_write_text(tmp / "card.md", medical_card(meta))
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

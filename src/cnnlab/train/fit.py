@@ -1,0 +1,354 @@
+"""The training loop, readable in one sitting: `fit` is `set_up`, then epochs (`train_epoch`)
+of steps (`train_step`), with callbacks for what cuts across (history, checkpoints, early
+stopping, pruning: cnnlab.train.callbacks).
+
+Data lives on the device as one uint8 tensor; each step indexes a batch, augments it
+as a whole, normalises it with one multiply-add, and runs a plain PyTorch step.
+Randomness is re-seeded from (seed, epoch) at every epoch, so a run resumed from a
+checkpoint continues bit for bit like one that never stopped. The loss and the optimiser
+are built in cnnlab.train.losses and cnnlab.train.optim.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from cnnlab.config import Recipe
+from cnnlab.data.augment import BatchAugment
+from cnnlab.data.dataset import ImageData, concat
+from cnnlab.data.prepare import PreparedData
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import CnnlabError
+from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
+from cnnlab.runtime.inference import predict_logits
+from cnnlab.train import distributed
+from cnnlab.train.callbacks import (
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    FitState,
+    HistoryWriter,
+    restore,
+)
+from cnnlab.train.losses import correct_count, make_loss, sample_losses
+from cnnlab.train.optim import make_optimizer, make_scheduler
+from cnnlab.train.pruning import EasySamplePruning
+
+log = logging.getLogger("cnnlab")
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    runtime: str
+    train_seconds: float  # time spent in training steps and per-epoch validation
+    class_counts: dict[str, int] = field(default_factory=dict)
+    loss_weighting: str = "none"
+
+
+# ------------------------------------------------------------ the loop: set-up, epochs, steps
+
+
+@dataclass
+class Loop:
+    """Everything set-up prepares, which each epoch and each step then use."""
+
+    recipe: Recipe
+    model: nn.Module
+    train: ImageData
+    val: ImageData | None
+    preprocess: Preprocess
+    rt: Runtime
+    batch: int  # images per step (all processes together)
+    epoch_steps: list[int]  # steps in each epoch (fewer where pruning skips images)
+    ddp: distributed.Dist | None  # None unless launched by torchrun with several processes
+    pruner: EasySamplePruning | None
+    loss_fn: nn.Module
+    weighting: str  # how the loss weighs the classes, in words
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    augment: BatchAugment
+    scaler: torch.amp.GradScaler | None  # fp16 on a GPU only
+    callbacks: list[Callback]
+    state: FitState
+    # on the device once training starts (after the callbacks' on_train_start)
+    images: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    affine: tuple[torch.Tensor, torch.Tensor] | None = None  # uint8 -> normalised: x * a + b
+    step_fn: nn.Module | None = None  # the model, wrapped by DDP and torch.compile when asked
+    bar: tqdm | None = None
+
+
+def fit(
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: list[Callback] | None = None,
+) -> FitResult:
+    """Train `model` by the recipe: set up, then epochs of steps. History, checkpoints, early
+    stopping and pruning are callbacks (cnnlab.train.callbacks); add yours with `callbacks`."""
+    t = recipe.train
+    loop = set_up(model, data, recipe, out_dir, resume, callbacks)
+    state = loop.state
+    for cb in loop.callbacks:
+        cb.on_train_start(state)
+
+    loop.images = loop.train.images.to(loop.rt.device)
+    loop.labels = loop.train.labels.to(loop.rt.device)
+    loop.affine = data.preprocess.affine(loop.rt.device)
+    train_model = distributed.wrap(model, loop.rt.device)  # DDP when distributed, else the model
+    loop.step_fn = torch.compile(train_model) if t.compile else train_model
+    steps = loop.epoch_steps
+    loop.bar = tqdm(total=sum(steps), initial=sum(steps[: state.epoch]), file=sys.stderr, disable=not (progress and distributed.is_main()),
+                    unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
+    started = time.perf_counter()
+    for epoch in range(state.epoch, t.epochs):
+        epoch_start = time.perf_counter()
+        row = train_epoch(loop, epoch)
+        every = t.validation_freq
+        if loop.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
+            row.update(validate(model, loop.val, data.preprocess, loop.rt, loop.loss_fn, t.eval_batch_size))  # fmt: skip
+        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        state.epoch = epoch + 1
+        state.history.append(row)
+        loop.bar.clear()
+        log.info(_epoch_line(row, t.epochs))
+        loop.bar.refresh()
+        for cb in loop.callbacks:
+            cb.on_epoch_end(state, row)
+        if state.stop:
+            break
+    loop.bar.close()
+    elapsed = time.perf_counter() - started
+    for cb in loop.callbacks:
+        cb.on_train_end(state)
+    distributed.unwrap(model)
+    model.eval()
+    return FitResult(state.history, loop.rt.describe(), elapsed, loop.train.class_counts(), loop.weighting)  # fmt: skip
+
+
+def set_up(
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out_dir: Path | None,
+    resume: bool,
+    callbacks: list[Callback] | None,
+) -> Loop:
+    """Runtime, data, steps per epoch, loss, optimiser, schedule and callbacks; on `resume`, the
+    checkpoint's state. Everything a bad recipe can get wrong fails here, before any step."""
+    t = recipe.train
+    set_threads(t.threads)
+    rt = choose_runtime(t.device, t.precision, t.channels_last)
+    if rt.device.type == "cpu":
+        keep_allocations_on_heap()
+    torch.manual_seed(t.seed)
+
+    train = (
+        concat([data.train, data.val]) if t.train_on_val and data.val is not None else data.train
+    )
+    val = None if t.train_on_val else data.val
+    n = len(train)
+    batch = min(t.batch_size, n)
+    ddp = distributed.current()  # None unless launched by torchrun with several processes
+    world = ddp.world if ddp else 1
+    if ddp is not None and batch < 2 * world:
+        raise CnnlabError(f"train.batch_size {batch} is too small for {world} processes (2 each)")
+    if ddp is not None and t.prune_easy:
+        raise CnnlabError("train.prune_easy does not work with several processes yet; set it to 0")
+    pruner = EasySamplePruning(n, t.prune_easy, t.epochs, rt.device) if t.prune_easy else None
+
+    def count_steps(m: int) -> int:
+        # a last batch of 1 (per process) would upset BatchNorm: a short remainder joins the last
+        return m // batch + (1 if m % batch >= 2 * world else 0)
+
+    epoch_steps = [count_steps(pruner.size(e) if pruner else n) for e in range(t.epochs)]
+
+    model.to(rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    binary = _num_outputs(model) == 1
+    loss_fn, weighting = make_loss(t, binary, train)
+    loss_fn.to(rt.device)
+    optimizer = make_optimizer(model, t)
+    scheduler = make_scheduler(optimizer, t, epoch_steps)
+    augment = BatchAugment(recipe.augment)
+    scaler = torch.amp.GradScaler("cuda") if rt.needs_grad_scaler else None
+
+    # only with early stopping on are the best epoch's weights put back (model selection on val)
+    stopper = (
+        EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
+    )
+    stateful: list[Callback] = [c for c in (stopper, pruner) if c] + list(callbacks or [])
+    cbs = list(stateful)
+    if out_dir is not None and distributed.is_main():
+        cbs.append(HistoryWriter(out_dir))
+        if t.checkpoint:
+            cbs.append(Checkpointer(out_dir, stateful, {"recipe": _resume_key(recipe)}))
+    state = FitState(model, optimizer, scheduler, t.epochs)
+    if resume:
+        distributed.barrier()  # rank 0 may still be writing the checkpoint that all ranks read
+        restore(state, stateful, out_dir, _resume_key(recipe))
+
+    counts = train.class_counts()
+    log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
+             ", ".join(f"{k}: {v}" for k, v in counts.items()), len(val) if val is not None else 0)  # fmt: skip
+    log.info(
+        "runtime: %s; batch %d, %d steps/epoch; loss weighting: %s",
+        rt.describe(),
+        batch,
+        epoch_steps[0],
+        weighting,
+    )
+    if pruner is not None and pruner.prunes(1):
+        log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
+                 pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
+    return Loop(recipe, model, train, val, data.preprocess, rt, batch, epoch_steps, ddp, pruner,
+                loss_fn, weighting, optimizer, scheduler, augment, scaler, cbs, state)  # fmt: skip
+
+
+def train_epoch(loop: Loop, epoch: int) -> dict[str, float]:
+    """One pass over the training images (those pruning keeps), in an order drawn from
+    (seed, epoch): a resumed run continues exactly. Returns the epoch's row of figures."""
+    t, rt, model = loop.recipe.train, loop.rt, loop.model
+    gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
+    torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
+    # weights: per-image loss weights when the epoch skips well-learned images, else None
+    n = len(loop.train)
+    order, weights = (
+        loop.pruner.plan(epoch, gen) if loop.pruner else (torch.randperm(n, generator=gen), None)
+    )
+    order = order.to(rt.device)
+    weights = weights.to(rt.device) if weights is not None else None
+    steps, m, batch = loop.epoch_steps[epoch], len(order), loop.batch
+    if loop.ddp is not None:
+        loop.ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
+    model.train()
+    if hasattr(model, "on_train_mode"):
+        model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
+    loss_sum = torch.zeros((), device=rt.device)
+    hits = torch.zeros((), device=rt.device, dtype=torch.long)
+    seen = 0
+    bar = loop.bar
+    bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
+    for s in range(steps):
+        idx = order[s * batch : (s + 1) * batch if s < steps - 1 else m]
+        weight = 1.0
+        if loop.ddp is not None:  # this rank's share of the global batch, and its loss weight
+            idx, weight = loop.ddp.split(idx)
+        loss, out, y = train_step(loop, idx, gen, weight, weights)
+        loss_sum += loss.detach() * len(idx)
+        hits += correct_count(out.detach(), y)
+        seen += len(idx)
+        bar.update(1)
+        if s % 20 == 0 or s == steps - 1:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}")
+    if loop.ddp is not None:  # the epoch's figures over all ranks
+        loss_sum, hits, seen = loop.ddp.totals(loss_sum, hits, seen)
+    if not math.isfinite(loss_sum.item()):
+        bar.close()
+        raise CnnlabError(
+            f"training diverged at epoch {epoch + 1} (loss is {loss_sum.item()}); lower train.lr"
+        )
+    return {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "accuracy": hits.item() / seen,
+            "lr": loop.optimizer.param_groups[0]["lr"]}  # fmt: skip
+
+
+def train_step(
+    loop: Loop,
+    idx: torch.Tensor,
+    gen: torch.Generator,
+    weight: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on images `idx`: augment the batch as a whole, normalise it with one
+    multiply-add, forward, backward, step. `weight` scales this process's share of the loss
+    (DDP); `weights` are pruning's per-image loss weights. Returns (loss, logits, labels)."""
+    rt, pruner, loss_fn = loop.rt, loop.pruner, loop.loss_fn
+    scale, shift = loop.affine
+    x = loop.images[idx].float()
+    y = loop.labels[idx]
+    x = loop.augment(x, gen)
+    x = x * scale + shift
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with rt.autocast():
+        out = loop.step_fn(x)
+        if pruner is None:
+            loss = loss_fn(out.float(), y)
+        else:  # each image's loss is remembered; the kept easy ones count double
+            per, norm = sample_losses(loss_fn, out.float(), y)
+            pruner.record(idx, per)
+            loss = (per if weights is None else per * weights[idx]).sum() / norm
+    optimizer, scaler = loop.optimizer, loop.scaler
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss * weight).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        (loss * weight).backward()
+        optimizer.step()
+    loop.scheduler.step()
+    return loss, out, y
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's draws (order, augmentation, dropout): resumable bit for bit."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
+
+
+def validate(
+    model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
+) -> dict:
+    """val_loss and val_accuracy of the model on `data` (with DDP, each rank does its part)."""
+    logits = distributed.shard_predict(
+        lambda x: predict_logits(model, x, pre, rt, batch), data.images
+    )  # with DDP, each rank predicts its part
+    loss_fn = copy.deepcopy(loss_fn).cpu()  # a copy: on a GPU the training loss stays there
+    with torch.no_grad():
+        loss = float(loss_fn(logits, data.labels))
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
+    }
+
+
+def _num_outputs(model: nn.Module) -> int:
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        if isinstance(head, nn.Linear):
+            return head.out_features
+    return int(getattr(model, "num_classes", 0)) or 2
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    text = f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.2%}"
+    if "val_loss" in row:
+        text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.2%}"
+    return text + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+
+
+def _resume_key(recipe: Recipe) -> dict:
+    """The settings a resumed run must share with the run it continues (not threads or device)."""
+    d = recipe.to_dict()
+    d["train"] = {
+        k: v for k, v in d["train"].items() if k not in ("threads", "device", "checkpoint")
+    }
+    return {k: d[k] for k in ("data", "model", "augment", "train")}

@@ -1,0 +1,237 @@
+"""`cnnlab train`: recipe -> data -> model -> fit -> validation report -> bundle.
+
+Everything that can be wrong with the input (data, model name, arguments) is checked
+before the run folder is created, so a bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.bundle import save_bundle
+from cnnlab.config import Recipe, save_recipe
+from cnnlab.data.prepare import PreparedData, prepare_data
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model, get_entry
+from cnnlab.runtime.device import choose_runtime
+from cnnlab.runtime.inference import predict_logits
+from cnnlab.train import distributed
+from cnnlab.train.evaluate import full_report, save_confusion_matrix
+from cnnlab.train.fit import FitResult
+from cnnlab.train.phases import fit_model
+
+log = logging.getLogger("cnnlab")
+
+
+@dataclass
+class TrainOutcome:
+    out_dir: Path
+    result: FitResult
+    metrics: dict[str, Any]
+    data: PreparedData
+
+
+def model_arguments(recipe: Recipe, data: PreparedData) -> dict[str, Any]:
+    """The recipe's model arguments, with input channels/size and outputs filled in from the data."""
+    args = dict(recipe.model.args)
+    valid = get_entry(recipe.model.name).arguments()
+    outputs = 1 if recipe.data.class_mode == "binary" else len(data.classes)
+    filled = {
+        "in_channels": data.train.channels,
+        "num_classes": outputs,
+        "input_size": list(data.train.size),
+    }
+    for key, value in filled.items():
+        if key in valid and key not in args:
+            args[key] = value
+    if "num_classes" in args and args["num_classes"] != outputs:
+        raise CnnlabError(
+            f"model.args.num_classes is {args['num_classes']} but the data has {len(data.classes)} classes "
+            f"({recipe.data.class_mode}: {outputs} output{'s' if outputs > 1 else ''})"
+        )
+    return args
+
+
+def build_model(recipe: Recipe, data: PreparedData) -> tuple[nn.Module, dict[str, Any]]:
+    torch.manual_seed(recipe.train.seed)
+    args = model_arguments(recipe, data)
+    return create_model(recipe.model.name, **args), args
+
+
+def default_out_dir(recipe: Recipe) -> Path:
+    return Path("runs") / f"{recipe.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def train_recipe(
+    recipe: Recipe,
+    data_source: str | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainOutcome:
+    if data_source:
+        recipe.data.source = data_source
+    if resume and out_dir is None:
+        raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
+    ddp = distributed.setup(recipe.train.device)  # under torchrun: join the process group
+    data = prepare_data(recipe.data)
+    model, args = build_model(recipe, data)
+    out = Path(out_dir) if out_dir else default_out_dir(recipe)
+    if ddp is not None:
+        out = Path(ddp.same_everywhere(str(out)))  # rank 0's run folder
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise CnnlabError(f"--resume: no checkpoint.pt in {out}")
+    if not distributed.is_main():  # the other ranks train their share; rank 0 writes
+        return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
+    out.mkdir(parents=True, exist_ok=True)
+    file_log = _log_to(out / "train.log")
+    try:
+        save_recipe(recipe, out / "recipe.yaml")
+        if data.skipped:
+            log.warning("%d files were skipped while loading:", len(data.skipped))
+            for path, reason in data.skipped[:50]:
+                log.warning("  %s: %s", path, reason)
+        result = fit_model(model, data, recipe, out, resume=resume, progress=progress)
+        val_logits = validation_logits(model, data, recipe)
+        decision = binary_decision(val_logits, data, recipe)
+        metrics = validation_report(model, data, recipe, out, decision, val_logits)
+        log.info("training took %.1f s; validation accuracy %s", result.train_seconds,
+                 f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "n/a")  # fmt: skip
+        save_bundle(
+            out,
+            model,
+            recipe.model.name,
+            args,
+            data.preprocess,
+            data.classes,
+            class_mode=recipe.data.class_mode,
+            decision=decision,
+            metrics=metrics,
+            recipe=recipe.to_dict(),
+            extra={
+                "data": data_summary(data),
+                "training": {"seconds": round(result.train_seconds, 2), "runtime": result.runtime,
+                             "epochs_run": len(result.history), "loss_weighting": result.loss_weighting},
+                "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
+                **validation_scores(val_logits, data, recipe),
+            },
+        )  # fmt: skip
+        if recipe.data.class_mode == "binary":
+            write_medical_card(out)
+            if recipe.data.external:
+                record_external_validation(out, recipe.data.external)
+    finally:
+        logging.getLogger("cnnlab").removeHandler(file_log)
+        file_log.close()
+    return TrainOutcome(out, result, metrics, data)
+
+
+def validation_logits(model: nn.Module, data: PreparedData, recipe: Recipe) -> torch.Tensor | None:
+    if data.val is None or recipe.train.train_on_val:
+        return None
+    rt = choose_runtime(recipe.train.device, recipe.train.precision, recipe.train.channels_last)
+    batch = min(recipe.train.eval_batch_size, 64 if data.val.size[0] >= 128 else 4096)
+    return predict_logits(model, data.val.images, data.preprocess, rt, batch)
+
+
+def binary_decision(
+    logits: torch.Tensor | None, data: PreparedData, recipe: Recipe
+) -> dict[str, Any] | None:
+    """Temperature and threshold for binary models, fitted on the validation split (see
+    train.calibration); None (argmax) for the others."""
+    from cnnlab.train.calibration import fit_decision
+
+    if recipe.data.class_mode != "binary":
+        return None
+    labels = data.val.labels if logits is not None and data.val is not None else None
+    decision = fit_decision(logits, labels, data.classes, recipe.decision)
+    log.info("decision: predict %s when p >= %.4f (%s; temperature %.3f)", decision["positive_class"],
+             decision["threshold"], decision["policy_text"], decision["temperature"])  # fmt: skip
+    return decision
+
+
+def validation_scores(
+    logits: torch.Tensor | None, data: PreparedData, recipe: Recipe
+) -> dict[str, Any]:
+    """A binary bundle keeps its validation logits (a few KB), so a rule refitted later
+    (`cnnlab recalibrate`) can report the validation figures at the new threshold."""
+    if logits is None or recipe.data.class_mode != "binary" or data.val is None:
+        return {}
+    return {"validation_scores": {"logits": [round(float(v), 4) for v in logits[:, 0]],
+                                  "labels": [int(v) for v in data.val.labels]}}  # fmt: skip
+
+
+def record_external_validation(out: Path, folder: str) -> None:
+    """The recipe's `data.external` folder, judged by the new bundle's own rule and recorded."""
+    from cnnlab.bundle import load_bundle
+    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.train.external import record_evaluation
+
+    bundle = load_bundle(out)
+    report = evaluate_bundle(bundle, folder, "test")
+    name = record_evaluation(bundle, report, folder)
+    log.info("external validation on %s (%d images): AUC %.4f, sensitivity %.4f, specificity "
+             "%.4f at threshold %.4f", name, report["n"], report["auc"], report["sensitivity"],
+             report["specificity"], report["threshold"])  # fmt: skip
+
+
+def write_medical_card(out: Path) -> None:
+    import json
+
+    from cnnlab.bundle import CARD, META
+    from cnnlab.fileio import atomic_write_text
+    from cnnlab.report.card import medical_card
+
+    atomic_write_text(out / CARD, medical_card(json.loads((out / META).read_text())))
+
+
+def validation_report(
+    model: nn.Module,
+    data: PreparedData,
+    recipe: Recipe,
+    out: Path,
+    decision: dict[str, Any] | None = None,
+    logits: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    if data.val is None or recipe.train.train_on_val:
+        return {}
+    if logits is None:
+        logits = validation_logits(model, data, recipe)
+    decision = decision or {}
+    binary = recipe.data.class_mode == "binary"
+    threshold = decision.get("threshold", 0.5) if binary else None
+    report = full_report(logits, data.val.labels, data.classes, threshold,
+                         decision.get("temperature", 1.0), binary, out,
+                         f"validation ({len(data.val)} images)")  # fmt: skip
+    save_confusion_matrix(report, data.classes, out, "validation")
+    report["split"] = "val"
+    return report
+
+
+def data_summary(data: PreparedData) -> dict[str, Any]:
+    counts = {"train": data.train.class_counts()}
+    if data.val is not None:
+        counts["val"] = data.val.class_counts()
+    return {
+        "source": data.source,
+        "format": data.format,
+        "val_origin": data.val_origin,
+        "counts": counts,
+        "skipped": len(data.skipped),
+    }
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("cnnlab").addHandler(handler)
+    return handler

@@ -1,0 +1,194 @@
+"""The training loop: it learns, it is deterministic, resume continues bit for bit, callbacks work."""
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.config import recipe_from_dict
+from cnnlab.data import prepare_data
+from cnnlab.errors import CnnlabError
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.fit import fit
+from cnnlab.train.optim import make_optimizer, make_scheduler
+from cnnlab.train.run import build_model
+
+
+def tiny_recipe(source, **train):
+    return recipe_from_dict({
+        "name": "tiny",
+        "data": {"source": str(source), "val_fraction": 0.2},
+        "model": {"name": "fastnet", "args": {"widths": [8, 16]}},
+        "augment": {"horizontal_flip": True},
+        "train": {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "lr": 0.1, "schedule": "onecycle",
+                  "threads": 1, **train},
+    })  # fmt: skip
+
+
+def run(recipe, out=None, resume=False, callbacks=None):
+    data = prepare_data(recipe.data)
+    model, _ = build_model(recipe, data)
+    result = fit(model, data, recipe, out, resume=resume, progress=False, callbacks=callbacks)
+    return model, result
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_it_learns_and_writes_history(idx_dir, tmp_path):
+    model, result = run(tiny_recipe(idx_dir), tmp_path)
+    assert result.history[-1]["val_accuracy"] > 0.9  # the toy classes are easy
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_same_seed_same_weights_other_seed_different(idx_dir):
+    a, _ = run(tiny_recipe(idx_dir, epochs=2))
+    b, _ = run(tiny_recipe(idx_dir, epochs=2))
+    c, _ = run(tiny_recipe(idx_dir, epochs=2, seed=1))
+    assert same(weights(a), weights(b))
+    assert not same(weights(a), weights(c))
+
+
+class Interrupt(Callback):
+    def on_epoch_end(self, state, row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(idx_dir, tmp_path):
+    full, full_result = run(tiny_recipe(idx_dir, epochs=4), tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_recipe(idx_dir, epochs=4), tmp_path / "cut", callbacks=[Interrupt()])
+    resumed, result = run(tiny_recipe(idx_dir, epochs=4), tmp_path / "cut", resume=True)
+    assert same(weights(full), weights(resumed))
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.history[-1]["val_loss"] == full_result.history[-1]["val_loss"]
+
+
+def test_early_stopping_restores_the_best_weights(idx_dir):
+    class Record(Callback):
+        def __init__(self):
+            self.states = {}
+
+        def on_epoch_end(self, state, row):
+            self.states[row["epoch"]] = weights(state.model)
+
+    rec = Record()
+    recipe = tiny_recipe(
+        idx_dir, epochs=6, early_stopping=1, schedule="constant", optimizer="adam", lr=0.5
+    )
+    model, result = run(recipe, callbacks=[rec])
+    losses = {r["epoch"]: r["val_loss"] for r in result.history}
+    best = min(losses, key=losses.get)
+    last = result.history[-1]["epoch"]
+    assert last == 6 or last - best == 1  # stopped one epoch (the patience) after the best
+    assert same(weights(model), rec.states[best])
+
+
+def test_early_stopping_counts_patience():
+    from cnnlab.train.callbacks import EarlyStopping, FitState
+
+    model = torch.nn.Linear(1, 1)
+    state = FitState(model, None, None, epochs=10)
+    stopper = EarlyStopping(patience=2, monitor="val_accuracy")
+    for epoch, acc in enumerate([0.5, 0.7, 0.69, 0.7, 0.6], 1):
+        stopper.on_epoch_end(state, {"epoch": epoch, "val_accuracy": acc})
+        assert state.stop == (epoch == 4)
+        if state.stop:
+            break
+    assert stopper.best == 0.7 and stopper.best_epoch == 2
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "onecycle"])
+def test_schedules(schedule):
+    recipe = recipe_from_dict({"train": {"lr": 0.1, "epochs": 4, "schedule": schedule, "step_size": 2,
+                                         "optimizer": "sgd"}})  # fmt: skip
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, recipe.train)
+    sched = make_scheduler(opt, recipe.train, steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    if schedule == "constant":
+        assert set(lrs) == {0.1}
+    elif schedule == "step":
+        assert lrs[0] == lrs[19] == 0.1 and lrs[20] == pytest.approx(0.01)
+    elif schedule == "cosine":
+        assert lrs[0] == 0.1 and lrs[20] == pytest.approx(0.05) and lrs[-1] < 0.001
+    else:
+        peak = max(range(40), key=lambda i: lrs[i])
+        assert (
+            5 <= peak <= 15 and lrs[0] < 0.01 and lrs[-1] < 0.001 and max(lrs) == pytest.approx(0.1)
+        )
+
+
+def test_weight_decay_skips_biases_and_norms():
+    recipe = recipe_from_dict({"train": {"weight_decay": 0.1, "optimizer": "adamw"}})
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    groups = make_optimizer(model, recipe.train).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}
+
+
+def test_binary_class_weights_and_frozen_models(idx_dir):
+    from cnnlab.train.losses import make_loss
+
+    data = prepare_data(tiny_recipe(idx_dir).data)
+    two = data.train.subset(torch.nonzero(data.train.labels < 2).flatten())
+    two.classes = ["a", "b"]
+    loss, how = make_loss(recipe_from_dict({"train": {"class_weight": "auto"}}).train, True, two)
+    counts = torch.bincount(two.labels)
+    assert how.startswith("pos_weight=") and loss.pos_weight.item() == pytest.approx(
+        float(counts[0] / counts[1]), rel=1e-4
+    )
+    logits = torch.tensor([[2.0], [-2.0]])
+    assert loss(logits, torch.tensor([1, 0])).item() < loss(logits, torch.tensor([0, 1])).item()
+
+
+def test_without_early_stopping_the_last_epoch_is_kept(idx_dir):
+    class Record(Callback):
+        def on_epoch_end(self, state, row):
+            self.last = weights(state.model)
+
+    rec = Record()
+    model, _ = run(
+        tiny_recipe(idx_dir, epochs=2, schedule="constant", optimizer="adam", lr=0.5),
+        callbacks=[rec],
+    )
+    assert same(weights(model), rec.last)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3])
+def test_onecycle_on_a_handful_of_steps(total):
+    recipe = recipe_from_dict({"train": {"lr": 0.1, "epochs": 1, "schedule": "onecycle"}})
+    opt = make_optimizer(torch.nn.Linear(2, 2), recipe.train)
+    sched = make_scheduler(opt, recipe.train, steps_per_epoch=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0 < lr <= 0.1 for lr in lrs)
+
+
+def test_validation_freq_validates_every_nth_and_the_last_epoch(idx_dir, tmp_path):
+    _, result = run(tiny_recipe(idx_dir, epochs=5, validation_freq=2), tmp_path)
+    assert ["val_accuracy" in r for r in result.history] == [False, True, False, True, True]
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    with pytest.raises(CnnlabError, match="validation_freq"):
+        tiny_recipe(idx_dir, validation_freq=2, early_stopping=3)
+    with pytest.raises(CnnlabError, match="validation_freq"):
+        tiny_recipe(idx_dir, validation_freq=-1)
+    (tmp_path / "none").mkdir()
+    _, result = run(tiny_recipe(idx_dir, epochs=2, validation_freq=0), tmp_path / "none")
+    assert not any("val_accuracy" in r for r in result.history)  # none while training

@@ -1,0 +1,137 @@
+"""Transfer training end to end on a tiny fake X-ray folder: the head on cached features,
+the fine-tuning phase, the decision stored in the bundle and used by evaluate/predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.bundle import load_bundle
+from cnnlab.cli import main
+from cnnlab.config import recipe_from_dict
+from cnnlab.models import create_model
+from cnnlab.train import features
+from cnnlab.train.phases import uses_feature_cache
+from cnnlab.train.run import train_recipe
+from tests.conftest import write_image_folder
+
+CLASSES = ["NORMAL", "PNEUMONIA"]
+
+
+def recipe(source: Path, **sections) -> object:
+    raw = {
+        "data": {"source": str(source), "image_size": [64, 64], "color_mode": "grayscale",
+                 "normalize": "imagenet", "class_mode": "binary", "val_fraction": 0.25},
+        "model": {"name": "efficientnet_lite0", "args": {"freeze": "all"}},
+        "train": {"epochs": 15, "batch_size": 16, "eval_batch_size": 32, "lr": 0.003,
+                  "class_weight": "auto"},
+        "decision": {"policy": "youden"},
+    }  # fmt: skip
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return recipe_from_dict(raw)
+
+
+@pytest.fixture
+def xray_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "cxr"
+    write_image_folder(root, CLASSES, 20, size=64, seed=1)
+    # imbalance, as in the real data: drop some normals
+    for f in sorted((root / "NORMAL").iterdir())[12:]:
+        f.unlink()
+    return root
+
+
+@pytest.fixture(autouse=True)
+def feature_cache(tmp_path: Path, monkeypatch) -> Path:
+    d = tmp_path / "features"
+    monkeypatch.setenv("CNNLAB_FEATURE_CACHE", str(d))
+    return d
+
+
+def test_frozen_head_trains_on_cached_features(
+    xray_dir: Path, tmp_path: Path, feature_cache: Path, caplog
+) -> None:
+    r = recipe(xray_dir)
+    model = create_model("efficientnet_lite0", in_channels=1, input_size=[64, 64])
+    assert uses_feature_cache(model, r)
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    caplog.set_level("INFO", logger="cnnlab")
+    out = train_recipe(r, out_dir=tmp_path / "run", progress=False)
+    assert len(list(feature_cache.glob("*.safetensors"))) == 2  # train and val features
+    assert "features computed" in caplog.text and "pos_weight=" in caplog.text
+    assert "NORMAL: " in caplog.text  # class counts logged
+    assert out.metrics["accuracy"] >= 0.9 and out.metrics["auc"] >= 0.95
+    meta = json.loads((tmp_path / "run" / "bundle.json").read_text())
+    d = meta["decision"]
+    assert d["policy"] == "youden" and d["positive_class"] == "PNEUMONIA" and 0 < d["threshold"] < 1
+    assert d["temperature"] > 0 and meta["training"]["loss_weighting"].startswith("pos_weight")
+    card = (tmp_path / "run" / "card.md").read_text()
+    assert "Not for clinical use" in card and "threshold policy" in card and "95% CI" in card
+    # the backbone did not move; a second run reads the features from the cache
+    bundle = load_bundle(tmp_path / "run")
+    for k, v in bundle.model.backbone.state_dict().items():
+        assert torch.equal(v, backbone_before[k]), k
+    feats, hit = features.cached_features(bundle.model, out.data.train.images, out.data.preprocess,
+                                          bundle.runtime)  # fmt: skip
+    assert hit and feats.shape == (len(out.data.train), 1280)
+
+
+def test_feature_cache_key_changes_with_weights_and_images() -> None:
+    from cnnlab.data.preprocess import Preprocess
+
+    m = create_model("efficientnet_lite0", in_channels=1, input_size=[64, 64], pretrained=False)
+    pre = Preprocess(1, [64, 64], [0.5], [0.25])
+    x = torch.randint(0, 255, (4, 1, 64, 64), dtype=torch.uint8)
+    k = features.cache_key(m, x, pre)
+    assert k == features.cache_key(m, x.clone(), pre)
+    y = x.clone()
+    y[0, 0, 0, 0] ^= 1
+    assert features.cache_key(m, y, pre) != k
+    with torch.no_grad():
+        m.backbone.model.conv_head.weight[0, 0] += 1
+    assert features.cache_key(m, x, pre) != k
+
+
+def test_finetune_phase_trains_the_unfrozen_stages_only(xray_dir: Path, tmp_path: Path) -> None:
+    r = recipe(xray_dir, train={"epochs": 4},
+               finetune={"epochs": 1, "unfreeze": "blocks.6", "batch_size": 8, "lr": 0.001},
+               augment={"rotation_range": 10, "zoom_range": 0.1})  # fmt: skip
+    ref = create_model("efficientnet_lite0", in_channels=1, input_size=[64, 64])
+    out = train_recipe(r, out_dir=tmp_path / "ft", progress=False)
+    phases = [row.get("phase") for row in out.result.history]
+    assert phases == ["head"] * 4 + ["finetune"]
+    trained = load_bundle(tmp_path / "ft").model.backbone.model
+    assert torch.equal(
+        trained.blocks[5][0].conv_pw.weight, ref.backbone.model.blocks[5][0].conv_pw.weight
+    )
+    assert torch.equal(trained.bn1.running_mean, ref.backbone.model.bn1.running_mean)
+    assert not torch.equal(
+        trained.blocks[6][0].conv_pw.weight, ref.backbone.model.blocks[6][0].conv_pw.weight
+    )
+    assert (tmp_path / "ft" / "finetune" / "history.jsonl").is_file()
+
+
+def test_evaluate_and_predict_use_the_bundle_decision(
+    xray_dir: Path, tmp_path: Path, capsys
+) -> None:
+    train_recipe(recipe(xray_dir, decision={"policy": "fixed", "threshold": 0.99}),
+                 out_dir=tmp_path / "b", progress=False)  # fmt: skip
+    assert main(["evaluate", str(tmp_path / "b"), "--data", str(xray_dir), "--split", "val",
+                 "--json", "--out", str(tmp_path / "plots")]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    for key in ("auc", "sensitivity", "specificity", "ppv", "npv", "threshold", "ece", "brier"):
+        assert key in report
+    for key in ("auc_ci", "sensitivity_ci", "specificity_ci", "ppv_ci", "npv_ci", "brier_ci"):
+        assert len(report[key]) == 2
+    assert report["threshold"] == pytest.approx(0.99) and report["positive_class"] == "PNEUMONIA"
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"roc_curve.png", "pr_curve.png",
+                                                                 "reliability.png"}  # fmt: skip
+    image = next((xray_dir / "PNEUMONIA").iterdir())
+    assert main(["predict", str(tmp_path / "b"), str(image), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert pred["threshold"] == pytest.approx(0.99)
+    assert pred["label"] == ("PNEUMONIA" if pred["positive_probability"] >= 0.99 else "NORMAL")
