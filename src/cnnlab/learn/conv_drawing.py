@@ -160,3 +160,56 @@ def save_conv_drawing(s: ConvSetting, path: str | Path, position: int = 0) -> Pa
         else:
             tmp.write_bytes(gif_bytes(s))
     return path
+
+
+def _as_rgb(pixels) -> Image.Image:
+    import numpy as np
+
+    img = np.asarray(pixels)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return Image.fromarray(img).convert("RGB")
+
+
+def draw_window_on_image(pixels, s: ConvSetting, position: int, display: int = 300) -> Image.Image:
+    """The image as the model sees it, with the kernel window of `position` outlined."""
+    img = _as_rgb(pixels)
+    h, w = s.size
+    scale = display / max(h, w)
+    out = img.resize((round(w * scale), round(h * scale)), Image.NEAREST)
+    taps = s.taps(position)
+    rows, cols = [r for r, _ in taps], [c for _, c in taps]
+    d = ImageDraw.Draw(out)
+    box = (
+        min(cols) * scale - 1,
+        min(rows) * scale - 1,
+        (max(cols) + 1) * scale,
+        (max(rows) + 1) * scale,
+    )
+    d.rectangle(box, outline=(255, 40, 40), width=2)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    for r in (10, 14):
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(255, 40, 40), width=1)
+    return out
+
+
+def draw_partial_map(fmap, unit: tuple[int, int], display: int = 300) -> Image.Image:
+    """A feature map filled in row by row up to `unit` (later outputs blank), `unit` outlined."""
+    import matplotlib
+    import numpy as np
+
+    h, w = fmap.shape
+    lo, hi = float(fmap.min()), float(fmap.max())
+    norm = (fmap - lo) / (hi - lo if hi > lo else 1.0)
+    rgb = (matplotlib.colormaps["viridis"](norm)[..., :3] * 255).astype(np.uint8)
+    done = np.arange(h * w).reshape(h, w) <= unit[0] * w + unit[1]
+    rgb[~done] = 245
+    scale = display / max(h, w)
+    out = Image.fromarray(rgb).resize((round(w * scale), round(h * scale)), Image.NEAREST)
+    d = ImageDraw.Draw(out)
+    y, x = unit
+    d.rectangle((x * scale - 1, y * scale - 1, (x + 1) * scale, (y + 1) * scale),
+                outline=(255, 40, 40), width=2)  # fmt: skip
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from cnnlab.app.resources import IMAGE_TYPES, get_cam_layer, require_bundle, upload_limit_mb
+from cnnlab.app.sample_input import sample_input
 from cnnlab.data.images import ImageReadError
 from cnnlab.data.upload import upload_notes
 from cnnlab.errors import CnnlabError
@@ -42,7 +43,8 @@ files = st.file_uploader(
     accept_multiple_files=True,
     key="classify_files",
 )
-files = files or []
+sample = sample_input("classify", bundle)
+files = files or ([sample] if sample else [])
 show_cam = st.toggle("Grad-CAM overlay", key="gradcam",
                      help="where in the image the evidence for the decided class lies")  # fmt: skip
 

@@ -10,6 +10,7 @@ from cnnlab.app.resources import (
     require_bundle,
     upload_limit_mb,
 )
+from cnnlab.app.sample_input import sample_input
 from cnnlab.data.upload import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
@@ -29,6 +30,7 @@ if not layers:
 limit = upload_limit_mb()
 file = st.file_uploader(f"An image to look at (JPG, PNG or DICOM, up to {limit} MB)",
                         type=IMAGE_TYPES, key="explain_file")  # fmt: skip
+file = file or sample_input("explain", bundle)
 layer = st.selectbox(
     "Layer",
     layers,
@@ -57,7 +59,7 @@ with views:
                 f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
     st.image(filters_png(path, layer), caption="learned filters", width="stretch")
     if file is None:
-        st.info("Upload an image to see this layer's feature maps for it.")
+        st.info("Upload an image, or try a sample, to see this layer's feature maps for it.")
     else:
         problem = upload_too_large(file.size, limit)
         try:
