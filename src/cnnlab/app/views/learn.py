@@ -225,7 +225,7 @@ def architectures() -> None:
         return png(draw_diagram(bundle.model, summary))
 
     st.subheader("LeNet-5, AlexNet, VGG-16: what each introduced")
-    st.dataframe(classic(), hide_index=True)
+    st.table(classic())
     st.caption("Numbers measured from cnnlab's own model code (`cnnlab zoo`); year, result and "
                "what each introduced from the papers.")  # fmt: skip
     st.subheader(f"{entry.label}, block by block")
