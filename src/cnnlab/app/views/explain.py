@@ -30,7 +30,8 @@ if not layers:
 limit = upload_limit_mb()
 file = st.file_uploader(f"An image to look at (JPG, PNG or DICOM, up to {limit} MB)",
                         type=IMAGE_TYPES, key="explain_file")  # fmt: skip
-file = file or sample_input("explain", bundle)
+sample = sample_input("explain", bundle)  # always drawn: the page keeps its layout on upload
+file = file or sample
 layer = st.selectbox(
     "Layer",
     layers,

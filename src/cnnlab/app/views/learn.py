@@ -31,7 +31,8 @@ st.caption(f"See what **{entry.label}** computes, on your image or a sample: the
            "the code.")  # fmt: skip
 upload = st.file_uploader(f"An image (JPG, PNG or DICOM, up to {upload_limit_mb()} MB)",
                           type=IMAGE_TYPES, key="learn_file")  # fmt: skip
-image = upload or sample_input("learn", bundle, default=True)
+sample = sample_input("learn", bundle, default=True)  # drawn even when an upload wins
+image = upload or sample
 section = st.segmented_control("Section", SECTIONS, default=SECTIONS[0], key="learn_section") or SECTIONS[0]  # fmt: skip
 
 
