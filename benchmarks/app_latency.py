@@ -8,6 +8,8 @@ one chest X-ray in Chromium (Playwright), each beside its floor measured in the 
   file listed as sent -> result sentence shown; the page classifies on arrival), so Playwright's polling does not count;
   beside `predict_sources` on the same bytes in this process (the model's floor).
 - Grad-CAM: toggle -> overlay shown, in the page.
+- Learn page: each interaction (a slider, Next, a section, a receptive-field unit) -> the
+  new state's text shown, in the page (`--learn-only` measures just these).
 
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/app_latency.py [--bundle pneumonia]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.app.browser: the page driver the e2e test uses
 
 from tests.app.browser import classify, launch  # noqa: E402
+from tests.app.learn_browser import main_text, section, slider, step_shown, timed  # noqa: E402
 from tests.app.running import running_app, wait_healthy, wait_preloaded  # noqa: E402
 
 from cnnlab.bundle import load_bundle  # noqa: E402
@@ -98,12 +102,54 @@ def model_floor(bundle_ref: str, data: bytes, runs: int = 30) -> float:
     return statistics.median(times)
 
 
+def learn_latency(browser, url: str, repeats: int = 4) -> dict[str, list[float]]:
+    """In-page milliseconds of each Learn-page interaction on the sample X-ray."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.goto(url + "/learn")
+    page.get_by_text("out = floor((7 - 3").wait_for()
+    out: dict[str, list[float]] = {}
+    kernel = slider(page, "Kernel")
+    for i in range(repeats):
+        kernel.focus()
+        key, k = ("ArrowRight", 4) if i % 2 == 0 else ("ArrowLeft", 3)
+        ms = timed(page, lambda key=key: kernel.press(key), rf"floor\(\(7 - {k} ")
+        out.setdefault("kernel slider -> formula and drawing", []).append(ms)
+    for _ in range(repeats):
+        col = step_shown(page)[2]
+        ms = timed(page, lambda: page.get_by_role("button", name="Next →").click(),
+                   rf"column {col + 1}\)")  # fmt: skip
+        out.setdefault("Next -> patch x filter + bias = value", []).append(ms)
+    ms = timed(page, lambda: section(page, "Receptive field"), "Theoretical field")
+    out["section Receptive field (first unit's gradient)"] = [ms]
+    unit = slider(page, "Unit column")
+    for _ in range(repeats):
+        x = int(re.search(r"unit \(\d+, (\d+)\) sees", main_text(page)).group(1))
+        unit.focus()
+        ms = timed(page, lambda: unit.press("ArrowRight"), rf"unit \(\d+, {x + 1}\) sees")
+        out.setdefault("unit slider -> box and effective field (new unit)", []).append(ms)
+    for name, text in (("Filters and maps", "Filters and their feature maps"),
+                       ("Architectures", "block by block"), ("Code", "as code to copy"),
+                       ("Convolution", "out = floor")):  # fmt: skip
+        out[f"section {name} (first time)"] = [timed(page, lambda n=name: section(page, n), text)]
+    page.close()
+    return out
+
+
+def print_learn(figures: dict[str, list[float]]) -> None:
+    print("Learn page, in the page: interaction -> new state shown (goal < 1000 ms)")
+    for name, values in figures.items():
+        each = ", ".join(f"{v:.0f}" for v in values)
+        print(f"  {name:52}{statistics.median(values):>6.0f} ms {len(values)}  ({each})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default="pneumonia")
     ap.add_argument("--starts", type=int, default=3, help="server starts timed (each kind)")
     ap.add_argument("--uploads", type=int, default=5, help="uploads timed, each on a fresh page")
     ap.add_argument("--image", type=Path, help="default: the first X-ray of ../shared/data")
+    ap.add_argument("--learn-only", action="store_true", help="only the Learn page's figures")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -113,6 +159,17 @@ def main() -> None:
             (ROOT.parent / "shared" / "data" / "chest_xray" / "train" / "PNEUMONIA").glob("*.jp*g")
         )[0]
     )
+    if args.learn_only:
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+            browser = launch(p)
+            log = Path(tmp) / "app.log"
+            with running_app(args.bundle, free_port(), [tmp], log) as (url, _):
+                wait_preloaded(log)
+                figures = learn_latency(browser, url)
+            browser.close()
+        print(f"cnnlab app, bundle {args.bundle}, {len(os.sched_getaffinity(0))} cores")
+        print_learn(figures)
+        return
     floor_ms = model_floor(args.bundle, xray.read_bytes())
     clis = [cli_startup() for _ in range(args.starts)]
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
@@ -140,6 +197,7 @@ def main() -> None:
                 page.get_by_text("Grad-CAM for").wait_for()
                 page.wait_for_function("() => window.__cam.end")
                 cam = page.evaluate("() => window.__cam.end - window.__cam.start")
+                learn = learn_latency(browser, url)
         browser.close()
     med = {k: statistics.median(u[k] for u in uploads) for k in uploads[0]}
     print(f"cnnlab app latency: bundle {args.bundle}, image {xray.name}, Chromium {chromium}, "
@@ -175,6 +233,7 @@ def main() -> None:
         f"  {'as Playwright sees it (polling included)':46}{med['wall_s'] * 1000:>8.0f} ms {len(uploads)}"
     )
     print(f"Grad-CAM toggle -> overlay shown, in the page    {cam:>8.0f} ms 1")
+    print_learn(learn)
 
 
 if __name__ == "__main__":

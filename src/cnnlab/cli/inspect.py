@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bias", action="store_true", help="a conv without bias")
     p.add_argument("--layers", help='a stack instead of one layer, e.g. "c3,c3,p2,c3s2"')
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--draw", metavar="FILE.png|FILE.gif",
+                   help="draw the layer (conv_arithmetic style): a PNG at --position, or a GIF "
+                   "of the window sliding")  # fmt: skip
+    p.add_argument("--position", type=int, default=0, help="output position drawn (from 0)")
     p.set_defaults(func=cmd_conv)
 
     p = sub.add_parser("summary", help="per-layer shapes, params, mult-adds, receptive fields")
@@ -44,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--out", help="also write a bar chart of params and mult-adds (PNG)")
+    p.add_argument("--diagram", metavar="MODEL",
+                   help="instead: a block diagram of MODEL (a name or bundle) to --out")  # fmt: skip
     p.set_defaults(func=cmd_zoo)
 
 
@@ -65,6 +71,8 @@ def cmd_conv(args: argparse.Namespace) -> int:
         if pad not in ("valid", "same"):
             pad = parse_pair(pad, "--padding", minimum=0)[0]
         rows = evaluate_stack(size, parse_stack(args.layers, pad), args.in_channels)
+        if args.draw:
+            raise CnnlabError("--draw draws one layer; leave out --layers")
         if args.json:
             return _json({"input": list(size), "layers": rows})
         print(format_stack(size, rows))
@@ -76,6 +84,16 @@ def cmd_conv(args: argparse.Namespace) -> int:
     if args.pool and args.filters:
         raise CnnlabError("a pooling layer has no filters or parameters")
     row, text = describe_layer(size, spec, args.in_channels)
+    if args.draw:
+        from cnnlab.learn.conv_drawing import save_conv_drawing
+        from cnnlab.learn.convolution import ConvSetting
+
+        pads = row["padding"]
+        setting = ConvSetting(size, spec.kernel, spec.stride, (tuple(pads[0]), tuple(pads[1])),
+                              spec.dilation, str(spec.padding))  # fmt: skip
+        setting.unit(args.position)  # a position outside the output is a clear error
+        save_conv_drawing(setting, args.draw, args.position)
+        print(f"drawing written to {args.draw}", file=sys.stderr)
     if args.json:
         return _json({"input": list(size), **row})
     print(text)
@@ -97,6 +115,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from cnnlab.inspect.compare import compare_models, format_comparison, plot_comparison
 
+    if args.diagram:
+        return _diagram(args)
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
     if not names:
         raise CnnlabError("--compare needs model names, e.g. lenet5,alexnet,vgg16")
@@ -111,6 +131,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.json:
         return _json({"models": [r.to_dict() for r in rows]})
     print(format_comparison(rows, markdown=args.markdown))
+    return 0
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.summary import target_summary
+    from cnnlab.learn.diagram import save_diagram
+
+    if not args.out or not args.out.lower().endswith(".png"):
+        raise CnnlabError("--diagram needs --out FILE.png")
+    target, summary = target_summary(args.diagram)
+    save_diagram(target.model, summary, args.out)
+    print(f"diagram written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 import torch
 
 from cnnlab.app.resources import get_cam_layer, require_bundle, upload_limit_mb
+from cnnlab.app.sample_input import sample_input
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
@@ -45,7 +46,8 @@ files = st.file_uploader(
     accept_multiple_files=True,
     key="classify_files",
 )
-files = files or []
+sample = sample_input("classify", bundle)
+files = files or ([sample] if sample else [])
 show_cam = st.toggle("Grad-CAM overlay", key="gradcam",
                      help="where in the image the evidence for the decided class lies")  # fmt: skip
 

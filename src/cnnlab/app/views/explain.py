@@ -8,6 +8,7 @@ from cnnlab.app.resources import (
     require_bundle,
     upload_limit_mb,
 )
+from cnnlab.app.sample_input import sample_input
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
@@ -29,6 +30,8 @@ if not layers:
 limit = upload_limit_mb()
 file = st.file_uploader(f"An image to look at ({UPLOAD_KINDS}, up to {limit} MB)",
                         type=UPLOAD_TYPES, key="explain_file")  # fmt: skip
+sample = sample_input("explain", bundle)  # always drawn: the page keeps its layout on upload
+file = file or sample
 layer = st.selectbox(
     "Layer",
     layers,
@@ -57,7 +60,7 @@ with views:
                 f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
     st.image(filters_png(path, layer), caption="learned filters", width="stretch")
     if file is None:
-        st.info("Upload an image to see this layer's feature maps for it.")
+        st.info("Upload an image, or try a sample, to see this layer's feature maps for it.")
     else:
         problem = upload_too_large(file.size, limit)
         try:

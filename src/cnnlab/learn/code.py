@@ -1,0 +1,134 @@
+"""`cnnlab code MODEL|RECIPE|BUNDLE`: a complete script to copy, in PyTorch or Keras.
+
+What goes in: the model as the list of its layers (`plain_layers`), the data and training
+settings of a recipe (a recipe file, a bundle's saved recipe, or for a bare model name the
+settings its native input suggests). The script needs only its framework, numpy and Pillow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.config import Recipe, load_recipe, recipe_from_dict
+from cnnlab.errors import CnnlabError
+from cnnlab.learn.plain_layers import NotPlain, PlainModel, plain_layers
+
+FRAMEWORKS = ("pytorch", "keras")
+
+
+@dataclass
+class CodeSource:
+    ref: str  # what the user named
+    what: str  # "recipe recipes/x.yaml", "bundle runs/x", "model keras_mnist_cnn"
+    recipe: Recipe
+    model_name: str
+    model_args: dict[str, Any]  # as create_model takes them, channels/size/outputs filled in
+    channels: int
+    size: tuple[int, int]
+    num_outputs: int
+    params: int  # cnnlab's count, what `cnnlab summary` prints
+    plain: PlainModel | None  # None: not a plain stack of layers (see `why_not_plain`)
+    why_not_plain: str = ""
+
+    @property
+    def binary(self) -> bool:
+        return self.num_outputs == 1
+
+
+def _default_recipe(model: str, channels: int, size: tuple[int, int], outputs: int) -> Recipe:
+    """Settings for a bare model name: the classic dataset of its native input, Adam 1e-3."""
+    source = {(1, 28): "mnist", (3, 32): "cifar10"}.get((channels, size[0]), "data")
+    raw: dict[str, Any] = {
+        "name": model, "data": {"source": source, "normalize": "unit"},
+        "model": {"name": model}, "train": {"optimizer": "adam", "lr": 0.001, "batch_size": 64,
+                                              "epochs": 10},
+    }  # fmt: skip
+    if source == "data":
+        raw["data"].update(
+            image_size=list(size), color_mode="grayscale" if channels == 1 else "rgb"
+        )
+        if outputs == 1:
+            raw["data"]["class_mode"] = "binary"
+    return recipe_from_dict(raw)
+
+
+def _channels(recipe: Recipe, native: int) -> int:
+    return {"grayscale": 1, "rgb": 3}.get(recipe.data.color_mode, native)
+
+
+def code_source(ref: str) -> CodeSource:
+    """A recipe file, a bundle (folder or shipped name) or a model name, resolved for the generators."""
+    from cnnlab.inspect.target import looks_like_bundle
+    from cnnlab.models import create_model, get_entry
+
+    path = Path(ref)
+    bundle_model = None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        recipe = load_recipe(path)
+        entry = get_entry(recipe.model.name)
+        channels = _channels(recipe, entry.input_size[0])
+        size = tuple(recipe.data.image_size or entry.input_size[1:])
+        outputs = 1 if recipe.data.class_mode == "binary" else entry.num_classes
+        what = f"recipe {ref}"
+        args = dict(recipe.model.args)
+    elif looks_like_bundle(ref):
+        from cnnlab.bundle import load_bundle
+
+        bundle = load_bundle(ref)
+        meta = bundle.meta
+        pre = bundle.preprocess
+        channels, size = pre.channels, (pre.size[0], pre.size[1])
+        outputs = 1 if bundle.binary else len(bundle.classes)
+        try:
+            recipe = recipe_from_dict(dict(meta.get("recipe") or {}))
+        except CnnlabError:
+            recipe = _default_recipe(meta["model"]["name"], channels, size, outputs)
+        entry = get_entry(meta["model"]["name"])
+        args = dict(meta["model"].get("args") or {})
+        what, bundle_model = f"bundle {ref}", bundle.model
+    else:
+        entry = get_entry(ref)
+        channels, size = entry.input_size[0], tuple(entry.input_size[1:])
+        outputs = entry.num_classes
+        recipe = _default_recipe(entry.name, channels, size, outputs)
+        what, args = f"model {ref}", {}
+    valid = entry.arguments()
+    for key, value in (("in_channels", channels), ("num_classes", outputs),
+                       ("input_size", [size[0], size[1]])):  # fmt: skip
+        if key in valid and key not in args:
+            args[key] = value
+    if "pretrained" in valid:
+        args["pretrained"] = False  # the script loads pretrained weights itself
+    if bundle_model is not None:
+        model = bundle_model
+    else:
+        try:
+            with torch.device("meta"):
+                model = create_model(entry.name, **args)
+        except Exception:  # noqa: BLE001 - a model meta cannot build is built for real
+            model = create_model(entry.name, **args)
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        plain, why = plain_layers(model, (channels, *size), entry.name), ""  # type: ignore[arg-type]
+    except NotPlain as e:
+        plain, why = None, str(e)
+    return CodeSource(ref, what, recipe, entry.name, args, channels, size, outputs, params,  # type: ignore[arg-type]
+                      plain, why)  # fmt: skip
+
+
+def generate_code(ref: str, framework: str = "pytorch") -> str:
+    """The script's text; a model Keras cannot express as a Sequential is a CnnlabError saying why."""
+    if framework not in FRAMEWORKS:
+        raise CnnlabError(f"--framework must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
+    source = code_source(ref)
+    if framework == "keras":
+        from cnnlab.learn.code_keras import keras_script
+
+        return keras_script(source)
+    from cnnlab.learn.code_pytorch import pytorch_script
+
+    return pytorch_script(source)

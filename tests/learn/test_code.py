@@ -1,0 +1,114 @@
+"""`cnnlab code`: the generated scripts are run, not just read. One subprocess runs the PyTorch
+and the Keras 3 (torch backend) script of each of the brief's four recipes for one epoch on
+tiny data; the parameter counts each prints must be `cnnlab summary`'s."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.inspect.summary import target_summary
+from cnnlab.learn.code import code_source, generate_code
+from tests.conftest import ROOT, digit_images, write_idx, write_image_folder
+
+BRIEF = {  # recipe: (summary's parameter count, the tiny data it runs on)
+    "mnist_keras_cnn": (225_034, "idx"),
+    "mnist_torch_net": (421_642, "idx"),
+    "cifar10_keras_cnn": (1_250_858, "cifar"),
+    "folder_keras_cnn": (19_034_177, "folder"),
+}
+
+DRIVER = """
+import runpy, sys
+for script, data in zip(sys.argv[1::2], sys.argv[2::2]):
+    print("== " + script, flush=True)
+    sys.argv = [script, "--data", data, "--epochs", "1"]
+    runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def scripts_run(tmp_path_factory):
+    """Every generated script run once; returns {(recipe, framework): its output}."""
+    d = tmp_path_factory.mktemp("code")
+    x, y = digit_images(12)
+    (d / "idx").mkdir()
+    write_idx(d / "idx" / "train-images-idx3-ubyte.gz", x)
+    write_idx(d / "idx" / "train-labels-idx1-ubyte.gz", y)
+    write_image_folder(d / "cifar", [f"c{i}" for i in range(10)], 1, size=32)
+    write_image_folder(d / "folder", ["NORMAL", "PNEUMONIA"], 3, size=40, splits=["train"])
+    args = []
+    for name, (_, data) in BRIEF.items():
+        for fw in ("pytorch", "keras"):
+            script = d / f"{name}_{fw}.py"
+            script.write_text(generate_code(str(ROOT / "recipes" / f"{name}.yaml"), fw))
+            args += [str(script), str(d / data)]
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, *args], capture_output=True, text=True,
+                          cwd=d, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parts = re.split(r"^== (.*)$", proc.stdout, flags=re.M)[1:]
+    return {
+        tuple(Path(p).stem.rsplit("_", 1)): out
+        for p, out in zip(parts[::2], parts[1::2], strict=True)
+    }
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "keras"])
+def test_generated_scripts_train_and_count_the_summarys_parameters(scripts_run, framework):
+    for name, (count, _) in BRIEF.items():
+        out = scripts_run[(name, framework)]
+        printed = re.search(r"^parameters: ([\d,]+)", out, re.M)
+        assert printed, out
+        assert int(printed.group(1).replace(",", "")) == count, (name, framework, out)
+        if framework == "pytorch":
+            assert re.search(r"^epoch 1/1: loss \d+\.\d+", out, re.M), out
+        else:
+            assert re.search(r"1/1 - .* - loss: \d", out), out  # one step of model.fit
+
+
+def test_counts_match_cnnlab_summary():
+    for name, (count, _) in BRIEF.items():
+        source = code_source(str(ROOT / "recipes" / f"{name}.yaml"))
+        _, summary = target_summary(source.model_name, (source.channels, *source.size),
+                                    source.num_outputs)  # fmt: skip
+        assert source.params == summary.total_params == count
+        assert source.plain is not None and source.plain.params == count
+
+
+def test_the_brief_models_read_like_the_brief():
+    keras_text = generate_code(str(ROOT / "recipes" / "mnist_keras_cnn.yaml"), "keras")
+    assert 'layers.Conv2D(32, 3, activation="relu"),  # 26x26x32, 320 params' in keras_text
+    assert 'layers.Dense(10, activation="softmax")' in keras_text
+    assert (
+        "keras.optimizers.Adam(learning_rate=lr)" in keras_text and "BATCH_SIZE = 128" in keras_text
+    )
+    cifar = generate_code(str(ROOT / "recipes" / "cifar10_keras_cnn.yaml"), "keras")
+    assert 'layers.Conv2D(32, 3, padding="same", activation="relu")' in cifar  # PyTorch pad 1
+    torch_text = generate_code(str(ROOT / "recipes" / "mnist_torch_net.yaml"))
+    assert "nn.Conv2d(1, 32, kernel_size=3, padding=1),  # 28x28x32, 320 params" in torch_text
+    assert "MEAN, STD = [0.5], [0.5]" in torch_text  # inputs normalised to [-1, 1]
+    folder = generate_code(str(ROOT / "recipes" / "folder_keras_cnn.yaml"))
+    assert (
+        "v2.RandomAffine(degrees=40, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=0.2)" in folder
+    )
+    assert "nn.BCEWithLogitsLoss()" in folder
+
+
+def test_models_without_a_keras_sequential_say_why(run_cli):
+    with pytest.raises(CnnlabError, match="not a plain stack of layers.*--framework pytorch"):
+        generate_code("cifarnet", "keras")
+    text = generate_code("cifarnet")  # PyTorch: cnnlab builds what is not a plain stack
+    assert "create_model('cifarnet'" in text
+    compile(text, "cifarnet.py", "exec")
+    r = run_cli("code", "efficientnet_lite0", "--framework", "keras")
+    assert r.returncode == 2 and "use --framework pytorch" in r.stderr
+    r = run_cli("code", "lenet5", "--framework", "keras")
+    assert r.returncode == 0 and 'layers.Dense(10, activation="softmax")' in r.stdout
+    compile(r.stdout, "lenet5.py", "exec")

@@ -1,0 +1,76 @@
+"""Every `cnnlab` command in the README runs as written, in a folder laid out like a fresh clone
+(src/ and recipes/ linked in). Commands that need training data, a server or a trained bundle
+other than runs/mnist are left out by the rules below, and listed; runs/mnist is an untrained
+bundle of mnist_fast's model, so its commands are checked too. The Python example's imports
+must exist."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+
+import pytest
+
+from cnnlab.bundle import save_bundle
+from cnnlab.cli import main
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.models import create_model
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+NEEDS_MORE = {  # why a README command is not run here
+    "needs training data or a dataset": re.compile(
+        r"^cnnlab (train|evaluate|recalibrate)\b|--data "
+    ),
+    "starts a server (tests/app, tests/serve run them)": re.compile(r"^cnnlab (app|serve)\b"),
+    "needs a trained chest X-ray bundle in runs/": re.compile(r"runs/(xray|pneumonia)\b"),
+}
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("cnnlab ")]
+
+
+def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    args = {"in_channels": 1, "num_classes": 10, "input_size": [28, 28], "widths": [16, 32],
+            "kernel_size": 5, "padding": "valid"}  # mnist_fast's model  # fmt: skip
+    save_bundle(tmp_path / "runs" / "mnist", create_model("fastnet", **args), "fastnet", args,
+                Preprocess(1, [28, 28], [0.1307], [0.3081]), [str(i) for i in range(10)])  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    ran, skipped = [], []
+    for line in readme_commands():
+        why = next((w for w, rule in NEEDS_MORE.items() if rule.search(line)), None)
+        if why:
+            skipped.append((line, why))
+            continue
+        code = main(shlex.split(line)[1:])
+        out = capsys.readouterr()
+        assert code == 0, f"{line}\n{out.err[-2000:]}"
+        ran.append(line)
+    print("\n".join(f"skipped ({why}): {line}" for line, why in skipped))
+    assert len(ran) >= 14, ran
+    assert any("--receptive-field" in r for r in ran) and any("--draw" in r for r in ran)
+    assert any(r.startswith("cnnlab code") for r in ran)
+    assert (tmp_path / "conv.gif").stat().st_size > 0 and (
+        tmp_path / "train_mnist_keras.py"
+    ).is_file()
+    assert len(skipped) <= 12
+
+
+def test_the_python_example_imports_what_exists():
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "train_recipe" in b]
+    for node in ast.parse(block).body:
+        if isinstance(node, ast.ImportFrom):
+            module = __import__(node.module, fromlist=[a.name for a in node.names])
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+@pytest.mark.parametrize("old", ["digit.png", "xray.jpeg", "--filters conv1 "])
+def test_no_example_names_a_file_or_layer_that_is_not_there(old):
+    assert old not in README
