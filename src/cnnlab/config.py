@@ -104,6 +104,9 @@ class TrainConfig:
     # images (InfoBatch; cnnlab.train.pruning); 0 = off, at most 0.5
     prune_easy: float = 0.0
     feature_cache: bool = True  # frozen backbone, no augmentation: the head trains on features
+    # decay of an exponential moving average of the weights, updated every step; the bundle gets
+    # the average (0 = off; 0.998 averages roughly the last 500 steps)
+    ema: float = 0.0
 
 
 @dataclass
@@ -259,6 +262,11 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.threads must be >= 0, got {t.threads}")
     if not 0.0 <= t.prune_easy <= 0.5:
         raise CnnlabError(f"train.prune_easy must be in [0, 0.5], got {t.prune_easy}")
+    if not 0 <= t.ema < 1:
+        raise CnnlabError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {t.ema}")
+    if t.ema and t.early_stopping:
+        raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
+                          "use one of them")  # fmt: skip
     f, dc = recipe.finetune, recipe.decision
     if f.epochs < 0 or f.batch_size < 1 or f.lr <= 0:
         raise CnnlabError("finetune: epochs must be >= 0, batch_size >= 1 and lr positive")

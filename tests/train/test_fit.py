@@ -192,3 +192,38 @@ def test_validation_freq_validates_every_nth_and_the_last_epoch(idx_dir, tmp_pat
     (tmp_path / "none").mkdir()
     _, result = run(tiny_recipe(idx_dir, epochs=2, validation_freq=0), tmp_path / "none")
     assert not any("val_accuracy" in r for r in result.history)  # none while training
+
+
+def test_weight_average_is_the_moving_average_of_every_step(idx_dir, tmp_path):
+    """train.ema: the bundle's weights are the per-step average, computed here by hand from the
+    weights after each step; a resumed run averages exactly as an uninterrupted one."""
+
+    class EveryStep(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, state):
+            self.seen.append(weights(state.model))
+
+    rec = EveryStep()
+    recipe = tiny_recipe(idx_dir, epochs=2, ema=0.9)
+    model, _ = run(recipe, callbacks=[rec])
+    start = weights(build_model(recipe, prepare_data(recipe.data))[0])
+    expected = {k: v.clone() for k, v in start.items()}
+    for k_step, w in enumerate(rec.seen, start=1):
+        d = min(0.9, (1 + k_step) / (10 + k_step))
+        for k, v in w.items():
+            expected[k] = expected[k] * d + v * (1 - d) if v.is_floating_point() else v.clone()
+    final = weights(model)
+    assert not same(final, rec.seen[-1])  # not the last step's weights ...
+    for k, v in final.items():  # ... but their average
+        torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
+    full, _ = run(tiny_recipe(idx_dir, epochs=3, ema=0.9), tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_recipe(idx_dir, epochs=3, ema=0.9), tmp_path / "cut", callbacks=[Interrupt()])
+    resumed, _ = run(tiny_recipe(idx_dir, epochs=3, ema=0.9), tmp_path / "cut", resume=True)
+    assert same(weights(full), weights(resumed))
+    with pytest.raises(CnnlabError, match="ema and train.early_stopping"):
+        tiny_recipe(idx_dir, ema=0.99, early_stopping=2)
+    with pytest.raises(CnnlabError, match="train.ema must be in"):
+        tiny_recipe(idx_dir, ema=1.0)

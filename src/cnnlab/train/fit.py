@@ -38,6 +38,7 @@ from cnnlab.train.callbacks import (
     EarlyStopping,
     FitState,
     HistoryWriter,
+    WeightAverage,
     restore,
 )
 from cnnlab.train.losses import correct_count, make_loss, sample_losses
@@ -192,7 +193,8 @@ def set_up(
     stopper = (
         EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
     )
-    stateful: list[Callback] = [c for c in (stopper, pruner) if c] + list(callbacks or [])
+    average = WeightAverage(t.ema) if t.ema else None
+    stateful: list[Callback] = [c for c in (stopper, pruner, average) if c] + list(callbacks or [])
     cbs = list(stateful)
     if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
@@ -250,6 +252,8 @@ def train_epoch(loop: Loop, epoch: int) -> dict[str, float]:
         if loop.ddp is not None:  # this rank's share of the global batch, and its loss weight
             idx, weight = loop.ddp.split(idx)
         loss, out, y = train_step(loop, idx, gen, weight, weights)
+        for cb in loop.callbacks:
+            cb.on_step_end(loop.state)
         loss_sum += loss.detach() * len(idx)
         hits += correct_count(out.detach(), y)
         seen += len(idx)
