@@ -11,8 +11,9 @@ import io
 import numpy as np
 import streamlit as st
 
-from cnnlab.app.resources import IMAGE_TYPES, get_summary, require_bundle, upload_limit_mb
+from cnnlab.app.resources import get_summary, require_bundle, upload_limit_mb
 from cnnlab.app.sample_input import sample_input
+from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.gallery import load_input
 from cnnlab.explain.layer_view import conv_layers
@@ -29,8 +30,8 @@ st.title("Learn")
 st.caption(f"See what **{entry.label}** computes, on your image or a sample: the convolution, "
            "a unit's receptive field, filters beside their feature maps, the architecture and "
            "the code.")  # fmt: skip
-upload = st.file_uploader(f"An image (JPG, PNG or DICOM, up to {upload_limit_mb()} MB)",
-                          type=IMAGE_TYPES, key="learn_file")  # fmt: skip
+upload = st.file_uploader(f"An image ({UPLOAD_KINDS}, up to {upload_limit_mb()} MB)",
+                          type=UPLOAD_TYPES, key="learn_file")  # fmt: skip
 sample = sample_input("learn", bundle, default=True)  # drawn even when an upload wins
 image = upload or sample
 section = st.segmented_control("Section", SECTIONS, default=SECTIONS[0], key="learn_section") or SECTIONS[0]  # fmt: skip
