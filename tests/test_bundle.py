@@ -76,3 +76,14 @@ def test_pickled_weights_are_never_loaded(bundle_dir):
     torch.save(model.state_dict(), path / "model.safetensors")  # a pickle under the right name
     with pytest.raises(CnnlabError, match="not a readable safetensors file"):
         load_bundle(path)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from cnnlab.fileio import atomic_write_text, umask
+
+    atomic_write_text(tmp_path / "card.md", "hello")
+    mode = stat.S_IMODE(os.stat(tmp_path / "card.md").st_mode)
+    assert mode == 0o666 & ~umask() and mode & 0o044  # readable by others, as open() makes it

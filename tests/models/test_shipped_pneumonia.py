@@ -35,7 +35,18 @@ def test_decision_travels_with_the_model(bundle) -> None:
     assert bundle.binary and bundle.classes == ["NORMAL", "PNEUMONIA"]
     assert d["positive_class"] == "PNEUMONIA" and d["policy"].startswith("target_sensitivity")
     assert 0 < bundle.threshold < 1 and bundle.temperature > 0
-    assert bundle.meta["metrics"]["sensitivity"] >= 0.95  # on its patient-grouped validation split
+    # the rule was refitted on the external site sample, and both rules are recorded
+    assert d["fitted_on"] == "site" and d["data"] == "chest_xray/external" and d["n"] == 312
+    (trained,) = bundle.meta["decision_history"]
+    assert trained["fitted_on"] == "val" and trained["threshold"] != d["threshold"]
+    (site,) = bundle.meta["external"]
+    assert site["name"] == "chest_xray/external" and site["n"] == 312
+    assert site["cross_validated_folds"] == 5 and site["sensitivity"] >= 0.95  # held-out folds
+    assert bundle.meta["metrics"]["n"] == 522 and bundle.meta["metrics"]["auc"] > 0.99
+    card = (bundle.path / "card.md").read_text()
+    assert "validation (522 images)" in card and "external: chest_xray/external (312 images" in card
+    assert "fitted on the site sample `chest_xray/external`" in card
+    assert "/work/" not in card  # no machine's absolute path in a card that ships
 
 
 def test_real_xrays_are_classified(bundle) -> None:

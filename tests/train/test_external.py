@@ -138,6 +138,7 @@ def test_recalibrate_writes_a_new_bundle_with_both_rules(xray_bundle, site_folde
     assert "fitted on the site sample `hospital/site` (28 images)" in card
     assert "replaced: threshold 0.3700" in card and "4-fold cross-validated" in card
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".xray-site")]  # no temp left
+    assert out.stat().st_mode & 0o055 and (out / "bundle.json").stat().st_mode & 0o044  # not 0700
     # an existing --out is refused and left alone
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from cnnlab.errors import CnnlabError
@@ -125,7 +126,8 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise CnnlabError("--folds must be at least 2")
     cfg = DecisionConfig(policy=args.policy, target_sensitivity=args.target_sensitivity)
-    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name)
+    command = shlex.join(["cnnlab", *sys.argv[1:]]) if sys.argv[1:2] == ["recalibrate"] else ""
+    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name, command=command)
     if args.json:
         out = {"bundle": str(r.out), "decision": r.decision, "folds": r.folds,
                "before": r.before, "cross_validated": r.after}  # fmt: skip

@@ -183,8 +183,8 @@ def receptive_field_to_file(target, image: str | Path, layer: str, unit: tuple[i
                             out_dir: str | Path, summary: Summary | None = None) -> tuple[Path, UnitField]:  # fmt: skip
     """`cnnlab explain --receptive-field`: receptive_field_<layer>.png in `out_dir`."""
     from cnnlab.explain.gallery import load_input
-    from cnnlab.explain.render import save_figure
     from cnnlab.inspect.summary import summarize
+    from cnnlab.report.figures import save_figure
 
     summary = summary or summarize(target.model, target.input_shape, target.name)
     field = unit_field(summary, layer, unit)

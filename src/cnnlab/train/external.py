@@ -32,7 +32,7 @@ import torch
 from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_text, data_name
+from cnnlab.fileio import atomic_write_text, data_name, umask
 
 log = logging.getLogger("cnnlab")
 
@@ -218,9 +218,11 @@ def recalibrate(
     folds: int = 5,
     name: str | None = None,
     seed: int = 0,
+    command: str = "",
 ) -> Recalibration:
     """Refit temperature and threshold on a site's labelled images; write a new bundle that
-    records both rules, the data each came from, and the site's cross-validated figures."""
+    records both rules, the data each came from, and the site's cross-validated figures.
+    `command` (the CLI line) is added to the commands that made the bundle."""
     from cnnlab.train.evaluate import full_report
 
     out = Path(out)
@@ -237,6 +239,7 @@ def recalibrate(
     meta["decision"] = decision
     meta["name"] = out.name
     meta["recalibrated_from"] = bundle.name
+    meta["command"] = "\n".join(c for c in (meta.get("command", ""), command) if c)
     val = meta.get("validation_scores")
     if val:  # the validation figures again, at the new rule (same images, same logits)
         logits = torch.tensor(val["logits"], dtype=torch.float32).view(-1, 1)
@@ -259,7 +262,8 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        shutil.copy2(src / WEIGHTS, tmp / WEIGHTS)
+        tmp.chmod(0o777 & ~umask())  # a bundle folder like any other (mkdtemp's is owner-only)
+        shutil.copyfile(src / WEIGHTS, tmp / WEIGHTS)  # (not copy2: the mode of a new file)
         _write_meta(tmp, meta)
         atomic_write_text(tmp / "card.md", medical_card(meta))
         if out.exists():
