@@ -23,7 +23,7 @@ from torchvision import transforms
 
 from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
-from cnnlab.runtime.device import set_threads
+from cnnlab.runtime.device import cpu_capability, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,8 @@ def main() -> None:
     base = timed(baseline, args.runs)
     pred = predict_sources(bundle, [data])[0]
     print(f"{bundle.name}: {bundle.meta['model']['name']}, {pre.channels}x{pre.size[0]}x{pre.size[1]}, "
-          f"{threads} threads, torch {torch.__version__}; one image, {args.runs} runs")  # fmt: skip
+          f"CPU {cpu_capability()}, {threads} threads, {bundle.runtime.describe().split(' / ')[1]}, "
+          f"torch {torch.__version__}; one image, {args.runs} runs")  # fmt: skip
     print(f"{'path':<58}{'p50 ms':>8}{'p95 ms':>8}")
     for name, t in (("baseline: PIL + torchvision transforms, no_grad, NCHW", base),
                     ("cnnlab predict_sources (bytes -> label, calibrated)", ours)):  # fmt: skip

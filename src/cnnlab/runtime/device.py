@@ -20,6 +20,10 @@ from cnnlab.errors import CnnlabError
 
 
 def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16 in the CPU, and PyTorch allowed to use AVX-512 (ATEN_CPU_CAPABILITY=avx2
+    with ONEDNN_MAX_CPU_ISA=AVX2 makes such a CPU behave as an AVX2-only one, for measuring)."""
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
@@ -55,7 +59,7 @@ def cpu_capability() -> str:
     """What PyTorch's CPU kernels use here (`AVX2`, `AVX512`, ...), with native bf16 named:
     times measured on one machine say little without it."""
     cap = torch.backends.cpu.get_cpu_capability()
-    return f"{cap}+bf16" if cpu_has_native_bf16() and "bf16" not in cap.lower() else cap
+    return f"{cap}+bf16" if cpu_has_native_bf16() else cap
 
 
 def pick_device(name: str = "auto") -> torch.device:
