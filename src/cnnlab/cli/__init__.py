@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors on stderr"
     )
+    parser.add_argument("--max-file-mb", type=float, metavar="MB",
+                        help="the largest single file any command reads (images, recipes, "
+                        "bundle.json); default 256, or $CNNLAB_MAX_FILE_MB")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in MODULES:
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
+    if args.max_file_mb is not None:
+        if not 0 < args.max_file_mb < float("inf"):
+            parser.error(f"--max-file-mb must be a positive number, got {args.max_file_mb}")
+        os.environ["CNNLAB_MAX_FILE_MB"] = repr(args.max_file_mb)  # worker processes read it too
     try:
         return int(args.func(args) or 0)
     except CnnlabError as e:
