@@ -94,19 +94,24 @@ def read_capped(path: str | Path, limit: int | None = None) -> bytes:
     `limit` bytes (default `max_file_bytes()`) or is not a regular file: a FIFO or a device
     would block or never end, a sparse 10 GB file would exhaust memory."""
     limit = max_file_bytes() if limit is None else limit
-    with open(path, "rb") as f:  # noqa: PTH123 - one open: stat and read the same file
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open()
+    with os.fdopen(fd, "rb") as f:  # one open: stat and read the same file
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"not a regular file: {path}")
         if st.st_size > limit:
             raise OSError(
-                f"file is {st.st_size / MIB:,.1f} MB, over the {limit / MIB:g} MB limit on one file "
+                f"file is {_size(st.st_size)}, over the {_size(limit)} limit on one file "
                 f"(raise it with --max-file-mb or {MAX_FILE_ENV})"
             )
         data = f.read(limit + 1)
     if len(data) > limit:  # grew while being read
-        raise OSError(f"file is over the {limit / MIB:g} MB limit on one file")
+        raise OSError(f"file is over the {_size(limit)} limit on one file")
     return data
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < MIB else f"{n / MIB:,.{0 if n % MIB == 0 else 1}f} MB"
 
 
 def file_digest(path: str | Path) -> str:

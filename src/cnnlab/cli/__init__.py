@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input (one clear line on stderr), 1 an unexpected 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -63,12 +64,17 @@ def setup_logging(quiet: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 must not crash a print
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     setup_logging(args.quiet)
-    if args.max_file_mb is not None:
-        if not 0 < args.max_file_mb < float("inf"):
-            parser.error(f"--max-file-mb must be a positive number, got {args.max_file_mb}")
-        os.environ["CNNLAB_MAX_FILE_MB"] = repr(args.max_file_mb)  # worker processes read it too
     try:
+        if args.max_file_mb is not None:
+            if not 0 < args.max_file_mb < float("inf"):
+                raise CnnlabError(
+                    f"--max-file-mb must be a positive number, got {args.max_file_mb}"
+                )
+            os.environ["CNNLAB_MAX_FILE_MB"] = repr(args.max_file_mb)  # worker processes too
         return int(args.func(args) or 0)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
