@@ -93,13 +93,17 @@ def _error(status: int, code: str, detail: str, headers: dict | None = None) -> 
 
 def summary(bundle: Bundle) -> dict[str, Any]:
     pre = bundle.preprocess
+    try:
+        threshold, temperature = bundle.threshold, bundle.temperature
+    except CnnlabError:  # the bundle's decision went bad: not ready, and readiness says why
+        threshold = temperature = None
     return {
         "name": bundle.name,
         "architecture": bundle.meta["model"]["name"],
         "classes": bundle.classes,
         "class_mode": "binary" if bundle.binary else "categorical",
-        "threshold": bundle.threshold,
-        "temperature": bundle.temperature,
+        "threshold": threshold,
+        "temperature": temperature,
         "input": {"channels": pre.channels, "size": list(pre.size), "resize": pre.resize},
         "backend": backend_name(bundle),
     }
@@ -193,7 +197,16 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
             )
         return bundle
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["service"])
+    def probe(path: str, **kw: Any):
+        """GET `path`, and HEAD for probes that send it (the schema lists the GET)."""
+
+        def register(fn):
+            app.head(path, include_in_schema=False, **kw)(fn)
+            return app.get(path, **kw)(fn)
+
+        return register
+
+    @probe("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness, with batching statistics (kept for existing probes; see /v1/health/*)."""
         stats = {
@@ -202,8 +215,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         }
         return {"status": "ok", "models": list(models), "batching": stats}
 
-    @app.api_route("/v1/health/live", methods=["GET", "HEAD"], response_model=Live,
-                   tags=["service"])  # fmt: skip
+    @probe("/v1/health/live", response_model=Live, tags=["service"])
     async def live() -> dict[str, Any]:
         """Liveness: the server answers (restart it when this fails)."""
         return {"status": "live"}
@@ -217,8 +229,8 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
                          "expected_wait_s": round(batchers[name].expected_wait(), 3)}  # fmt: skip
         return out
 
-    @app.api_route("/v1/health/ready", methods=["GET", "HEAD"], response_model=Ready,
-                   tags=["service"], responses={503: {"model": Ready, "description": "not ready"}})  # fmt: skip
+    @probe("/v1/health/ready", response_model=Ready, tags=["service"],
+           responses={503: {"model": Ready, "description": "not ready"}})  # fmt: skip
     async def ready() -> JSONResponse:
         """Readiness: every model loaded with a valid bundle, and its queue below its bounds
         (send traffic elsewhere while this is 503)."""
@@ -258,11 +270,19 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
     ) -> dict[str, Any]:
         """Classify one or more images sent as multipart form field `files`."""
         bundle = lookup(model)
-        batcher = batchers[bundle.name]
         try:
             check_meta(bundle.meta, bundle.path or Path(bundle.name))
         except CnnlabError as e:
             return _error(503, "model_not_ready", f"{bundle.name} cannot answer: {e}")
+        try:
+            return await answer(request, bundle, top_k)
+        except asyncio.CancelledError:  # the shutdown deadline passed (uvicorn cancels): say so,
+            # rather than log a traceback for a client that was too slow
+            return _error(503, "shutting_down", "the server is shutting down; retry elsewhere",
+                          {"Connection": "close", "Retry-After": "1"})  # fmt: skip
+
+    async def answer(request: Request, bundle: Bundle, top_k: int) -> Any:
+        batcher = batchers[bundle.name]
         loop = asyncio.get_running_loop()
         with batcher.arriving_request():
             body = await read_body(request, limits.max_request_bytes, limits.read_timeout_s)

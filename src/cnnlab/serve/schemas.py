@@ -69,7 +69,7 @@ class ModelSummary(BaseModel):
     classes: list[str]
     class_mode: str
     threshold: float | None
-    temperature: float
+    temperature: float | None = Field(description="null only while the model is not ready")
     input: ModelInput
     backend: str
 
