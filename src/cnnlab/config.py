@@ -21,6 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import read_capped
 
 RECIPE_MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML
+MAX_INPUT_PIXELS = 4096 * 4096  # a model input larger than this is a mistake, not a model
 
 
 @dataclass
@@ -247,6 +248,9 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
         raise CnnlabError(f"data.image_size must be [height, width], got {d.image_size}")
+    if d.image_size is not None and d.image_size[0] * d.image_size[1] > MAX_INPUT_PIXELS:
+        raise CnnlabError(f"data.image_size {d.image_size[0]}x{d.image_size[1]} is over the "
+                          f"{MAX_INPUT_PIXELS / 1e6:.1f} MP a model input may have")  # fmt: skip
     if d.normalize == "custom" and (d.mean is None or d.std is None):
         raise CnnlabError("data.normalize: custom needs data.mean and data.std")
     if d.std is not None and any(s <= 0 for s in d.std):

@@ -52,6 +52,7 @@ CASES = [
     (["--set", "decision.threshold=1"], "decision.threshold must be in (0, 1)"),
     (["--set", "train.checkpoint_minutes=-1"], "train.checkpoint_minutes must be >= 0"),
     (["--set", "augment.rotation_range=.inf"], "augment.rotation_range: expected a finite"),
+    (["--set", "data.image_size=[60000,60000]"], "data.image_size 60000x60000 is over the 16.8 MP"),
 ]
 
 

@@ -104,6 +104,7 @@ def test_not_ready_when_invalid_or_full_and_it_says_why(tmp_path, digits):
         batcher.queued = 16  # as if 16 images were waiting
         r = c.get("/v1/health/ready")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert c.get("/healthz").json()["ready"] is False  # alive, not ready
         assert "queue full (16 images; bound 16)" in r.json()["models"]["xray"]["problems"][0]
         assert c.head("/v1/health/ready").status_code == 503
         batcher.queued, batcher.per_image = 10, 0.5  # 5 s of work queued, budget 2 s
@@ -252,3 +253,13 @@ def test_a_real_server_caps_connections_and_shuts_down_on_time(tmp_path, digits,
     logged = capfd.readouterr().err  # uvicorn's log
     assert "Traceback" not in logged and "Exception in ASGI application" not in logged, logged
     assert "Exceeded concurrency limit" in logged
+
+
+def test_a_slow_pace_never_refuses_a_request_to_an_empty_queue(tmp_path, digits):
+    bundle = make_bundle(tmp_path / "digits")
+    with TestClient(create_app(bundle, ServeLimits(time_budget_s=1.0))) as c:
+        c.app.state.batchers["digits"].per_image = 5.0  # one very slow batch was measured
+        r = c.post("/v1/predict", files=files(png_bytes(digits[0])))
+        assert r.status_code == 200, r.text  # it runs, and the pace is measured again
+        assert c.app.state.batchers["digits"].per_image < 5.0
+        assert "app;dur=" in r.headers["server-timing"]

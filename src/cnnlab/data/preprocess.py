@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
+from cnnlab.config import MAX_INPUT_PIXELS
 from cnnlab.data.images import load_image_tensor
 from cnnlab.errors import CnnlabError
 
-MAX_INPUT_PIXELS = 4096 * 4096  # a model input larger than this is a mistake, not a model
 RESIZE_POLICIES = ("stretch", "letterbox", "center_crop")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,32 @@ def summary(bundle: Bundle) -> dict[str, Any]:
     }
 
 
+class ServerTiming:
+    """ASGI middleware: every answer says how long the server spent on it (`Server-Timing:
+    app;dur=MS`, from the request's arrival to the answer), beside what the client measured."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start) * 1e3
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.1f}".encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def model_problems(bundle: Bundle, batcher: MicroBatcher, limits: ServeLimits) -> list[str]:
     """Why a model cannot take requests now (none: it is ready): its bundle's values no longer
     valid, its batcher stopped, its queue full or slower than the time budget allows."""
@@ -168,6 +195,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         lifespan=lifespan,
     )
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
+    app.add_middleware(ServerTiming)
     # decoding runs in threads: at most one per core at a time, or 32 large images per request
     # times many requests would all be in memory at once
     decoding = asyncio.Semaphore(available_cpus())
@@ -208,12 +236,14 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
 
     @probe("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness, with batching statistics (kept for existing probes; see /v1/health/*)."""
+        """Liveness, with batching statistics and readiness (kept for existing probes: a load
+        balancer should route by /v1/health/ready)."""
         stats = {
             n: {"batches": b.batches, "images": b.images_done, "queued": b.queued}
             for n, b in batchers.items()
         }
-        return {"status": "ok", "models": list(models), "batching": stats}
+        ready = all(m["ready"] for m in readiness().values())
+        return {"status": "ok", "ready": ready, "models": list(models), "batching": stats}
 
     @probe("/v1/health/live", response_model=Live, tags=["service"])
     async def live() -> dict[str, Any]:

@@ -114,7 +114,9 @@ class MicroBatcher:
             raise Overloaded(f"{self.queued} images are already waiting (limit {self.max_queue})",
                              self.expected_wait())  # fmt: skip
         now = self._loop.time()
-        wait = self.expected_wait(n)
+        # with nothing queued a request always runs (the deadline still holds): one slow batch
+        # must not leave a pace that refuses every request, and so is never measured again
+        wait = self.expected_wait(n) if self.queued else 0.0
         if deadline is not None and now + wait > deadline:
             raise Overloaded(f"the queue would take about {wait:.1f} s, over this request's time "
                              f"budget", self.expected_wait())  # fmt: skip

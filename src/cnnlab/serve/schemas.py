@@ -82,7 +82,8 @@ class ModelDetail(ModelSummary):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="'ok' while the server answers (liveness)")
+    ready: bool = Field(description="whether every model takes requests (see /v1/health/ready)")
     models: list[str]
     batching: dict[str, dict[str, int]]
 
