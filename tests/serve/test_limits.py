@@ -126,29 +126,30 @@ def test_not_ready_when_invalid_or_full_and_it_says_why(tmp_path, digits):
 
 def test_overload_gets_honest_503s_within_the_time_budget(tmp_path, digits):
     bundle = make_bundle(tmp_path / "digits")
-    bundle.backend = SlowBackend(bundle)  # 50 ms per batch, whatever its size
-    budget = 0.6
+    bundle.backend = SlowBackend(bundle, delay=0.25)  # per batch of at most 2 images
+    budget = 2.0  # room for about 8 batches, 16 images: the other 24 requests must be refused
     limits = ServeLimits(max_batch=2, max_wait_ms=1, time_budget_s=budget)
     answers: list[tuple[int, float, str | None]] = []
     with TestClient(create_app(bundle, limits)) as c:
         c.post("/v1/predict", files=files(png_bytes(digits[0])))  # the pace is measured
 
         def call(i: int) -> None:
-            t = time.perf_counter()
             r = c.post("/v1/predict", files=files(png_bytes(digits[i % 24])))
-            answers.append((r.status_code, time.perf_counter() - t, r.headers.get("retry-after")))
+            server = float(r.headers["server-timing"].split("dur=")[1]) / 1e3
+            answers.append((r.status_code, server, r.headers.get("retry-after")))
 
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(60)]
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(40)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            t.join(120)
     codes = [a[0] for a in answers]
-    assert len(answers) == 60 and set(codes) <= {200, 503}, codes
-    assert codes.count(200) >= 5 and codes.count(503) >= 5, codes
+    assert len(answers) == 40 and set(codes) <= {200, 503}, codes
+    assert codes.count(200) >= 3 and codes.count(503) >= 10, codes
     assert all(a[2] and int(a[2]) >= 1 for a in answers if a[0] == 503)
-    # every answer within the budget (and the time to decode and return: generous on 2 cores)
-    assert max(a[1] for a in answers) < budget + 1.5, sorted(a[1] for a in answers)[-5:]
+    # the server's own time (Server-Timing): the budget, plus reading and parsing the body
+    # before it starts (generous: the test machine's 2 cores are shared)
+    assert max(a[1] for a in answers) < budget + 1.0, sorted(a[1] for a in answers)[-5:]
 
 
 def _request(receive_messages, delay: float = 0.0):
