@@ -9,6 +9,12 @@ server without batching would at best do.
     python benchmarks/serve_load.py                       # the shipped pneumonia model
     python benchmarks/serve_load.py --model runs/xray     # any bundle
     python benchmarks/serve_load.py --standin             # an EfficientNet-Lite0 stand-in
+    python benchmarks/serve_load.py --checks trust        # SIGTERM, overload, memory only
+
+The trust checks: SIGTERM with 8 requests in flight and a client stalled mid-body (answered,
+exit within --shutdown-deadline); an overload (--overload-requests x 4 images at
+--overload-concurrency, --time-budget): every answer a 200 or a 503 with Retry-After within
+the budget, p95 of the 200s; resident memory before and after --memory-requests requests.
 
 Images: real chest X-rays from ../shared/data/chest_xray (or --images PATH). Only loopback.
 """
@@ -117,9 +123,11 @@ async def load(url: str, images, requests: int, concurrency: int) -> dict:
     return row(f"HTTP, concurrency {concurrency}", requests, errors, seconds, latencies)
 
 
-def serve(model: str, backend: str, onnx_file: str | None, port: int) -> subprocess.Popen:
+def serve(
+    model: str, backend: str, onnx_file: str | None, port: int, extra: list[str] | None = None
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "cnnlab", "-q", "serve", model, "--port", str(port),
-           "--backend", backend]  # fmt: skip
+           "--backend", backend, *(extra or [])]  # fmt: skip
     if onnx_file:
         cmd += ["--onnx", onnx_file]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -136,6 +144,179 @@ def serve(model: str, backend: str, onnx_file: str | None, port: int) -> subproc
     sys.exit("cnnlab serve did not come up in 300 s")
 
 
+# ----------------------------------------------------------------------------- trust checks
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def multipart(images, n: int, start: int = 0) -> tuple[bytes, str]:
+    """A multipart body of `n` images, and its Content-Type."""
+    parts = []
+    for i in range(n):
+        name, data = images[(start + i) % len(images)]
+        parts.append(b"--cnnlabbench\r\nContent-Disposition: form-data; name=\"files\"; "
+                     b"filename=\"" + name.encode() + b"\"\r\n\r\n" + data + b"\r\n")  # fmt: skip
+    return b"".join(parts) + b"--cnnlabbench--\r\n", "multipart/form-data; boundary=cnnlabbench"
+
+
+def shutdown_check(model: str, images, deadline_s: float, inflight: int) -> dict:
+    """SIGTERM with `inflight` requests under way (8 images each, all received and in the
+    model's queue) and one client that sent half a body and waits: the requests under way are
+    answered, and the server exits within the deadline."""
+    import signal
+    import socket
+
+    port = free_port()
+    proc = serve(model, "torch", None, port, ["--shutdown-timeout-s", str(deadline_s),
+                                              "--read-timeout-s", "600"])  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def send(body: bytes, ctype: str, cut: int | None = None) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port))
+        head = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+        sock.sendall(head + body[:cut])
+        return sock
+
+    body, ctype = multipart(images, 8)
+    slow = send(body, ctype, len(body) // 2)  # half a body, then nothing
+    socks = [send(*multipart(images, 8, 8 * i)) for i in range(inflight)]
+    deadline = time.time() + 60
+    while time.time() < deadline:  # until every request is decoded (queued or answered)
+        stats = httpx.get(f"{url}/healthz", timeout=10).json()["batching"]
+        seen = sum(b["queued"] + b["images"] for b in stats.values())
+        if seen >= 8 * inflight:
+            break
+        time.sleep(0.02)
+    queued = sum(b["queued"] for b in stats.values())
+    started = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    codes = []
+    for sock in socks:
+        sock.settimeout(deadline_s + 30)
+        try:
+            reply = sock.recv(64)
+            codes.append(int(reply.split()[1]) if reply.startswith(b"HTTP/1.1") else 0)
+        except (OSError, ValueError, IndexError):
+            codes.append(0)
+        sock.close()
+    try:
+        proc.wait(deadline_s + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    exited = time.perf_counter() - started
+    slow.close()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    return {"deadline_s": deadline_s, "exit_s": exited, "inflight": inflight, "queued": queued,
+            "answered_200": codes.count(200), "codes": sorted(set(codes)),
+            "traceback": "Traceback" in stderr}  # fmt: skip
+
+
+async def _overload(url: str, images, requests: int, concurrency: int, per_request: int) -> dict:
+    answers: list[tuple[int, float]] = []
+    next_index = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < requests:
+                i = next_index
+                next_index += 1
+                body, ctype = multipart(images, per_request, i)
+                t = time.perf_counter()
+                server = float("nan")
+                try:
+                    r = await client.post("/v1/predict", content=body,
+                                          headers={"content-type": ctype})  # fmt: skip
+                    code = r.status_code
+                    if code == 503 and "retry-after" not in r.headers:
+                        code = -503  # a 503 without Retry-After: not what the API promises
+                    timing = r.headers.get("server-timing", "")
+                    if "dur=" in timing:
+                        server = float(timing.split("dur=")[1]) / 1e3
+                except httpx.HTTPError:
+                    code = 0
+                answers.append((code, time.perf_counter() - t, server))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    ok = [t for c, t, _ in answers if c == 200]
+    refused = [t for c, t, _ in answers if c == 503]
+    server = [s for _, _, s in answers if s == s]
+    return {"requests": requests, "images_each": per_request, "concurrency": concurrency,
+            "seconds": seconds, "200": len(ok), "503": len(refused),
+            "other": sorted({c for c, _, _ in answers if c not in (200, 503)}),
+            "max_s": max(t for _, t, _ in answers), "max_200_s": max(ok, default=0.0),
+            "max_503_s": max(refused, default=0.0), "max_server_s": max(server, default=0.0),
+            "p95_200_ms": percentile(ok, 95) * 1e3, "p50_200_ms": percentile(ok, 50) * 1e3}  # fmt: skip
+
+
+def overload_check(model: str, images, budget_s: float, requests: int, concurrency: int,
+                   per_request: int) -> dict:  # fmt: skip
+    """More work than the server can do within its time budget: every answer is a 200 or an
+    honest 503 with Retry-After, none waits past the budget (plus the upload and decoding)."""
+    port = free_port()
+    proc = serve(model, "torch", None, port, ["--time-budget-s", str(budget_s),
+                                              "--max-connections", str(concurrency * 2)])  # fmt: skip
+    try:
+        httpx.post(f"http://127.0.0.1:{port}/v1/predict", files=[("files", images[0])], timeout=60)
+        out = asyncio.run(_overload(f"http://127.0.0.1:{port}", images, requests, concurrency,
+                                    per_request))  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    out["budget_s"] = budget_s
+    return out
+
+
+def memory_check(model: str, images, requests: int, concurrency: int) -> dict:
+    """Resident memory of the server after a warm-up and after `requests` more: a leak grows."""
+    port = free_port()
+    proc = serve(model, "torch", None, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load(url, images, 100, concurrency))  # warm-up: allocator pools fill
+        before = rss_mb(proc.pid)
+        first = asyncio.run(load(url, images, requests // 2, concurrency))
+        half = rss_mb(proc.pid)  # a leak keeps growing; a pool that filled up does not
+        second = asyncio.run(load(url, images, requests - requests // 2, concurrency))
+        after = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"requests": requests, "errors": first["errors"] + second["errors"],
+            "before_mb": before, "half_mb": half, "after_mb": after}  # fmt: skip
+
+
+def trust_checks(model: str, images, args) -> None:
+    s = shutdown_check(model, images, args.shutdown_deadline, 8)
+    print(f"\nSIGTERM with {s['inflight']} requests of 8 images in flight ({s['queued']} images "
+          f"still queued) and a client stalled mid-body: "
+          f"{s['answered_200']}/{s['inflight']} answered 200 (codes {s['codes']}), exited in "
+          f"{s['exit_s']:.2f} s (deadline {s['deadline_s']:g} s); traceback in the log: "
+          f"{'yes' if s['traceback'] else 'no'}")  # fmt: skip
+    o = overload_check(model, images, args.time_budget, args.overload_requests,
+                       args.overload_concurrency, 4)  # fmt: skip
+    print(f"overload: {o['requests']} requests x {o['images_each']} images at concurrency "
+          f"{o['concurrency']}, time budget {o['budget_s']:g} s: {o['200']} x 200, {o['503']} x "
+          f"503 with Retry-After, other {o['other'] or 'none'}; slowest 200 {o['max_200_s']:.2f} s, "
+          f"slowest 503 {o['max_503_s']:.2f} s at the client, {o['max_server_s']:.2f} s in the "
+          f"server (Server-Timing); 200s p50 {o['p50_200_ms']:.0f} ms, p95 {o['p95_200_ms']:.0f} "
+          f"ms; {o['seconds']:.1f} s in all")  # fmt: skip
+    m = memory_check(model, images, args.memory_requests, 8)
+    print(f"memory: RSS {m['before_mb']:.0f} MB after warm-up, {m['half_mb']:.0f} MB after "
+          f"{m['requests'] // 2} more requests, {m['after_mb']:.0f} MB after {m['requests']} "
+          f"({m['after_mb'] - m['before_mb']:+.0f} MB; {m['errors']} errors)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="pneumonia", help="bundle folder or shipped name")
@@ -145,6 +326,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     ap.add_argument("--loop", type=int, default=300, help="images in the baseline loop")
+    ap.add_argument("--checks", choices=["all", "throughput", "trust"], default="all",
+                    help="throughput levels, the trust checks (SIGTERM with a stalled client, "
+                    "overload, memory over many requests), or both")  # fmt: skip
+    ap.add_argument("--shutdown-deadline", type=float, default=5.0)
+    ap.add_argument("--time-budget", type=float, default=2.0)
+    ap.add_argument("--overload-requests", type=int, default=320)
+    ap.add_argument("--overload-concurrency", type=int, default=160)
+    ap.add_argument("--memory-requests", type=int, default=2000)
     args = ap.parse_args()
 
     from cnnlab.bundle import load_bundle
@@ -157,6 +346,10 @@ def main() -> None:
     kind = "stand-in (untrained head)" if args.standin else "bundle"
     print(f"model: {bundle.name} ({bundle.meta['model']['name']}, {kind}); {len(images)} images "
           f"sent in turn, {sum(len(b) for _, b in images) / len(images) / 1e3:.1f} kB each")  # fmt: skip
+    if args.checks in ("all", "trust"):
+        trust_checks(model, images, args)
+    if args.checks == "trust":
+        return
     # the PyTorch loop runs before the export: PyTorch inference in a process that has run
     # torch.onnx.export (dynamo) was measured ~20x slower, which would flatter the server
     loops = (

@@ -43,9 +43,22 @@ def test_missing_weights(bundle_dir):
         load_bundle(path)
 
 
-def test_mismatched_weights_say_what_is_wrong(bundle_dir):
+def forget_hash(path):
+    """As a bundle saved before cnnlab recorded its weights' size and hash."""
+    meta = json.loads((path / "bundle.json").read_text())
+    del meta["files"]
+    (path / "bundle.json").write_text(json.dumps(meta))
+
+
+def test_replaced_weights_fail_the_hash_and_without_one_say_what_is_wrong(bundle_dir):
     path, _ = bundle_dir
     other = create_model("fastnet", widths=[4, 16])
+    save_file(
+        {k: v.contiguous() for k, v in other.state_dict().items()}, str(path / "model.safetensors")
+    )
+    with pytest.raises(CnnlabError, match="bundle.json records .*truncated or replaced"):
+        load_bundle(path)
+    forget_hash(path)
     save_file(
         {k: v.contiguous() for k, v in other.state_dict().items()}, str(path / "model.safetensors")
     )
@@ -58,6 +71,7 @@ def test_mismatched_weights_say_what_is_wrong(bundle_dir):
 
 def test_corrupt_files(bundle_dir, tmp_path):
     path, _ = bundle_dir
+    forget_hash(path)
     (path / "model.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CnnlabError, match="not a readable safetensors file"):
         load_bundle(path)
@@ -73,6 +87,7 @@ def test_corrupt_files(bundle_dir, tmp_path):
 
 def test_pickled_weights_are_never_loaded(bundle_dir):
     path, model = bundle_dir
+    forget_hash(path)
     torch.save(model.state_dict(), path / "model.safetensors")  # a pickle under the right name
     with pytest.raises(CnnlabError, match="not a readable safetensors file"):
         load_bundle(path)

@@ -6,7 +6,8 @@
     card.md             the model card, for people
 
 `load_bundle` is the only way the CLI, the app and the API load a model, so all of them
-preprocess and decide exactly as training did.
+preprocess and decide exactly as training did; it checks everything first
+(`cnnlab.bundle_check`), and `check_bundle` reports those checks one by one (`cnnlab check`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +25,32 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from cnnlab.bundle_check import (
+    FORMAT,
+    VERSION,
+    Check,
+    check_files,
+    check_head,
+    check_meta,
+    check_weights,
+    describe_fields,
+    files_record,
+    read_meta,
+)
 from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, atomic_write_text, data_name, shareable_command
+from cnnlab.fileio import (
+    atomic_path,
+    atomic_write_text,
+    data_name,
+    finite_values,
+    shareable_command,
+)
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
 
-FORMAT = "cnnlab-bundle"
-VERSION = 1
 WEIGHTS, CARD = "model.safetensors", "card.md"
 
 
@@ -124,10 +142,6 @@ def save_bundle(
 ) -> Path:
     """Write the three files, each atomically; weights first so bundle.json never points at nothing."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -149,15 +163,32 @@ def save_bundle(
         "versions": versions(),
         **(extra or {}),
     }
-    atomic_write_text(out / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    check_meta(meta, out / META)  # never write a bundle that would not load
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_weights(state, out / WEIGHTS)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    meta["files"] = files_record(out, (WEIGHTS,))  # size and sha256, checked at every load
+    write_meta(out, meta)
     atomic_write_text(out / CARD, card or default_card(meta))
     return out
+
+
+def meta_text(meta: dict[str, Any]) -> str:
+    """bundle.json's text: strict JSON (an undefined figure, NaN, is written null)."""
+    plain = json.loads(json.dumps(meta, default=_json_default))
+    return json.dumps(finite_values(plain), indent=2, allow_nan=False) + "\n"
+
+
+def write_meta(path: Path, meta: dict[str, Any]) -> None:
+    atomic_write_text(path / META, meta_text(meta))
 
 
 def update_bundle_meta(path: Path, **changes: Any) -> dict[str, Any]:
     meta = json.loads((path / META).read_text())
     meta.update(changes)
-    atomic_write_text(path / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    write_meta(path, meta)
     return meta
 
 
@@ -212,38 +243,75 @@ def default_card(meta: dict[str, Any]) -> str:
 
 
 def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
-    """Load and check a bundle; anything missing or mismatched is a clear CnnlabError."""
+    """Load and check a bundle (`cnnlab.bundle_check`); anything missing, mismatched or out of
+    range is a CnnlabError that names it."""
+    steps = _load_steps(resolve_bundle(ref), device, precision)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+
+
+def check_bundle(ref: str | Path) -> tuple[list[Check], Bundle | None]:
+    """Every check `load_bundle` makes, each reported (what it found), up to the first that
+    fails: what `cnnlab check BUNDLE` prints. Returns the bundle when all passed."""
+    checks: list[Check] = []
+    try:
+        path = resolve_bundle(ref)
+        steps = _load_steps(path, "cpu", "fp32")
+        while True:
+            name, detail = next(steps)
+            checks.append(Check(name, True, detail))
+    except StopIteration as done:
+        return checks, done.value
+    except CnnlabError as e:
+        names = [c.name for c in checks]
+        failed = next((n for n in CHECK_NAMES if n not in names), "bundle")
+        checks.append(Check(failed, False, str(e)))
+    return checks, None
+
+
+CHECK_NAMES = ("bundle.json", "fields", "files", "architecture", "weights", "head")
+
+
+def _load_steps(
+    path: Path, device: str, precision: str
+) -> Generator[tuple[str, str], None, Bundle]:
+    """The load, one checked step at a time; each yields (check name, what it found)."""
     from cnnlab.models import create_model, get_entry
 
-    path = resolve_bundle(ref)
-    try:
-        meta = json.loads((path / META).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CnnlabError(f"{path / META} is unreadable: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CnnlabError(f"{path / META} is not a cnnlab bundle description")
-    for key in ("model", "preprocess", "classes"):
-        if key not in meta:
-            raise CnnlabError(f"{path / META} lacks '{key}'")
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise CnnlabError(f"bundle {path} has no {WEIGHTS}; re-save or re-train it")
+    meta = read_meta(path, META)
+    yield "bundle.json", f"{path / META}: {FORMAT} version {meta.get('version', VERSION)}"
+    pre, decision = check_meta(meta, path / META)
+    meta = finite_values(meta)  # an undefined figure (NaN) reaches no JSON answer: null
+    yield "fields", describe_fields(meta, pre, decision)
+    yield "files", check_files(path, meta, (WEIGHTS,))
+    name = meta["model"]["name"]
     args = dict(meta["model"].get("args", {}))
-    if "pretrained" in get_entry(meta["model"]["name"]).arguments():
-        args["pretrained"] = False  # the bundle's own weights replace any download
-    model = create_model(meta["model"]["name"], **args)
+    try:
+        if "pretrained" in get_entry(name).arguments():
+            args["pretrained"] = False  # the bundle's own weights replace any download
+        model = create_model(name, **args)
+    except CnnlabError as e:
+        raise CnnlabError(f"{path / META}: model: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CnnlabError(f"{path / META}: model.args do not build {name}: {e}") from None
+    weights = path / WEIGHTS
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CnnlabError(f"{weights} is not a readable safetensors file: {e}") from None
     check_state(model, state, weights)
+    yield "architecture", f"{name}: {len(state)} tensors match the model's"
+    yield "weights", check_weights(state, weights)
     model.load_state_dict(state)
+    yield "head", check_head(model, meta, pre, path / META)
     rt = choose_runtime(device, precision, "auto")
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
-    pre = Preprocess.from_dict(meta["preprocess"])
     return Bundle(model, pre, list(meta["classes"]), meta, path, rt)
 
 

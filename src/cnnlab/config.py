@@ -7,6 +7,7 @@ with a message that names the key, so a typo cannot silently fall back to a defa
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from typing import Any, Literal
 import yaml
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import read_capped
+
+RECIPE_MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML
+MAX_INPUT_PIXELS = 4096 * 4096  # a model input larger than this is a mistake, not a model
 
 
 @dataclass
@@ -99,6 +104,9 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     compile: bool = False  # torch.compile the model (worth it on a GPU)
     checkpoint: bool = True  # write checkpoint.pt after every epoch, for --resume
+    # ... and within an epoch every this many minutes (0 = at epoch ends only), so a run killed
+    # mid-epoch loses little; resuming from one continues bit for bit (single process)
+    checkpoint_minutes: float = 5.0
     train_on_val: bool = False  # fold the validation split into training (final runs only)
     # share of the training set skipped in the middle epochs, drawn from the well-learned
     # images (InfoBatch; cnnlab.train.pruning); 0 = off, at most 0.5
@@ -201,6 +209,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CnnlabError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every `<=` check; infinity trains, then fails
+            raise CnnlabError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -241,6 +251,9 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
         raise CnnlabError(f"data.image_size must be [height, width], got {d.image_size}")
+    if d.image_size is not None and d.image_size[0] * d.image_size[1] > MAX_INPUT_PIXELS:
+        raise CnnlabError(f"data.image_size {d.image_size[0]}x{d.image_size[1]} is over the "
+                          f"{MAX_INPUT_PIXELS / 1e6:.1f} MP a model input may have")  # fmt: skip
     if d.normalize == "custom" and (d.mean is None or d.std is None):
         raise CnnlabError("data.normalize: custom needs data.mean and data.std")
     if d.std is not None and any(s <= 0 for s in d.std):
@@ -252,6 +265,19 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.validation_freq must be 0 or more, got {t.validation_freq}")
     if t.lr <= 0:
         raise CnnlabError(f"train.lr must be positive, got {t.lr}")
+    if not 0.0 <= t.momentum < 1.0:
+        raise CnnlabError(f"train.momentum must be in [0, 1), got {t.momentum}")
+    if t.weight_decay < 0:
+        raise CnnlabError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    if t.step_size < 1 or t.gamma <= 0:
+        raise CnnlabError(
+            f"train.step_size must be at least 1 and train.gamma positive, got {t.step_size} "
+            f"and {t.gamma}"
+        )
+    if not 0.0 < t.warmup_fraction < 1.0:
+        raise CnnlabError(f"train.warmup_fraction must be in (0, 1), got {t.warmup_fraction}")
+    if t.checkpoint_minutes < 0:
+        raise CnnlabError(f"train.checkpoint_minutes must be >= 0, got {t.checkpoint_minutes}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise CnnlabError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     if t.early_stopping and t.validation_freq != 1:
@@ -268,10 +294,16 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip
     f, dc = recipe.finetune, recipe.decision
-    if f.epochs < 0 or f.batch_size < 1 or f.lr <= 0:
-        raise CnnlabError("finetune: epochs must be >= 0, batch_size >= 1 and lr positive")
-    if not 0.0 < dc.target_sensitivity <= 1.0 or not 0.0 <= dc.threshold <= 1.0:
-        raise CnnlabError("decision.target_sensitivity must be in (0, 1] and threshold in [0, 1]")
+    if f.epochs < 0 or f.batch_size < 1 or f.lr <= 0 or f.weight_decay < 0:
+        raise CnnlabError(
+            "finetune: epochs must be >= 0, batch_size >= 1, lr positive and weight_decay >= 0"
+        )
+    if not 0.0 < dc.target_sensitivity <= 1.0:
+        raise CnnlabError(
+            f"decision.target_sensitivity must be in (0, 1], got {dc.target_sensitivity}"
+        )
+    if not 0.0 < dc.threshold < 1.0:  # 0 or 1 would give every image one label
+        raise CnnlabError(f"decision.threshold must be in (0, 1), got {dc.threshold}")
     _check_augment(recipe)
 
 
@@ -355,15 +387,23 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise CnnlabError(f"recipe not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = read_capped(path, RECIPE_MAX_BYTES).decode()
+    except OSError as e:
+        raise CnnlabError(f"recipe {path} cannot be read: {e}") from None
+    except UnicodeDecodeError:
+        raise CnnlabError(f"recipe {path} is not a text file") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise CnnlabError(
             f"recipe {path} is not valid YAML{at}: {getattr(e, 'problem', e)}"
         ) from None
-    except UnicodeDecodeError:
-        raise CnnlabError(f"recipe {path} is not a text file") from None
+    if raw is None:  # an empty file must not silently train the defaults
+        raise CnnlabError(
+            f"recipe {path} is empty: write its sections (data, model, train, ...); see recipes/"
+        )
     if not isinstance(raw, dict):
         raise CnnlabError(f"recipe {path} must be a mapping of sections (data, model, train, ...)")
     raw.setdefault("name", path.stem)

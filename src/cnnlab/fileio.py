@@ -1,14 +1,27 @@
-"""Atomic file writes (a crash or a bad input never leaves a half-written file behind), and
-paths said so that a file meant to ship names no machine's absolute path."""
+"""Atomic file writes (a crash or a bad input never leaves a half-written file behind), reads
+with a size cap (a 10 GB file named `.jpg` is refused, not read), and paths said so that a
+file meant to ship names no machine's absolute path."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import os
+import re
 import shlex
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+MIB = 1024 * 1024
+DEFAULT_MAX_FILE_MB = 256.0  # any one file the CLI reads (image, recipe, bundle.json)
+MAX_FILE_ENV = "CNNLAB_MAX_FILE_MB"  # set by `cnnlab --max-file-mb N`, or by hand
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_path's temporaries: .NAME.XXXXXXXX.tmp
 
 
 def umask() -> int:
@@ -41,6 +54,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporaries `atomic_path` left in `folder` when a process was killed mid-write
+    (`.checkpoint.pt.k2j4x9ab.tmp`); call it at the start of the next run that writes there."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for p in Path(folder).iterdir():
+            if _TEMP.match(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -69,3 +94,61 @@ def shareable_command(command: str) -> str:
         return shlex.join(data_name(w) if Path(w).is_absolute() else w for w in words)
 
     return "\n".join(one(line) for line in command.splitlines())
+
+
+def max_file_bytes() -> int:
+    """The cap on one file read (`CNNLAB_MAX_FILE_MB`, default 256 MB)."""
+    raw = os.environ.get(MAX_FILE_ENV, "")
+    try:
+        mb = float(raw) if raw.strip() else DEFAULT_MAX_FILE_MB
+    except ValueError:
+        raise CnnlabError(f"{MAX_FILE_ENV} must be a number of megabytes, got {raw!r}") from None
+    if not mb > 0 or mb == float("inf"):
+        raise CnnlabError(f"{MAX_FILE_ENV} must be a positive number of megabytes, got {raw!r}")
+    return int(mb * MIB)
+
+
+def read_capped(path: str | Path, limit: int | None = None) -> bytes:
+    """A regular file's bytes, refused (OSError with a readable message) when it is over
+    `limit` bytes (default `max_file_bytes()`) or is not a regular file: a FIFO or a device
+    would block or never end, a sparse 10 GB file would exhaust memory."""
+    limit = max_file_bytes() if limit is None else limit
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open()
+    with os.fdopen(fd, "rb") as f:  # one open: stat and read the same file
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file: {path}")
+        if st.st_size > limit:
+            raise OSError(
+                f"file is {_size(st.st_size)}, over the {_size(limit)} limit on one file "
+                f"(raise it with --max-file-mb or {MAX_FILE_ENV})"
+            )
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise OSError(f"file is over the {_size(limit)} limit on one file")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < MIB else f"{n / MIB:,.{0 if n % MIB == 0 else 1}f} MB"
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, read in 1 MB chunks (bundles record their weights' digest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:  # noqa: PTH123
+        for chunk in iter(lambda: f.read(MIB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def finite_values(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (in dicts, lists, tuples) made None: JSON has no
+    such numbers, and a strict reader (a browser, `jq`) rejects a file that holds them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_values(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_values(v) for v in obj]
+    return obj

@@ -17,6 +17,8 @@ from cnnlab.data.images import IMAGE_SUFFIXES
 from cnnlab.data.intake import decode_batch, upload_too_large
 from cnnlab.errors import CnnlabError
 
+NON_FINITE = "the model's output is not a number (NaN or infinite) for this image; not classified"
+
 
 @dataclass
 class Prediction:
@@ -58,9 +60,13 @@ def expand_inputs(paths: list[str]) -> list[Path]:
 def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list[Prediction]:
     """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule."""
     preds = bundle.decision.predict(probs)
+    finite = torch.isfinite(probs).all(1).tolist()
     out = []
     k = max(1, min(top_k, len(bundle.classes)))
-    for row, pred in zip(probs, preds.tolist(), strict=True):
+    for row, pred, ok in zip(probs, preds.tolist(), finite, strict=True):
+        if not ok:  # never a label made from NaN (it compares false with every threshold)
+            out.append(Prediction(source="", error=NON_FINITE))
+            continue
         values, idx = row.topk(k)
         out.append(
             Prediction(

@@ -111,7 +111,7 @@ def test_predict_images_and_folders(trained, tmp_path, capsys):
 def test_predict_bad_image_is_reported(trained, tmp_path, capsys):
     _, out = trained
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "ok.png")
+    Image.fromarray(digit_images(1)[0][0]).save(tmp_path / "ok.png")  # a digit: not blank
     code, stdout, err = cli(capsys, "predict", out, tmp_path / "broken.png", tmp_path / "ok.png")
     assert code == 2
     assert "ok.png" in stdout and "broken.png" in err and "Traceback" not in err

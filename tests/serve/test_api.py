@@ -137,14 +137,14 @@ class SlowBackend:
 
     name = "slow-torch"
 
-    def __init__(self, bundle) -> None:
-        self.bundle, self.calls = bundle, []
+    def __init__(self, bundle, delay: float = 0.05) -> None:
+        self.bundle, self.calls, self.delay = bundle, [], delay
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         from cnnlab.runtime.inference import predict_logits
 
         self.calls.append(len(images))
-        time.sleep(0.05)
+        time.sleep(self.delay)
         b = self.bundle
         return predict_logits(b.model, images, b.preprocess, b.runtime, batch_size)
 

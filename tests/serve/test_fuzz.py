@@ -17,7 +17,8 @@ from schemathesis.checks import (
 
 from cnnlab.serve import ServeLimits, create_app
 
-OPERATIONS = ["GET /healthz", "GET /v1/models", "GET /v1/models/{name}", "POST /v1/predict"]
+OPERATIONS = ["GET /healthz", "GET /v1/health/live", "GET /v1/health/ready", "GET /v1/models",
+              "GET /v1/models/{name}", "POST /v1/predict"]  # fmt: skip
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]  # fmt: skip
 

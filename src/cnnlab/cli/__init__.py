@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input (one clear line on stderr), 1 an unexpected 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors on stderr"
     )
+    parser.add_argument("--max-file-mb", type=float, metavar="MB",
+                        help="the largest single file any command reads (images, recipes, "
+                        "bundle.json); default 256, or $CNNLAB_MAX_FILE_MB")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in MODULES:
@@ -61,8 +65,17 @@ def setup_logging(quiet: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 must not crash a print
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     setup_logging(args.quiet)
     try:
+        if args.max_file_mb is not None:
+            if not 0 < args.max_file_mb < float("inf"):
+                raise CnnlabError(
+                    f"--max-file-mb must be a positive number, got {args.max_file_mb}"
+                )
+            os.environ["CNNLAB_MAX_FILE_MB"] = repr(args.max_file_mb)  # worker processes too
         return int(args.func(args) or 0)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)

@@ -73,6 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "check",
+        help="check a bundle: its fields and values, file sizes and hash, weights, head",
+        description="Run every check a load makes, and say what each found. Exit status 0 when "
+        "the bundle is sound, 2 (and the first problem) when it is not.",
+    )
+    p.add_argument("bundle", help="bundle folder or shipped model name")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("models", help="list the registered models with parameter counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -212,7 +222,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json or args.csv:  # the one row schema the app's table and the API share
         rows = prediction_rows(results, bundle.classes, bundle.binary)
         if args.json:
-            json.dump({"model": bundle.name, "predictions": rows}, sys.stdout)
+            json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,
+                      allow_nan=False)  # fmt: skip
             sys.stdout.write("\n")
         else:
             sys.stdout.write(rows_csv(rows))
@@ -226,6 +237,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cnnlab.bundle import check_bundle
+
+    checks, bundle = check_bundle(args.bundle)
+    if args.json:
+        out = {"bundle": args.bundle, "ok": bundle is not None,
+               "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}  # fmt: skip
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"{args.bundle}: {'sound' if bundle is not None else 'NOT usable'}")
+        for c in checks:
+            print(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<13}{c.detail}")
+    if bundle is None:
+        print(f"cnnlab: error: {checks[-1].detail}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

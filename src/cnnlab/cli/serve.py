@@ -33,6 +33,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=int, default=32, help="images per forward pass")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for requests on their way (default 5)")  # fmt: skip
+    p.add_argument("--max-request-mp", type=float, default=128.0,
+                   help="megapixels per request, summed over its images (default 128)")  # fmt: skip
+    p.add_argument("--time-budget-s", type=float, default=10.0,
+                   help="seconds from a received request to its answer, queue included; a "
+                   "request that would wait longer gets 503 at once (default 10)")  # fmt: skip
+    p.add_argument("--read-timeout-s", type=float, default=30.0,
+                   help="seconds for a request body to arrive, else 408 (default 30)")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="concurrent connections; more get 503 (default 64)")  # fmt: skip
+    p.add_argument("--shutdown-timeout-s", type=float, default=10.0,
+                   help="on SIGTERM: answer requests in flight, then exit within this many "
+                   "seconds whatever clients do (default 10)")  # fmt: skip
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
@@ -78,11 +90,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CnnlabError(f"--port must be 0-65535, got {args.port}")
-    for name in ("max_images", "max_batch"):
+    for name in ("max_images", "max_batch", "max_connections"):
         if getattr(args, name) < 1:
             raise CnnlabError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_request_mb <= 0 or args.max_wait_ms < 0:
-        raise CnnlabError("--max-request-mb must be positive and --max-wait-ms not negative")
+    for name in ("max_request_mb", "max_request_mp", "time_budget_s", "read_timeout_s",
+                 "shutdown_timeout_s"):  # fmt: skip
+        if not 0 < getattr(args, name) < float("inf"):
+            raise CnnlabError(f"--{name.replace('_', '-')} must be a positive number")
+    if not 0 <= args.max_wait_ms < float("inf"):
+        raise CnnlabError("--max-wait-ms must not be negative")
     if args.onnx and len(args.bundles) > 1:
         raise CnnlabError("--onnx FILE names one model's export; serve one bundle with it")
     set_threads()
@@ -93,6 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_queue=max(512, 4 * args.max_batch),
+        max_request_pixels=int(args.max_request_mp * 1e6),
+        read_timeout_s=args.read_timeout_s,
+        time_budget_s=args.time_budget_s,
     )
     app = create_app(bundles, limits)
     if not _is_loopback(args.host):
@@ -104,7 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("serving %s (%s backend) on http://%s:%d  (OpenAPI: /docs, /openapi.json)",
              names, args.backend, args.host, args.port)  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                access_log=args.access_log, server_header=False)  # fmt: skip
+                access_log=args.access_log, server_header=False,
+                limit_concurrency=args.max_connections,
+                timeout_graceful_shutdown=args.shutdown_timeout_s)  # fmt: skip
     return 0
 
 

@@ -8,7 +8,6 @@ image in both train and test makes the test score a memory test. Ends in a plain
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from PIL import Image
 from cnnlab.data.archives import extract_archive, is_archive
 from cnnlab.data.decode import parallel_map
 from cnnlab.data.folder import find_folder_root, scan_split, split_folders
-from cnnlab.data.images import ImageReadError, image_format, open_image
+from cnnlab.data.images import ImageReadError, read_image_facts, read_source
 from cnnlab.data.prepare import MIN_GIVEN_VAL
 from cnnlab.data.readers import IMAGE_FOLDER, find_reader, readers
 from cnnlab.errors import CnnlabError
@@ -79,32 +78,21 @@ class FileFacts:
 
 
 def inspect_file(item: tuple[str, str, str]) -> FileFacts:
-    """Hash, size, mode and perceptual hash of one file; a bad file comes back with `error`."""
+    """Hash, size, mode and perceptual hash of one file; a bad file comes back with `error`.
+    The pixels come through the same reader as training's and predict's (`read_image_facts`),
+    so the audit fails on exactly the files they fail on, with the same reason."""
     path, split, cls = item
     facts = FileFacts(path, split, cls, 0)
     try:
-        data = Path(path).read_bytes()
+        data = read_source(path)
         facts.bytes = len(data)
         facts.sha = hashlib.blake2b(data, digest_size=16).hexdigest()
-        if not data:
-            raise ImageReadError("empty file (0 bytes)")
-        reader = image_format(data[:132], path)  # the same table read_image goes by
-        if reader.name == "DICOM":
-            arr, _ = reader.read(data, path)
-            facts.height, facts.width = arr.shape[:2]
-            facts.mode, facts.format = ("L" if arr.shape[2] == 1 else "RGB"), "DICOM"
-            gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
-        else:
-            img = open_image(data, path, draft=(64, 64))  # JPEGs decode at 1/2 to 1/8 scale
-            header = Image.open(io.BytesIO(data))  # the stored size and mode, before the draft
-            facts.width, facts.height = header.size
-            if (
-                header.format in ("JPEG", "TIFF", "WEBP", "PNG")
-                and header.getexif().get(0x0112, 1) > 4
-            ):
-                facts.width, facts.height = facts.height, facts.width  # shown turned 90 degrees
-            facts.mode, facts.format = header.mode, header.format or "?"
-            gray = img.convert("L") if img.mode not in ("I;16", "I", "F") else _gray16(img)
+        # JPEGs decode at 1/2 to 1/8 scale: the hashes need 32x32
+        arr, source = read_image_facts(data, "auto", name=path, draft=(64, 64))
+        facts.width, facts.height = source.size
+        facts.format = source.format
+        facts.mode = source.mode or ("L" if arr.shape[2] == 1 else "RGB")
+        gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
         facts.phash = phash(np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR)))
         facts.thumb = gray.resize((32, 32), Image.Resampling.BOX).tobytes()
     except ImageReadError as e:
@@ -112,12 +100,6 @@ def inspect_file(item: tuple[str, str, str]) -> FileFacts:
     except Exception as e:  # noqa: BLE001 - one odd file must not stop an audit
         facts.error = f"cannot decode: {type(e).__name__}: {e}"
     return facts
-
-
-def _gray16(img: Image.Image) -> Image.Image:
-    arr = np.asarray(img).astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    return Image.fromarray(((arr - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8))
 
 
 # ----------------------------------------------------------------------------- duplicates

@@ -152,7 +152,8 @@ def cache_key(lst: SplitListing, size: tuple[int, int] | None, color_mode: str, 
     head = [CACHE_VERSION, list(size) if size else None, color_mode, resize, lst.classes,
             PIL.__version__, torch.__version__, torchvision.__version__]  # fmt: skip
     body = "".join(f"{rel}\t{nbytes}\t{mtime}\n" for rel, nbytes, mtime, _ in lst.files)
-    return hashlib.sha256((json.dumps(head) + "\n" + body).encode()).hexdigest()[:32]
+    text = json.dumps(head) + "\n" + body  # file names that are not UTF-8 keep their bytes
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def read_cache(key: str) -> DecodedSplit | None:

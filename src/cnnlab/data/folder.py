@@ -7,6 +7,7 @@ Decoded splits are cached on disk (`cnnlab.data.decode_cache`), so the next load
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -90,27 +91,69 @@ def is_image_folder(root: Path) -> bool:
     return False
 
 
-def _walk(folder: str, rel: str, out: list[tuple[str, os.stat_result]]) -> None:
-    """Files under `folder`, sorted, with their stat: plain strings (pathlib is slow for 50k)."""
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: e.name)
+def _walk(
+    folder: str,
+    rel: str,
+    out: list[tuple[str, os.stat_result]],
+    bad: list[tuple[str, str]],
+    seen: set[tuple[int, int]],
+) -> None:
+    """Files under `folder`, sorted, with their stat: plain strings (pathlib is slow for 50k).
+    A folder reached twice (a symbolic link loop, `ln -s .. x`) is walked once and the link
+    reported in `bad`, as is any entry that cannot be looked at (a link to itself: ELOOP)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        bad.append((rel, f"cannot list folder: {e.strerror or e}"))
+        return
     for e in entries:
         if e.name.startswith("."):
             continue
-        if e.is_dir():
-            if e.name not in IGNORED_DIRS:
-                _walk(e.path, f"{rel}/{e.name}", out)
-        elif e.is_file():
-            out.append((f"{rel}/{e.name}", e.stat()))
+        where = f"{rel}/{e.name}"
+        try:
+            if e.is_dir():
+                if e.name in IGNORED_DIRS:
+                    continue
+                st = e.stat()
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    bad.append((where, "symbolic link loop (a folder reached twice); skipped"))
+                    continue
+                seen.add(key)
+                _walk(e.path, where, out, bad, seen)
+            elif e.is_file():
+                out.append((where, e.stat()))
+            elif e.is_symlink():
+                bad.append((where, "broken symbolic link"))
+        except OSError as err:
+            bad.append((where, f"cannot read: {err.strerror or err}"))
+
+
+def _ancestors(path: Path) -> set[tuple[int, int]]:
+    """(device, inode) of `path` and every folder above it: a link back to one is a loop."""
+    found = set()
+    for p in [path.resolve(), *path.resolve().parents]:
+        with contextlib.suppress(OSError):
+            st = p.stat()
+            found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def scan_split(split_dir: Path) -> SplitListing:
     """List class folders and their files (with sizes and mtimes, the decode cache's key)."""
     listing = SplitListing(split_dir, [], [])
-    for k, cls_dir in enumerate(_subdirs(split_dir)):
+    above = _ancestors(split_dir)
+    loops = [
+        (d.name, "symbolic link loop (a folder above this one); skipped")
+        for d in _subdirs(split_dir)
+        if _key(d) in above
+    ]
+    for k, cls_dir in enumerate(d for d in _subdirs(split_dir) if _key(d) not in above):
         listing.classes.append(cls_dir.name)
         found: list[tuple[str, os.stat_result]] = []
-        _walk(str(cls_dir), cls_dir.name, found)
+        seen = above | {_key(cls_dir)}
+        _walk(str(cls_dir), cls_dir.name, found, listing.other, seen)
         images = 0
         for rel, st in found:
             suffix = os.path.splitext(rel)[1]
@@ -121,10 +164,24 @@ def scan_split(split_dir: Path) -> SplitListing:
                 listing.other.append((rel, f"not an image file type ({suffix or 'no suffix'})"))
         if not images:
             listing.empty.append(cls_dir.name)
+    listing.other += loops
     for f in sorted(split_dir.iterdir()):
-        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-            listing.other.append((f.name, "image outside any class folder; ignored"))
+        try:
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                listing.other.append((f.name, "image outside any class folder; ignored"))
+            elif f.is_symlink() and not f.exists() and not f.name.startswith("."):
+                listing.other.append((f.name, "broken symbolic link (or a link to itself)"))
+        except OSError as e:
+            listing.other.append((f.name, f"cannot read: {e.strerror or e}"))
     return listing
+
+
+def _key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def load_image_folder(

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data.dicom import read_dicom
 from cnnlab.errors import ImageReadError
+from cnnlab.fileio import read_capped
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding (a 20000x20000 PNG is 400 MP)
 
@@ -53,9 +54,15 @@ def open_image(
 ) -> Image.Image:
     """Decode image bytes with Pillow, size-checked before decoding and EXIF-oriented after.
 
-    Shared by `read_image` and the dataset audit, so both give the same reason for a bad file.
     `draft` lets a JPEG decode at a reduced scale (still every block, so truncation shows).
     """
+    return _open_pillow(data, name, draft)[0]
+
+
+def _open_pillow(
+    data: bytes, name: str, draft: tuple[int, int] | None = None
+) -> tuple[Image.Image, SourceFacts]:
+    """The decoded image and what it was (format, mode, displayed size: before any draft)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -65,12 +72,16 @@ def open_image(
                 raise ImageReadError(
                     f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
                 )
+            fmt, mode, transparent = str(img.format), img.mode, "transparency" in img.info
             if draft is not None and img.format == "JPEG":
                 img.draft("L", draft)
             img.load()
+            loaded = img.size
             # a JPEG keeps its orientation in EXIF or XMP; without either there is nothing to turn
             if img.format != "JPEG" or _ORIENTATION_KEYS & img.info.keys():
                 ImageOps.exif_transpose(img, in_place=True)  # keeps img.format; no copy
+            if img.size != loaded and img.size == loaded[::-1]:
+                w, h = h, w  # shown turned by 90 degrees
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -81,7 +92,7 @@ def open_image(
         raise ImageReadError("not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
         raise ImageReadError(f"corrupt or truncated image: {e}") from None
-    return img
+    return img, SourceFacts(fmt, mode, (w, h), transparent)
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
@@ -125,30 +136,46 @@ class ImageFormat:
     label: str  # what people call such files: "DICOM", "JPG, PNG, ..."
     suffixes: tuple[str, ...]
     detect: Callable[[bytes, str], bool]  # (the file's first 132 bytes, its name) -> is it one?
-    read: Callable[[bytes, str], tuple[np.ndarray, SourceFacts]]  # uint8 (H, W, C), C = 1 or 3
+    # (bytes, name, draft) -> uint8 (H, W, C), C = 1 or 3, and the facts; `draft` (w, h) lets a
+    # reader decode at a reduced scale where it can (the audit's hashes need no more)
+    read: Callable[[bytes, str, tuple[int, int] | None], tuple[np.ndarray, SourceFacts]]
+    pixels: Callable[[bytes, str], int]  # the pixel count the header claims, without decoding
 
 
 def _is_dicom_file(head: bytes, name: str) -> bool:
     return is_dicom(head) or name.lower().endswith((".dcm", ".dicom"))
 
 
-def _read_dicom(data: bytes, name: str) -> tuple[np.ndarray, SourceFacts]:
+def _read_dicom(data: bytes, name: str, draft=None) -> tuple[np.ndarray, SourceFacts]:
     arr = read_dicom(data, MAX_PIXELS)
     return arr, SourceFacts("DICOM", "", (arr.shape[1], arr.shape[0]))
 
 
-def _read_pillow(data: bytes, name: str) -> tuple[np.ndarray, SourceFacts]:
-    img = open_image(data, name)
-    facts = SourceFacts(str(img.format), img.mode, img.size, "transparency" in img.info)
+def _dicom_pixels(data: bytes, name: str) -> int:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    return int(getattr(ds, "Rows", 0) or 0) * int(getattr(ds, "Columns", 0) or 0)
+
+
+def _read_pillow(data: bytes, name: str, draft=None) -> tuple[np.ndarray, SourceFacts]:
+    img, facts = _open_pillow(data, name, draft)
     return _pil_to_array(img), facts
+
+
+def _pillow_pixels(data: bytes, name: str) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        w, h = Image.open(io.BytesIO(data)).size  # the header only
+    return w * h
 
 
 # the first format whose `detect` says yes reads the file; Pillow takes whatever is left
 IMAGE_FORMATS = (
-    ImageFormat("DICOM", "DICOM", (".dcm", ".dicom"), _is_dicom_file, _read_dicom),
+    ImageFormat("DICOM", "DICOM", (".dcm", ".dicom"), _is_dicom_file, _read_dicom, _dicom_pixels),
     ImageFormat("image", "JPG, PNG, BMP, TIFF, WebP, GIF",
                 (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"),
-                lambda head, name: True, _read_pillow),
+                lambda head, name: True, _read_pillow, _pillow_pixels),
 )  # fmt: skip
 IMAGE_SUFFIXES = frozenset(s for f in IMAGE_FORMATS for s in f.suffixes)
 UPLOAD_TYPES = [s.lstrip(".") for f in IMAGE_FORMATS for s in f.suffixes]  # for file pickers
@@ -160,19 +187,51 @@ def image_format(head: bytes, name: str) -> ImageFormat:
     return next(f for f in IMAGE_FORMATS if f.detect(head, name))
 
 
-def read_image_facts(
-    source: str | Path | bytes, color_mode: str = "auto"
-) -> tuple[np.ndarray, SourceFacts]:
-    """`read_image`, and what the file was before (format, mode, size)."""
-    name = "upload" if isinstance(source, bytes) else str(source)
+def read_source(source: str | Path | bytes) -> bytes:
+    """A file's bytes (capped: `cnnlab.fileio.read_capped`) or the bytes given; ImageReadError
+    for a file that cannot be read (missing, a folder, a FIFO, over the size limit)."""
+    if isinstance(source, bytes):
+        return source
     try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        return read_capped(source)
     except OSError as e:
         raise ImageReadError(f"cannot read file: {e.strerror or e}") from None
+
+
+def read_image_facts(
+    source: str | Path | bytes,
+    color_mode: str = "auto",
+    *,
+    name: str | None = None,
+    draft: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, SourceFacts]:
+    """`read_image`, and what the file was before (format, mode, size). The one decode path:
+    predict, the app, the API, training's image folders and the audit all come through here.
+    `name` (default: the path) picks DICOM by suffix; `draft` allows a reduced-scale decode."""
+    name = name or ("upload" if isinstance(source, bytes) else str(source))
+    data = read_source(source)
     if not data:
         raise ImageReadError("empty file (0 bytes)")
-    arr, facts = image_format(data[:132], name).read(data, name)
+    try:
+        arr, facts = image_format(data[:132], name).read(data, name, draft)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError("not enough memory to decode this image") from None
+    except Exception as e:  # noqa: BLE001 - a decoder's bug on one odd file is that file's problem
+        raise ImageReadError(f"cannot decode: {type(e).__name__}: {e}") from None
     return _to_mode(arr, color_mode), facts
+
+
+def claimed_pixels(data: bytes, name: str = "upload") -> int:
+    """How many pixels an image's header says it holds, read without decoding (0 when the
+    header cannot be read: decoding will then say why): for a per-request pixel budget."""
+    if not data:
+        return 0
+    try:
+        return max(0, int(image_format(data[:132], name).pixels(data, name)))
+    except Exception:  # noqa: BLE001 - any unreadable header is the decoder's to report
+        return 0
 
 
 def read_image(source: str | Path | bytes, color_mode: str = "auto") -> np.ndarray:

@@ -101,3 +101,29 @@ def prepare_data(
         skipped=loaded.skipped,
         test=loaded.splits.get("test") if with_test else None,
     )
+
+
+def check_trainable(data: PreparedData) -> None:
+    """Refuse data that cannot train a classifier, before any step: one class (a one-output
+    model would report 100%), or a class without a single training image (the model would
+    never see it); warn about classes the validation split does not hold."""
+    counts = data.train.class_counts()
+    if len(counts) < 2:
+        raise CnnlabError(
+            f"{data.source} has {len(counts)} class{'' if len(counts) == 1 else 'es'} "
+            f"({', '.join(counts) or 'none'}); a classifier needs at least 2 "
+            "(one folder of images per class)"
+        )
+    missing = [c for c, n in counts.items() if n == 0]
+    if missing:
+        held = " after the validation split was held out" if data.val_origin == "held-out" else ""
+        raise CnnlabError(
+            f"no training images for class{'es' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}{held}; add images (or remove the class folder)"
+            + (", or lower data.val_fraction" if held else "")
+        )
+    if data.val is not None:
+        unseen = [c for c, n in data.val.class_counts().items() if n == 0]
+        if unseen:
+            log.warning("the validation split has no images of %s: its figures leave %s out",
+                        ", ".join(unseen), "them" if len(unseen) > 1 else "it")  # fmt: skip

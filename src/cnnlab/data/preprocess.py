@@ -6,13 +6,18 @@ read files with `Preprocess.load` and then call the same `normalize`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from cnnlab.config import MAX_INPUT_PIXELS
 from cnnlab.data.images import load_image_tensor
+from cnnlab.errors import CnnlabError
 
+RESIZE_POLICIES = ("stretch", "letterbox", "center_crop")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -29,14 +34,42 @@ class Preprocess:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
-        return cls(
-            channels=int(d["channels"]),
-            size=[int(s) for s in d["size"]],
-            mean=[float(m) for m in d["mean"]],
-            std=[float(s) for s in d["std"]],
-            resize=str(d.get("resize", "stretch")),
-        )
+    def from_dict(cls, d: Any, where: str = "preprocess") -> Preprocess:
+        """The spec from bundle.json's block, every value checked: a bad one is a CnnlabError
+        that names it (a NaN mean or a zero std would make every prediction NaN; a 60000x60000
+        size would allocate tens of GB per image)."""
+        if not isinstance(d, dict):
+            raise CnnlabError(f"{where} must be a mapping, got {_shown(d)}")
+        for key in ("channels", "size", "mean", "std"):
+            if key not in d:
+                raise CnnlabError(f"{where} lacks '{key}'")
+        channels = d["channels"]
+        if isinstance(channels, bool) or channels not in (1, 3):
+            raise CnnlabError(f"{where}.channels must be 1 or 3, got {_shown(channels)}")
+        size = d["size"]
+        if (
+            not isinstance(size, list)
+            or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+        ):
+            raise CnnlabError(f"{where}.size must be [height, width] in pixels, got {_shown(size)}")
+        if size[0] * size[1] > MAX_INPUT_PIXELS:
+            raise CnnlabError(
+                f"{where}.size {size[0]}x{size[1]} is over the {MAX_INPUT_PIXELS / 1e6:.1f} MP a "
+                "model input may have"
+            )
+        mean = _numbers(d["mean"], channels, f"{where}.mean")
+        std = _numbers(d["std"], channels, f"{where}.std")
+        if any(v <= 0 for v in std):
+            raise CnnlabError(f"{where}.std must be positive, got {std}")
+        if any(abs(v) > 1e3 for v in mean) or any(v < 1e-6 or v > 1e3 for v in std):
+            raise CnnlabError(f"{where}.mean/std are on the 0-1 scale; got mean {mean}, std {std}")
+        resize = d.get("resize", "stretch")
+        if resize not in RESIZE_POLICIES:
+            raise CnnlabError(
+                f"{where}.resize must be one of {', '.join(RESIZE_POLICIES)}, got {_shown(resize)}"
+            )
+        return cls(channels=channels, size=list(size), mean=mean, std=std, resize=resize)
 
     def load(self, source: str | Path | bytes) -> torch.Tensor:
         """One file (or its bytes) to uint8 (C, H, W) exactly as training saw its images."""
@@ -54,6 +87,26 @@ class Preprocess:
         scale = (1.0 / (255.0 * std)).to(device=device, dtype=dtype)
         shift = (-mean / std).to(device=device, dtype=dtype)
         return scale, shift
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numbers(values: Any, n: int, where: str) -> list[float]:
+    """`n` finite numbers (one per channel), or a CnnlabError naming `where`."""
+    if (
+        not isinstance(values, list)
+        or len(values) != n
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    ):
+        raise CnnlabError(
+            f"{where} must be a list of {n} numbers (one per channel), got {_shown(values)}"
+        )
+    if not all(math.isfinite(v) for v in values):
+        raise CnnlabError(f"{where} must be finite numbers, got {values}")
+    return [float(v) for v in values]
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -91,8 +144,6 @@ def normalization(
     if kind == "custom":
         assert mean is not None and std is not None
         if len(mean) != channels or len(std) != channels:
-            from cnnlab.errors import CnnlabError
-
             raise CnnlabError(f"data.mean/std need {channels} values (one per channel)")
         return list(mean), list(std)
     assert train_images is not None

@@ -9,11 +9,25 @@ and the ONNX path all decide alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from cnnlab.errors import CnnlabError
+
+MAX_TEMPERATURE = 100.0  # fitted temperatures are about 0.5-5; beyond this every p is ~0.5
+
+
+def _number(value: Any, where: str) -> float:
+    """A finite number (not a bool, not a string), or a CnnlabError naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CnnlabError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise CnnlabError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -43,12 +57,29 @@ class Decision(Mapping[str, Any]):
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any] | None, binary: bool) -> Decision:
-        """bundle.json's block (absent keys: threshold 0.5 for binary models, temperature 1)."""
-        record = dict(record or {})
-        threshold = float(record.get("threshold", 0.5)) if binary else None
-        policy = str(record.get("policy", "fixed" if binary else "argmax"))
-        return cls(threshold, float(record.get("temperature", 1.0)), policy, record)
+    def from_record(cls, record: Any, binary: bool) -> Decision:
+        """bundle.json's block (absent keys: threshold 0.5 for binary models, temperature 1),
+        every value checked: a NaN threshold, a negative temperature or a threshold outside
+        (0, 1) would turn answers silently; each is a CnnlabError naming the field."""
+        if record is None:
+            record = {}
+        if not isinstance(record, dict):
+            raise CnnlabError(f"decision must be a mapping, got {record!r}")
+        record = dict(record)
+        threshold = None
+        if binary:
+            threshold = _number(record.get("threshold", 0.5), "decision.threshold")
+            if not 0.0 < threshold < 1.0:
+                raise CnnlabError(f"decision.threshold must be in (0, 1), got {threshold}")
+        temperature = _number(record.get("temperature", 1.0), "decision.temperature")
+        if not 0.0 < temperature <= MAX_TEMPERATURE:
+            raise CnnlabError(
+                f"decision.temperature must be in (0, {MAX_TEMPERATURE:g}], got {temperature}"
+            )
+        policy = record.get("policy", "fixed" if binary else "argmax")
+        if not isinstance(policy, str):
+            raise CnnlabError(f"decision.policy must be a string, got {policy!r}")
+        return cls(threshold, temperature, policy, record)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated (N, K) probabilities of raw logits."""

@@ -2,17 +2,24 @@
 
     POST /v1/predict        multipart field `files` (one or more JPEG/PNG/DICOM images)
     GET  /v1/models         the models served
-    GET  /v1/models/{name}  one model's metadata and card
-    GET  /healthz           liveness, with batching statistics
+    GET  /v1/models/{name}  one model's metadata, card and readiness
+    GET  /v1/health/live    liveness (HEAD too)
+    GET  /v1/health/ready   readiness: models valid, queues below their bounds (503 if not)
+    GET  /healthz           liveness, with batching statistics (HEAD too)
 
-Every refusal is a 4xx JSON body {"error": code, "detail": message}. Uploads stay in memory.
+Every refusal is a 4xx JSON body {"error": code, "detail": message}; a request that cannot be
+answered within its time budget is a 503 with Retry-After, at once when the queue's pace says
+so. Uploads stay in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,9 +30,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cnnlab.bundle import Bundle
-from cnnlab.data.intake import decode_batch
+from cnnlab.bundle_check import check_meta
+from cnnlab.data.decode import available_cpus
+from cnnlab.data.intake import batch_pixels, decode_batch
 from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import finite_values
 from cnnlab.predict import label_probabilities
 from cnnlab.report.rows import prediction_rows
 from cnnlab.serve.batcher import MicroBatcher, Overloaded
@@ -33,21 +43,27 @@ from cnnlab.serve.multipart import FIELD, UploadError, parse_uploads, read_body
 from cnnlab.serve.schemas import (
     ERRORS,
     Health,
+    Live,
     ModelDetail,
     ModelSummary,
     PredictResponse,
+    Ready,
 )
 
 
 @dataclass
 class ServeLimits:
-    """What one request may hold, and how requests are batched."""
+    """What one request may hold, how long it may take, and how requests are batched.
+    (`cnnlab serve` also caps connections and bounds shutdown: cnnlab.cli.serve.)"""
 
     max_request_bytes: int = 32 * 2**20
     max_images: int = 32  # per request
+    max_request_pixels: int = 128_000_000  # per request, summed over its images' headers
     max_batch: int = 32  # images per forward pass
     max_wait_ms: float = 5.0  # how long a batch waits for more requests on their way
     max_queue: int = 512  # images waiting before new requests get 503
+    read_timeout_s: float = 30.0  # for the whole body to arrive (else 408)
+    time_budget_s: float = 10.0  # from a received body to its answer: decoding, queue, model
 
 
 UPLOAD_SCHEMA = {
@@ -78,16 +94,65 @@ def _error(status: int, code: str, detail: str, headers: dict | None = None) -> 
 
 def summary(bundle: Bundle) -> dict[str, Any]:
     pre = bundle.preprocess
+    try:
+        threshold, temperature = bundle.threshold, bundle.temperature
+    except CnnlabError:  # the bundle's decision went bad: not ready, and readiness says why
+        threshold = temperature = None
     return {
         "name": bundle.name,
         "architecture": bundle.meta["model"]["name"],
         "classes": bundle.classes,
         "class_mode": "binary" if bundle.binary else "categorical",
-        "threshold": bundle.threshold,
-        "temperature": bundle.temperature,
+        "threshold": threshold,
+        "temperature": temperature,
         "input": {"channels": pre.channels, "size": list(pre.size), "resize": pre.resize},
         "backend": backend_name(bundle),
     }
+
+
+class ServerTiming:
+    """ASGI middleware: every answer says how long the server spent on it (`Server-Timing:
+    app;dur=MS`, from the request's arrival to the answer), beside what the client measured."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start) * 1e3
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.1f}".encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
+def model_problems(bundle: Bundle, batcher: MicroBatcher, limits: ServeLimits) -> list[str]:
+    """Why a model cannot take requests now (none: it is ready): its bundle's values no longer
+    valid, its batcher stopped, its queue full or slower than the time budget allows."""
+    problems = []
+    try:
+        check_meta(bundle.meta, bundle.path or Path(bundle.name))
+    except CnnlabError as e:
+        problems.append(f"invalid bundle: {e}")
+    if batcher.batches and not batcher.running:
+        problems.append("the inference worker has stopped")
+    if batcher.queued >= limits.max_queue:
+        problems.append(f"queue full ({batcher.queued} images; bound {limits.max_queue})")
+    wait = batcher.expected_wait()
+    if wait > limits.time_budget_s:
+        problems.append(f"the queue would take about {wait:.1f} s, over the "
+                        f"{limits.time_budget_s:g} s time budget")  # fmt: skip
+    return problems
 
 
 def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = None) -> FastAPI:
@@ -130,6 +195,10 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         lifespan=lifespan,
     )
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
+    app.add_middleware(ServerTiming)
+    # decoding runs in threads: at most one per core at a time, or 32 large images per request
+    # times many requests would all be in memory at once
+    decoding = asyncio.Semaphore(available_cpus())
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
@@ -156,14 +225,50 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
             )
         return bundle
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
+    def probe(path: str, **kw: Any):
+        """GET `path`, and HEAD for probes that send it (the schema lists the GET)."""
+
+        def register(fn):
+            app.head(path, include_in_schema=False, **kw)(fn)
+            return app.get(path, **kw)(fn)
+
+        return register
+
+    @probe("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness: the models are loaded and the batchers run."""
+        """Liveness, with batching statistics and readiness (kept for existing probes: a load
+        balancer should route by /v1/health/ready)."""
         stats = {
             n: {"batches": b.batches, "images": b.images_done, "queued": b.queued}
             for n, b in batchers.items()
         }
-        return {"status": "ok", "models": list(models), "batching": stats}
+        ready = all(m["ready"] for m in readiness().values())
+        return {"status": "ok", "ready": ready, "models": list(models), "batching": stats}
+
+    @probe("/v1/health/live", response_model=Live, tags=["service"])
+    async def live() -> dict[str, Any]:
+        """Liveness: the server answers (restart it when this fails)."""
+        return {"status": "live"}
+
+    def readiness() -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, bundle in models.items():
+            problems = model_problems(bundle, batchers[name], limits)
+            out[name] = {"ready": not problems, "problems": problems,
+                         "queued": batchers[name].queued,
+                         "expected_wait_s": round(batchers[name].expected_wait(), 3)}  # fmt: skip
+        return out
+
+    @probe("/v1/health/ready", response_model=Ready, tags=["service"],
+           responses={503: {"model": Ready, "description": "not ready"}})  # fmt: skip
+    async def ready() -> JSONResponse:
+        """Readiness: every model loaded with a valid bundle, and its queue below its bounds
+        (send traffic elsewhere while this is 503)."""
+        per_model = readiness()
+        ok = all(m["ready"] for m in per_model.values())
+        body = {"status": "ready" if ok else "not_ready", "models": per_model}
+        return JSONResponse(body, status_code=200 if ok else 503,
+                            headers=None if ok else {"Retry-After": "1"})  # fmt: skip
 
     @app.get("/v1/models", response_model=list[ModelSummary], tags=["models"])
     async def list_models() -> list[dict[str, Any]]:
@@ -177,14 +282,16 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         """A model's metadata (bundle.json, without the training recipe) and its card."""
         bundle = lookup(name)
         meta = {k: v for k, v in bundle.meta.items() if k != "recipe"}
-        return {**summary(bundle), "metadata": meta, "card": bundle.card}
+        state = readiness()[bundle.name]
+        return {**summary(bundle), "metadata": finite_values(meta), "card": bundle.card,
+                "ready": state["ready"], "problems": state["problems"]}  # fmt: skip
 
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
         tags=["predict"],
         openapi_extra=UPLOAD_SCHEMA,
-        responses=ERRORS([400, 404, 413, 415, 422, 503]),
+        responses=ERRORS([400, 404, 408, 413, 415, 422, 503]),
     )
     async def predict(
         request: Request,
@@ -193,26 +300,56 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
     ) -> dict[str, Any]:
         """Classify one or more images sent as multipart form field `files`."""
         bundle = lookup(model)
+        try:
+            check_meta(bundle.meta, bundle.path or Path(bundle.name))
+        except CnnlabError as e:
+            return _error(503, "model_not_ready", f"{bundle.name} cannot answer: {e}")
+        try:
+            return await answer(request, bundle, top_k)
+        except asyncio.CancelledError:  # the shutdown deadline passed (uvicorn cancels): say so,
+            # rather than log a traceback for a client that was too slow
+            return _error(503, "shutting_down", "the server is shutting down; retry elsewhere",
+                          {"Connection": "close", "Retry-After": "1"})  # fmt: skip
+
+    async def answer(request: Request, bundle: Bundle, top_k: int) -> Any:
         batcher = batchers[bundle.name]
+        loop = asyncio.get_running_loop()
         with batcher.arriving_request():
-            body = await read_body(request, limits.max_request_bytes)
+            body = await read_body(request, limits.max_request_bytes, limits.read_timeout_s)
+            deadline = loop.time() + limits.time_budget_s  # the budget starts with a whole body
             uploads = parse_uploads(
                 body, request.headers.get("content-type", ""), limits.max_images
             )
-            images = await run_in_threadpool(_decode, bundle, uploads)
+            pixels = batch_pixels([u.data for u in uploads])
+            if pixels > limits.max_request_pixels:
+                raise UploadError(413, "too_many_pixels", f"the images hold {pixels / 1e6:.0f} MP "
+                                  f"together, over the {limits.max_request_pixels / 1e6:g} MP "
+                                  "per request")  # fmt: skip
+            try:
+                async with asyncio.timeout_at(deadline):  # waiting for a decoding slot counts
+                    async with decoding:
+                        images = await run_in_threadpool(_decode, bundle, uploads)
+            except TimeoutError:
+                return _busy(Overloaded("the time budget ran out before decoding"))
         try:
-            probs = await batcher.submit(images)
+            probs = await batcher.submit(images, deadline)
         except Overloaded as e:
-            return _error(
-                503, "overloaded", f"server busy: {e}; retry shortly", {"Retry-After": "1"}
-            )
+            return _busy(e)
         preds = label_probabilities(bundle, probs, top_k)
         for u, p in zip(uploads, preds, strict=True):
             p.source = u.filename
+        for i, (u, p) in enumerate(zip(uploads, preds, strict=True)):
+            if p.error:  # the model gave NaN for it: never a label made from that
+                raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({u.filename}): {p.error}")
         rows = prediction_rows(preds, bundle.classes, bundle.binary)
         return {"model": bundle.name, "backend": backend_name(bundle), "predictions": rows}
 
     return app
+
+
+def _busy(e: Overloaded) -> JSONResponse:
+    return _error(503, "overloaded", f"server busy: {e}; retry after {e.retry_after} s",
+                  {"Retry-After": str(e.retry_after)})  # fmt: skip
 
 
 def _decode(bundle: Bundle, uploads: list) -> torch.Tensor:

@@ -4,6 +4,8 @@ A CNN on a CPU does far more images per second in a batch of 16 than one at a ti
 requests that arrive together are run together. The batcher waits a few milliseconds for
 company only while other requests are on their way (decoding); a lone request runs at once.
 While the worker runs one batch, the next one gathers in the queue: throughput grows with load.
+The queue is bounded in images and in time: the pace of recent batches says how long a new
+request would wait, and one that would wait past its time budget is refused at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +24,12 @@ log = logging.getLogger("cnnlab")
 
 
 class Overloaded(Exception):
-    """More images waiting than the queue bound allows: the caller should retry later."""
+    """The request cannot be answered in time (queue full, or its wait would run past the time
+    budget): the caller should retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass
@@ -46,6 +54,7 @@ class MicroBatcher:
         self.arriving = 0  # requests admitted but still decoding: worth waiting for
         self.batches = 0  # statistics, for /healthz and tests
         self.images_done = 0
+        self.per_image: float | None = None  # seconds per image in a batch (moving average)
         self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
@@ -86,17 +95,43 @@ class MicroBatcher:
         finally:
             self.arriving -= 1
 
-    async def submit(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def expected_wait(self, n: int = 0) -> float:
+        """Seconds until `n` more images would be answered, at the measured pace (0 before
+        the first batch has been timed)."""
+        return (self.queued + n) * (self.per_image or 0.0)
+
+    async def submit(self, images: torch.Tensor, deadline: float | None = None) -> torch.Tensor:
+        """The rows for `images`; Overloaded at once when the queue is full or the wait would
+        run past `deadline` (the event loop's clock), and when the deadline passes waiting."""
         self.start()
+        assert self._queue is not None and self._loop is not None
         n = len(images)
         if self.queued + n > self.max_queue:
-            raise Overloaded(f"{self.queued} images are already waiting (limit {self.max_queue})")
-        assert self._queue is not None and self._loop is not None
+            raise Overloaded(f"{self.queued} images are already waiting (limit {self.max_queue})",
+                             self.expected_wait())  # fmt: skip
+        now = self._loop.time()
+        # with nothing queued a request always runs (the deadline still holds): one slow batch
+        # must not leave a pace that refuses every request, and so is never measured again
+        wait = self.expected_wait(n) if self.queued else 0.0
+        if deadline is not None and now + wait > deadline:
+            raise Overloaded(f"the queue would take about {wait:.1f} s, over this request's time "
+                             f"budget", self.expected_wait())  # fmt: skip
         job = _Job(images, self._loop.create_future())
         self.queued += n
         try:
             self._queue.put_nowait(job)
-            return await job.future
+            if deadline is None:
+                return await job.future
+            try:
+                return await asyncio.wait_for(job.future, max(0.0, deadline - now))
+            except TimeoutError:  # the job is dropped if it has not started; its result if so
+                raise Overloaded(
+                    "the time budget ran out while waiting", self.expected_wait()
+                ) from None
         finally:
             self.queued -= n
 
@@ -134,6 +169,7 @@ class MicroBatcher:
             if not live:
                 continue
             batch = torch.cat([j.images for j in live])
+            started = self._loop.time()
             try:
                 out = await self._loop.run_in_executor(self._executor, self.infer, batch)
             except Exception as e:  # noqa: BLE001 - handed to each waiting request
@@ -144,6 +180,8 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.images_done += len(batch)
+            pace = (self._loop.time() - started) / len(batch)
+            self.per_image = pace if self.per_image is None else 0.8 * self.per_image + 0.2 * pace
             start = 0
             for j in live:
                 rows = out[start : start + len(j.images)]

@@ -7,13 +7,14 @@ as soon as it is known to be too big: from Content-Length, or while it streams i
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 FIELD = "files"
+MAX_BOUNDARY = 70  # RFC 2046: 1 to 70 characters
 
 
 class UploadError(Exception):
@@ -30,8 +31,10 @@ class Upload:
     data: bytes
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, or UploadError 413 once it is known to exceed `max_bytes`."""
+async def read_body(request: Request, max_bytes: int, timeout: float | None = None) -> bytes:
+    """The whole body, or UploadError 413 once it is known to exceed `max_bytes`, 408 when it
+    has not all arrived within `timeout` seconds (a client that sends half a body and waits
+    must not hold a connection, nor a shutdown, for ever), 400 when the client left."""
     too_big = UploadError(
         413, "request_too_large", f"the request is over the {max_bytes / 2**20:g} MiB limit"
     )
@@ -39,11 +42,18 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if length.isdigit() and int(length) > max_bytes:
         raise too_big
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_bytes:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise UploadError(408, "request_timeout", f"the request body did not arrive within "
+                          f"{timeout:g} s") from None  # fmt: skip
+    except ClientDisconnect:  # nobody to answer; no traceback in the log either
+        raise UploadError(400, "client_disconnected", "the client closed the connection") from None
     return b"".join(chunks)
 
 
@@ -60,6 +70,9 @@ def parse_uploads(body: bytes, content_type: str, max_files: int) -> list[Upload
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadError(400, "bad_multipart", "multipart/form-data without a boundary")
+    if len(boundary) > MAX_BOUNDARY:
+        raise UploadError(400, "bad_multipart", f"the multipart boundary is {len(boundary)} "
+                          f"characters; at most {MAX_BOUNDARY} are allowed (RFC 2046)")  # fmt: skip
     if not body:
         raise UploadError(400, "no_files", f"empty request: send one or more images in '{FIELD}'")
 
@@ -109,7 +122,9 @@ def parse_uploads(body: bytes, content_type: str, max_files: int) -> list[Upload
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as e:
+    except UploadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - FormParserError and kin: every one is the body's fault
         raise UploadError(400, "bad_multipart", f"malformed multipart body: {e}") from None
     if not uploads:
         got = f" (got field{'s' if len(other_fields) > 1 else ''}: {', '.join(other_fields)})"

@@ -17,10 +17,12 @@ def ERRORS(statuses: list[int]) -> dict[int | str, dict[str, Any]]:  # noqa: N80
     what = {
         400: "malformed request or no images",
         404: "unknown model",
-        413: "request too large or too many images",
+        408: "the request body did not arrive within the read timeout",
+        413: "request too large, too many images, or too many pixels",
         415: "not multipart/form-data",
         422: "an upload is not a usable image, or a bad query parameter",
-        503: "too many images waiting; retry after a second",
+        503: "cannot answer within the time budget (queue), or the model is not ready; "
+        "retry after the Retry-After seconds",
     }
     return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
 
@@ -67,7 +69,7 @@ class ModelSummary(BaseModel):
     classes: list[str]
     class_mode: str
     threshold: float | None
-    temperature: float
+    temperature: float | None = Field(description="null only while the model is not ready")
     input: ModelInput
     backend: str
 
@@ -75,9 +77,30 @@ class ModelSummary(BaseModel):
 class ModelDetail(ModelSummary):
     metadata: dict[str, Any] = Field(description="bundle.json, without the training recipe")
     card: str = Field(description="the model card (Markdown)")
+    ready: bool = Field(description="whether it takes requests now (see /v1/health/ready)")
+    problems: list[str] = Field(description="why it is not ready; empty when it is")
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="'ok' while the server answers (liveness)")
+    ready: bool = Field(description="whether every model takes requests (see /v1/health/ready)")
     models: list[str]
     batching: dict[str, dict[str, int]]
+
+
+class Live(BaseModel):
+    status: str = Field(description="'live' while the server answers")
+
+
+class ModelReadiness(BaseModel):
+    ready: bool
+    problems: list[str]
+    queued: int = Field(description="images waiting or running")
+    expected_wait_s: float = Field(
+        description="how long a new image would wait, at the recent pace"
+    )
+
+
+class Ready(BaseModel):
+    status: str = Field(description="'ready', or 'not_ready' (HTTP 503)")
+    models: dict[str, ModelReadiness]

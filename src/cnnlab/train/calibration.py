@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+THRESHOLD_MARGIN = 1e-6  # a fitted threshold stays this far inside (0, 1)
 MIN_PER_CLASS = 20  # validation images of each class needed to fit a temperature
 
 
@@ -54,14 +55,20 @@ def choose_threshold(
         return float(fixed)
     if policy == "target_sensitivity":
         k = min(len(positives), max(1, math.ceil(target_sensitivity * len(positives) - 1e-9)))
-        return _midway(p, float(positives[k - 1]))
+        return _inside(_midway(p, float(positives[k - 1])))
     if policy == "youden":
         from sklearn.metrics import roc_curve
 
         fpr, tpr, thresholds = roc_curve(y, p)
         best = int(np.argmax(tpr - fpr))
-        return _midway(p, float(min(thresholds[best], 1.0)))
+        return _inside(_midway(p, float(min(thresholds[best], 1.0))))
     raise ValueError(f"unknown threshold policy {policy!r}")
+
+
+def _inside(threshold: float) -> float:
+    """A threshold strictly inside (0, 1), as a bundle's decision must be: scores saturated at
+    0 or 1 would otherwise put it on the edge, where it gives every image one label."""
+    return min(max(threshold, THRESHOLD_MARGIN), 1.0 - THRESHOLD_MARGIN)
 
 
 def _midway(p: np.ndarray, cut: float) -> float:
@@ -124,7 +131,8 @@ def fit_decision(
         "target_sensitivity": f"sensitivity >= {cfg.target_sensitivity:g} on the validation split",
     }[policy]
     return {
-        "threshold": math.floor(float(threshold) * 1e6) / 1e6,  # down: val sensitivity holds
+        # down: val sensitivity holds (and still inside (0, 1))
+        "threshold": max(math.floor(float(threshold) * 1e6) / 1e6, THRESHOLD_MARGIN),
         "temperature": round(float(temperature), 6),
         "policy": policy
         if policy != "target_sensitivity"

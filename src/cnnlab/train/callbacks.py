@@ -1,6 +1,7 @@
 """Small callbacks for what cuts across the loop: history, checkpoints, early stopping.
 
-Each keeps its own state and can save/restore it, so `--resume` continues exactly.
+Each keeps its own state and can save/restore it, so `--resume` continues exactly
+(checkpoints themselves: cnnlab.train.checkpoint).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import copy
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.fileio import atomic_write_text
 from cnnlab.report.figures import curves_figure, save_figure
 
 log = logging.getLogger("cnnlab")
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -36,11 +35,16 @@ class FitState:
     epoch: int = 0  # epochs completed
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
+    seconds: float = 0.0  # training time before this process (a resumed run's earlier part)
+    position: dict[str, Any] | None = None  # where a resumed epoch stands (mid-epoch checkpoint)
 
 
 class Callback:
     def on_train_start(self, state: FitState) -> None: ...
-    def on_step_end(self, state: FitState) -> None: ...
+    def on_step_end(self, state: FitState, position: Callable[[], dict[str, Any]] | None) -> None:
+        """After each step; `position()` says where the epoch stands (for a mid-epoch checkpoint;
+        None after an epoch's last step, whose checkpoint comes at the epoch's end)."""
+
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None: ...
     def on_train_end(self, state: FitState) -> None: ...
     def state_dict(self) -> dict[str, Any]:
@@ -65,7 +69,7 @@ class WeightAverage(Callback):
         if self.shadow is None:  # (restored from a checkpoint otherwise)
             self.shadow = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
 
-    def on_step_end(self, state: FitState) -> None:
+    def on_step_end(self, state: FitState, position: Callable[[], dict[str, Any]] | None) -> None:
         self.steps += 1
         d = min(self.decay, (1 + self.steps) / (10 + self.steps))
         current = state.model.state_dict()
@@ -156,71 +160,3 @@ class HistoryWriter(Callback):
     def on_train_end(self, state: FitState) -> None:
         if state.history:
             save_figure(curves_figure(state.history), self.out_dir / "curves.png")
-
-
-class Checkpointer(Callback):
-    """An atomic `checkpoint.pt` after every epoch: model, optimizer, schedule, callbacks."""
-
-    def __init__(self, out_dir: Path, callbacks: list[Callback], extra: dict[str, Any]) -> None:
-        self.path = out_dir / CHECKPOINT
-        self.callbacks, self.extra = callbacks, extra
-
-    def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
-        payload = {
-            "epoch": state.epoch,
-            "model": state.model.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "scheduler": state.scheduler.state_dict(),
-            "history": state.history,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
-            **self.extra,
-        }
-        with atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Our own checkpoints, read without unpickling code (`weights_only=True`)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _first_difference(a, b, where: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            diff = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-            if diff:
-                return diff
-        return None
-    return None if a == b else f"{where} (checkpoint: {a!r}, now: {b!r})"
-
-
-def restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dict) -> None:
-    """Put a run's checkpoint back into `state` and the stateful callbacks (`--resume`), after
-    checking it was written by the same recipe (`key`)."""
-    path = (out_dir or Path(".")) / CHECKPOINT
-    if not path.is_file():
-        raise CnnlabError(f"--resume: no checkpoint at {path}")
-    try:
-        ckpt = load_checkpoint(path)
-    except Exception as e:  # torch raises several types for a damaged file
-        raise CnnlabError(
-            f"--resume: cannot read {path} ({type(e).__name__}); start a new run"
-        ) from None
-    diff = _first_difference(ckpt.get("recipe", {}), key)
-    if diff:
-        raise CnnlabError(f"--resume: the recipe differs from the interrupted run's in {diff}; "
-                          "resume with the same recipe, or start a new run")  # fmt: skip
-    try:
-        state.model.load_state_dict(ckpt["model"])
-        state.optimizer.load_state_dict(ckpt["optimizer"])
-        state.scheduler.load_state_dict(ckpt["scheduler"])
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise CnnlabError(
-            f"--resume: checkpoint {path} does not fit this recipe and model ({e})"
-        ) from None
-    state.epoch = int(ckpt["epoch"])
-    state.history = list(ckpt["history"])
-    for cb, cb_state in zip(cbs, ckpt.get("callbacks", []), strict=False):
-        if cb_state:
-            cb.load_state_dict(cb_state)
-    log.info("resuming from %s after epoch %d", path, state.epoch)

@@ -124,9 +124,9 @@ def record_evaluation(
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    from cnnlab.bundle import _json_default
+    from cnnlab.bundle import write_meta
 
-    atomic_write_text(path / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    write_meta(path, meta)
 
 
 # ----------------------------------------------------------------------------- recalibration

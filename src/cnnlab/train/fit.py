@@ -32,15 +32,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
-from cnnlab.train.callbacks import (
-    Callback,
-    Checkpointer,
-    EarlyStopping,
-    FitState,
-    HistoryWriter,
-    WeightAverage,
-    restore,
-)
+from cnnlab.train.callbacks import Callback, EarlyStopping, FitState, HistoryWriter, WeightAverage
+from cnnlab.train.checkpoint import Checkpointer, restore
 from cnnlab.train.losses import correct_count, make_loss, sample_losses
 from cnnlab.train.optim import make_optimizer, make_scheduler
 from cnnlab.train.pruning import EasySamplePruning
@@ -88,6 +81,7 @@ class Loop:
     affine: tuple[torch.Tensor, torch.Tensor] | None = None  # uint8 -> normalised: x * a + b
     step_fn: nn.Module | None = None  # the model, wrapped by DDP and torch.compile when asked
     bar: tqdm | None = None
+    started: float = 0.0  # perf_counter when the training time not yet in state.seconds began
 
 
 def fit(
@@ -113,17 +107,24 @@ def fit(
     train_model = distributed.wrap(model, loop.rt.device)  # DDP when distributed, else the model
     loop.step_fn = torch.compile(train_model) if t.compile else train_model
     steps = loop.epoch_steps
-    loop.bar = tqdm(total=sum(steps), initial=sum(steps[: state.epoch]), file=sys.stderr, disable=not (progress and distributed.is_main()),
+    done = sum(steps[: state.epoch]) + (state.position or {}).get("step", 0)
+    loop.bar = tqdm(total=sum(steps), initial=done, file=sys.stderr, disable=not (progress and distributed.is_main()),
                     unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
-    started = time.perf_counter()
+    started = loop.started = time.perf_counter()
     for epoch in range(state.epoch, t.epochs):
         epoch_start = time.perf_counter()
-        row = train_epoch(loop, epoch)
+        resumed = state.position or {}
+        state.position = None
+        row = train_epoch(loop, epoch, resumed)
         every = t.validation_freq
         if loop.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
             row.update(validate(model, loop.val, data.preprocess, loop.rt, loop.loss_fn, t.eval_batch_size))  # fmt: skip
-        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        row["seconds"] = round(
+            time.perf_counter() - epoch_start + resumed.get("epoch_seconds", 0), 3
+        )
         state.epoch = epoch + 1
+        state.seconds += time.perf_counter() - loop.started  # the training time so far, kept in
+        loop.started = time.perf_counter()  # ... each checkpoint: a resumed run reports it all
         state.history.append(row)
         loop.bar.clear()
         log.info(_epoch_line(row, t.epochs))
@@ -133,12 +134,13 @@ def fit(
         if state.stop:
             break
     loop.bar.close()
-    elapsed = time.perf_counter() - started
+    state.seconds += time.perf_counter() - loop.started
+    log.debug("this process trained %.1f s", time.perf_counter() - started)
     for cb in loop.callbacks:
         cb.on_train_end(state)
     distributed.unwrap(model)
     model.eval()
-    return FitResult(state.history, loop.rt.describe(), elapsed, loop.train.class_counts(), loop.weighting)  # fmt: skip
+    return FitResult(state.history, loop.rt.describe(), state.seconds, loop.train.class_counts(), loop.weighting)  # fmt: skip
 
 
 def set_up(
@@ -199,11 +201,18 @@ def set_up(
     if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
         if t.checkpoint:
-            cbs.append(Checkpointer(out_dir, stateful, {"recipe": _resume_key(recipe)}))
+            # inside an epoch only with one process: the other ranks' generators are not saved
+            minutes = t.checkpoint_minutes if ddp is None else 0.0
+            cbs.append(Checkpointer(out_dir, stateful, {"recipe": resume_key(recipe)}, minutes))
     state = FitState(model, optimizer, scheduler, t.epochs)
     if resume:
         distributed.barrier()  # rank 0 may still be writing the checkpoint that all ranks read
-        restore(state, stateful, out_dir, _resume_key(recipe))
+        restore(state, stateful, out_dir, resume_key(recipe))
+        if state.position is not None and (
+            state.position["step"] >= epoch_steps[state.epoch] or ddp is not None
+        ):
+            raise CnnlabError("--resume: the checkpoint's place inside the epoch does not fit "
+                              "this run (steps per epoch or processes differ); start a new run")  # fmt: skip
 
     counts = train.class_counts()
     log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
@@ -222,17 +231,26 @@ def set_up(
                 loss_fn, weighting, optimizer, scheduler, augment, scaler, cbs, state)  # fmt: skip
 
 
-def train_epoch(loop: Loop, epoch: int) -> dict[str, float]:
+def train_epoch(loop: Loop, epoch: int, resumed: dict | None = None) -> dict[str, float]:
     """One pass over the training images (those pruning keeps), in an order drawn from
-    (seed, epoch): a resumed run continues exactly. Returns the epoch's row of figures."""
+    (seed, epoch): a resumed run continues exactly, from a mid-epoch checkpoint's `resumed`
+    position too. Returns the epoch's row of figures."""
     t, rt, model = loop.recipe.train, loop.rt, loop.model
+    epoch_start = time.perf_counter()
     gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
     torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
     # weights: per-image loss weights when the epoch skips well-learned images, else None
     n = len(loop.train)
-    order, weights = (
-        loop.pruner.plan(epoch, gen) if loop.pruner else (torch.randperm(n, generator=gen), None)
-    )
+    if resumed:  # the order drawn when the epoch began, and the generators as they stood
+        order, weights = resumed["order"], resumed.get("weights")
+        gen.set_state(resumed["gen"])
+        torch.set_rng_state(resumed["rng"])
+        if rt.device.type == "cuda" and resumed.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resumed["cuda_rng"], rt.device)
+    else:
+        order, weights = (
+            loop.pruner.plan(epoch, gen) if loop.pruner else (torch.randperm(n, generator=gen), None)
+        )  # fmt: skip
     order = order.to(rt.device)
     weights = weights.to(rt.device) if weights is not None else None
     steps, m, batch = loop.epoch_steps[epoch], len(order), loop.batch
@@ -243,23 +261,41 @@ def train_epoch(loop: Loop, epoch: int) -> dict[str, float]:
         model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
     loss_sum = torch.zeros((), device=rt.device)
     hits = torch.zeros((), device=rt.device, dtype=torch.long)
-    seen = 0
+    seen, first = 0, 0
+    if resumed:
+        loss_sum += resumed["loss_sum"].to(rt.device)
+        hits += resumed["hits"].to(rt.device)
+        seen, first = int(resumed["seen"]), int(resumed["step"])
     bar = loop.bar
     bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
-    for s in range(steps):
+    state = loop.state
+
+    def position(done: int) -> dict:
+        """Where this epoch stands after `done` steps: all a mid-epoch checkpoint needs."""
+        cuda = rt.device.type == "cuda"
+        return {"step": done, "order": order.cpu(), "weights": None if weights is None else weights.cpu(),
+                "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(rt.device) if cuda else None,
+                "loss_sum": loss_sum.detach().cpu().clone(), "hits": hits.cpu().clone(), "seen": seen,
+                "epoch_seconds": time.perf_counter() - epoch_start + (resumed or {}).get("epoch_seconds", 0.0),
+                "run_seconds": time.perf_counter() - loop.started}  # fmt: skip
+
+    for s in range(first, steps):
         idx = order[s * batch : (s + 1) * batch if s < steps - 1 else m]
         weight = 1.0
         if loop.ddp is not None:  # this rank's share of the global batch, and its loss weight
             idx, weight = loop.ddp.split(idx)
         loss, out, y = train_step(loop, idx, gen, weight, weights)
-        for cb in loop.callbacks:
-            cb.on_step_end(loop.state)
         loss_sum += loss.detach() * len(idx)
         hits += correct_count(out.detach(), y)
         seen += len(idx)
         bar.update(1)
         if s % 20 == 0 or s == steps - 1:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}")
+        # no position after an epoch's last step: the epoch's end has its own checkpoint
+        where = None if s == steps - 1 else (lambda done=s + 1: position(done))
+        for cb in loop.callbacks:
+            cb.on_step_end(state, where)
     if loop.ddp is not None:  # the epoch's figures over all ranks
         loss_sum, hits, seen = loop.ddp.totals(loss_sum, hits, seen)
     if not math.isfinite(loss_sum.item()):
@@ -349,10 +385,9 @@ def _epoch_line(row: dict, epochs: int) -> str:
     return text + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
 
 
-def _resume_key(recipe: Recipe) -> dict:
+def resume_key(recipe: Recipe) -> dict:
     """The settings a resumed run must share with the run it continues (not threads or device)."""
     d = recipe.to_dict()
-    d["train"] = {
-        k: v for k, v in d["train"].items() if k not in ("threads", "device", "checkpoint")
-    }
+    free = ("threads", "device", "checkpoint", "checkpoint_minutes")
+    d["train"] = {k: v for k, v in d["train"].items() if k not in free}
     return {k: d[k] for k in ("data", "model", "augment", "train")}

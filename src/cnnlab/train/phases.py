@@ -66,8 +66,8 @@ def fit_model(
     if not isinstance(model, TransferNet):
         return fit(model, data, recipe, out_dir, resume=resume, progress=progress)
     ft = recipe.finetune
-    if resume and (ft.epochs or uses_feature_cache(model, recipe)):
-        raise CnnlabError("--resume works for single-phase runs; this transfer recipe has phases")
+    if resume:
+        check_resume_phases(model, recipe)
     started = time.perf_counter()
     if uses_feature_cache(model, recipe):
         first = fit_head_on_features(model, data, recipe, out_dir, progress)
@@ -95,6 +95,14 @@ def fit_model(
         first.history + second.history, second.runtime, time.perf_counter() - started,
         first.class_counts, first.loss_weighting,
     )  # fmt: skip
+
+
+def check_resume_phases(model: nn.Module, recipe: Recipe) -> None:
+    """`--resume` continues one fit(); a run in phases (cached features, fine-tuning) cannot."""
+    if isinstance(model, TransferNet) and (
+        recipe.finetune.epochs or uses_feature_cache(model, recipe)
+    ):
+        raise CnnlabError("--resume works for single-phase runs; this transfer recipe has phases")
 
 
 def finetune_recipe(recipe: Recipe) -> Recipe:

@@ -1,15 +1,20 @@
 """`cnnlab train`: recipe -> data -> model -> fit -> validation report -> bundle.
 
-Everything that can be wrong with the input (data, model name, arguments) is checked
-before the run folder is created, so a bad input leaves nothing behind.
+Everything that can be wrong with the input (data, model name, arguments, the checkpoint a
+`--resume` continues) is checked before the run folder is created or changed, so a bad input
+leaves nothing behind; a run that fails later removes what it wrote (`run_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import shlex
+import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +24,17 @@ import torch.nn as nn
 
 from cnnlab.bundle import save_bundle
 from cnnlab.config import Recipe, save_recipe
-from cnnlab.data.prepare import PreparedData, prepare_data
+from cnnlab.data.prepare import PreparedData, check_trainable, prepare_data
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import clean_stale_temps
 from cnnlab.models import create_model, get_entry
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
+from cnnlab.train.checkpoint import CHECKPOINT, check_resumable
 from cnnlab.train.evaluate import full_report, save_confusion_matrix
-from cnnlab.train.fit import FitResult
-from cnnlab.train.phases import fit_model
+from cnnlab.train.fit import FitResult, resume_key
+from cnnlab.train.phases import check_resume_phases, fit_model
 
 log = logging.getLogger("cnnlab")
 
@@ -82,17 +89,62 @@ def train_recipe(
         recipe.data.source = data_source
     if resume and out_dir is None:
         raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise CnnlabError(f"--out {out_dir} is a file; give a folder for the run")
     ddp = distributed.setup(recipe.train.device)  # under torchrun: join the process group
     data = prepare_data(recipe.data)
+    check_trainable(data)
     model, args = build_model(recipe, data)
     out = Path(out_dir) if out_dir else default_out_dir(recipe)
     if ddp is not None:
         out = Path(ddp.same_everywhere(str(out)))  # rank 0's run folder
-    if resume and not (out / "checkpoint.pt").is_file():
-        raise CnnlabError(f"--resume: no checkpoint.pt in {out}")
+    if resume:  # verified before anything is written: a refused --resume changes nothing
+        if not (out / CHECKPOINT).is_file():
+            raise CnnlabError(f"--resume: no {CHECKPOINT} in {out}")
+        check_resume_phases(model, recipe)
+        check_resumable(out, resume_key(recipe), recipe.train.epochs)
     if not distributed.is_main():  # the other ranks train their share; rank 0 writes
         return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
+    with run_folder(out):
+        return _train_in(out, recipe, data, model, args, resume, progress)
+
+
+@contextlib.contextmanager
+def run_folder(out: Path) -> Iterator[Path]:
+    """The run folder, with the temporaries a killed run left deleted; if the run fails, what
+    it added is removed again (and the folder, if it made it), so a failed run leaves no
+    half-written files. Ctrl+C keeps them: the checkpoint is there to `--resume` from."""
+    existed = out.is_dir()
     out.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(out))
+    clean_stale_temps(out)
+    try:
+        yield out
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        for name in set(os.listdir(out)) - before:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        clean_stale_temps(out)
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _train_in(
+    out: Path,
+    recipe: Recipe,
+    data: PreparedData,
+    model: nn.Module,
+    args: dict[str, Any],
+    resume: bool,
+    progress: bool,
+) -> TrainOutcome:
     file_log = _log_to(out / "train.log")
     try:
         save_recipe(recipe, out / "recipe.yaml")
