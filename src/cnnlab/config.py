@@ -128,6 +128,8 @@ class DecisionConfig:
     target_sensitivity: float = 0.95  # for policy target_sensitivity
     threshold: float = 0.5  # for policy fixed
     calibrate: bool = True  # fit temperature scaling on the validation split
+    ood_check: bool = True  # fit an out-of-distribution check (cnnlab.train.ood) after training
+    ood_percentile: float = 99.0  # its cut-off: this percentile of the validation distances
 
 
 @dataclass
@@ -264,6 +266,8 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError("finetune: epochs must be >= 0, batch_size >= 1 and lr positive")
     if not 0.0 < dc.target_sensitivity <= 1.0 or not 0.0 <= dc.threshold <= 1.0:
         raise CnnlabError("decision.target_sensitivity must be in (0, 1] and threshold in [0, 1]")
+    if not 50.0 <= dc.ood_percentile < 100.0:
+        raise CnnlabError(f"decision.ood_percentile must be in [50, 100), got {dc.ood_percentile}")
     _check_augment(recipe)
 
 

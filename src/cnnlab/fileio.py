@@ -50,3 +50,11 @@ def shareable_command(command: str) -> str:
     except ValueError:  # unbalanced quotes: leave it as written
         return command
     return shlex.join(data_name(w) if Path(w).is_absolute() else w for w in words)
+
+
+def on_terminal() -> bool:
+    """Whether stdout and stderr both reach a terminal: a progress bar redraws a line many times
+    a second, which is right on a screen and fills a pipe, a log file or a CI log with noise."""
+    import sys
+
+    return all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))

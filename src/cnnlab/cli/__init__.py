@@ -21,6 +21,7 @@ MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.explain",
     "cnnlab.cli.data",
     "cnnlab.cli.app",
+    "cnnlab.cli.runs",
 ]
 
 

@@ -62,9 +62,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_recalibrate)
 
+    p = sub.add_parser(
+        "ood-fit",
+        help="add an out-of-distribution check to a bundle, fitted on its training data",
+        description="Repeats the bundle's own training/validation split of DATA, fits the "
+        "Mahalanobis check on the training part's penultimate features and cuts it off at a "
+        "percentile of the validation part's distances. Inputs beyond it are then reported as "
+        "'does not look like the training images' by predict, the app and the API. `cnnlab "
+        "train` does this itself; this is for bundles trained before, or a new cut-off.",
+    )  # fmt: skip
+    p.add_argument("bundle", help="bundle folder (or a shipped name, with --out)")
+    p.add_argument("--data", required=True, help="the data the bundle was trained on")
+    p.add_argument("--out", help="write a copy of the bundle with the check here (must not exist)")
+    p.add_argument("--percentile", type=float, default=99.0,
+                   help="cut-off: this percentile of the validation distances (default 99)")  # fmt: skip
+    p.add_argument("--layer", help="the layer whose input are the features (default: the last "
+                   "dense layer: the penultimate features)")  # fmt: skip
+    p.set_defaults(func=cmd_ood_fit)
+
     p = sub.add_parser("predict", help="classify image files or folders")
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--recursive", action="store_true",
+                   help="also classify the images in the folders' subfolders")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
     add_backend_arguments(p)
     fmt = p.add_mutually_exclusive_group()
@@ -103,6 +123,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CnnlabError(f"{args.bundle} ships with cnnlab and is read-only: --record into a copy, "
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
+    if report.get("warning"):
+        print(f"cnnlab: {report['warning']}", file=sys.stderr)
+    if args.out:
+        print(f"figures, and the most confident mistakes (mistakes.png), written to {args.out}",
+              file=sys.stderr)  # fmt: skip
     if args.record:
         from cnnlab.train.external import record_evaluation
 
@@ -133,6 +158,16 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     print(format_recalibration(r))
+    return 0
+
+
+def cmd_ood_fit(args: argparse.Namespace) -> int:
+    from cnnlab.train.ood import add_ood
+
+    out, record = add_ood(args.bundle, args.data, args.out, args.percentile, args.layer)
+    print(f"out-of-distribution check written to {out}: cut-off {record['threshold']:.2f} "
+          f"({record['percentile']:g}th percentile of {record['n_cutoff']} {record['fitted_on']} "
+          f"images; features: input of {record['layer']}, {record['features']} wide)")  # fmt: skip
     return 0
 
 
@@ -184,7 +219,7 @@ def format_report(report: dict) -> str:
         lines += format_binary(report)
     elif report.get("threshold") is not None:
         lines.append(f"decision threshold {report['threshold']:.3f}")
-    width = max(len(c) for c in report["per_class"]) + 2
+    width = max(len("class"), *(len(c) for c in report["per_class"])) + 2
     lines.append(f"{'class':<{width}}precision  recall    f1      support")
     for name, m in report["per_class"].items():
         lines.append(
@@ -203,7 +238,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
-    files = expand_inputs(args.paths)
+    files = expand_inputs(args.paths, args.recursive)
     bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
