@@ -51,16 +51,17 @@ def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bu
     assert calls == [(3, False)]  # one batch for the three uploads, no autograd
     bundle = load_bundle(app_bundle)
     expected = predict_sources(bundle, [f[1] for f in files], [f[0] for f in files])
-    sentences = texts(at, "success") + [w for w in texts(at, "warning") if "threshold" in w]
+    sentences = texts(at, "error") + texts(at, "success") + [w for w in texts(at, "warning") if "threshold" in w]
     for pred in expected:
         assert verdict(pred, bundle.classes, True).sentence in sentences
         assert (
             f"calibrated probability of Pneumonia: **{pred.positive_probability:.3f}** · "
             f"threshold: **0.370**" in " ".join(texts(at, "markdown"))
         )
-    assert len(at.success) == 3 and all(
-        t.startswith("Pneumonia likely (0.") for t in texts(at, "success")
+    assert len(at.error) == 3 and all(  # the positive class in its own colour (red)
+        t.startswith("Pneumonia likely (P(Pneumonia) 0.") for t in texts(at, "error")
     )
+    assert len(at.success) == 0
     assert len(at.image) == 3  # each image as the model sees it
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "b.jpg", "c.dcm"]
@@ -83,19 +84,19 @@ def test_an_uncertain_result_is_not_headlined(app_env, app_bundle, tmp_path):
     at = upload(app_env(unsure).run(), ("a.png", encode(xray_like(0)), "image/png"))
     assert len(at.success) == 0
     warning = next(w for w in texts(at, "warning") if "threshold" in w)
-    assert warning.startswith("Uncertain (0.5") and "likely" not in warning
+    assert warning.startswith("Uncertain (P(Pneumonia) 0.5") and "likely" not in warning
     assert list(at.dataframe[0].value["uncertain"]) == [True]
 
 
 def test_gradcam_toggle_adds_an_overlay_and_keeps_the_results(app_env, app_bundle):
     at = upload(app_env(app_bundle).run(), ("a.png", encode(xray_like(1)), "image/png"))
-    before = texts(at, "success") + texts(at, "warning")
+    before = texts(at, "error") + texts(at, "success") + texts(at, "warning")
     assert len(at.image) == 1
     at.toggle(key="gradcam").set_value(True).run()
     assert not at.exception
-    assert len(at.image) == 2
+    assert len(at.image) == 3  # the image, its overlay and the overlay's colour bar
     assert at.image[1].proto.imgs[0].caption.startswith("Grad-CAM for ")
-    assert texts(at, "success") + texts(at, "warning") == before  # no re-classification needed
+    assert texts(at, "error") + texts(at, "success") + texts(at, "warning") == before
 
 
 def test_model_is_loaded_once_per_process(app_env, app_bundle, tmp_path, monkeypatch):
@@ -208,7 +209,9 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
         "ROC curve", "confusion matrix", "calibration (reliability diagram)"
     ]  # fmt: skip
     card = " ".join(texts(at, "markdown"))
-    assert "Not for clinical use" in card and "## Decision rule" in card  # the whole card
+    assert "Not for clinical use" in card and "## Decision rule" in card  # the card, ...
+    assert "## Figures" not in card and "| auc |" not in card  # ... without the table above it
+    assert len(at.dataframe) == 1  # the figures once
     assert any("threshold **0.370**" in t for t in texts(at, "markdown"))
 
 

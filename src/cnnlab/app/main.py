@@ -1,4 +1,4 @@
-"""The Streamlit entry script: page set-up, the sidebar (model picker, About) and three pages.
+"""The Streamlit entry script: page set-up, the sidebar (model picker, About) and four pages.
 
 Run it with `cnnlab app [BUNDLE|NAME]` (or `streamlit run` on this file).
 """
@@ -23,6 +23,7 @@ pages = [
     ),
     st.Page(VIEWS / "explain.py", title="Explain", icon=":material/layers:", url_path="explain"),
     st.Page(VIEWS / "model.py", title="Model", icon=":material/description:", url_path="model"),
+    st.Page(VIEWS / "runs.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"),
 ]
 page = st.navigation(pages, position="sidebar")
 render_sidebar()

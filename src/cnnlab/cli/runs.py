@@ -50,7 +50,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         from cnnlab.report.figures import runs_figure, save_figure
 
         save_figure(runs_figure([r.curves() for r in runs]), args.plot, dpi=110)
-        print(f"curves of {len(runs)} runs written to {args.plot}", file=sys.stderr)
+        print(f"curves of {len(runs)} run{'s' if len(runs) > 1 else ''} written to {args.plot}",
+              file=sys.stderr)  # fmt: skip
     if args.json:
         json.dump({"runs": [r.row() for r in runs]}, sys.stdout)
         sys.stdout.write("\n")
@@ -70,7 +71,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             json.dump({"removed": n, "bytes": freed}, sys.stdout)
             sys.stdout.write("\n")
         else:
-            print(f"removed {n} entries ({freed / 1e9:.2f} GB) from {cache_dir()}")
+            print(f"removed {n} entr{'y' if n == 1 else 'ies'} ({freed / 1e9:.2f} GB) from {cache_dir()}")
         return 0
     entries = cache_entries(kinds)
     total = sum(e.bytes for e in entries)

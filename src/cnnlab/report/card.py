@@ -270,6 +270,15 @@ def default_limitations(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def card_without(card: str, titles: tuple[str, ...]) -> str:
+    """The card without its '## title...' sections (a title matches by its start, so 'Metrics'
+    drops '## Metrics (validation split, 60 images)'): for a page that shows them itself."""
+    for title in titles:
+        card = re.sub(rf"^##\s+{re.escape(title)}\b.*?(?=^#{{1,2}}\s|\Z)", "", card,
+                      flags=re.M | re.S)  # fmt: skip
+    return card.strip() + "\n" if card.strip() else ""
+
+
 def card_section(card: str, title: str) -> str:
     """The text under a '## title' heading of a model card (empty when there is none)."""
     match = re.search(rf"^##\s+{re.escape(title)}\s*$(.*?)(?=^#{{1,2}}\s|\Z)", card, re.M | re.S)

@@ -188,10 +188,14 @@ def epoch_positions(history: list[dict[str, float]]) -> list[float]:
 
 
 def _accuracy_limits(values: list[float]) -> tuple[float, float]:
-    """A y range for accuracies: the data with a margin, at least 2 points wide, never past 1."""
+    """A y range for accuracies: the data with a margin, at least 2 points wide (one epoch at
+    99% is not drawn on an axis from 0.987 to 0.993), never below 0 or much past 1."""
     lo, hi = min(values), max(values)
-    span = max(hi - lo, 0.02)
-    return max(0.0, lo - 0.15 * span), min(1.0 + 0.01 * span, hi + 0.15 * span)
+    if hi - lo < 0.02:
+        mid = min(max((lo + hi) / 2, 0.01), 0.99)
+        lo, hi = mid - 0.01, mid + 0.01
+    margin = 0.1 * (hi - lo)
+    return max(0.0, lo - margin), min(1.005, hi + margin)
 
 
 def _loss_axis(ax, values: list[float]) -> None:
@@ -334,4 +338,18 @@ def mistakes_figure(
         "(above each: the class predicted, its probability)",
         fontsize=10,
     )
+    return fig
+
+
+def colorbar_figure(label: str, cmap: str = "jet"):
+    """A horizontal colour bar from 0 to 1 for a heatmap overlay (Grad-CAM's, in `jet`)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig = _figure(figsize=(4.2, 0.85))
+    ax = fig.subplots()
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=ax, orientation="horizontal")
+    bar.set_ticks([0, 0.5, 1], labels=["none", "some", "strongest"])
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label(label, fontsize=8)
     return fig

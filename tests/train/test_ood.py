@@ -1,0 +1,146 @@
+"""The out-of-distribution check: the distance is Mahalanobis's, training fits it into the
+bundle, predict / the rows / the API report it with the label, `cnnlab ood-fit` adds it to an
+older bundle, and bundles without it keep working."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.bundle import load_bundle
+from cnnlab.predict import predict_sources
+from cnnlab.report.rows import prediction_rows
+from cnnlab.runtime.ood import OOD_FILE
+from cnnlab.train.ood import fit_check
+from tests.conftest import digit_images
+
+
+def test_distance_is_mahalanobis_to_the_nearest_class_mean():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))).float()
+    y = torch.from_numpy(rng.integers(0, 3, 400))
+    x += torch.nn.functional.one_hot(y, 5)[:, :5].float() * 4
+    check = fit_check(x, y)
+    assert check.record["rank"] == 5  # narrow features are kept whole: the distance is exact
+    means = np.stack([x[y == k].numpy().mean(0) for k in range(3)])
+    cov = check.components.T.numpy() @ np.diag(check.variances.numpy()) @ check.components.numpy()
+    prec = np.linalg.inv(cov)
+    q = x[:7].numpy()
+    expected = [min(np.sqrt((v - m) @ prec @ (v - m)) for m in means) for v in q]
+    assert check.distances(x[:7]).numpy() == pytest.approx(expected, rel=1e-4)
+
+
+def test_low_rank_form_still_ranks_far_inputs_far():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(600, 300))).float()
+    y = torch.from_numpy(rng.integers(0, 2, 600))
+    check = fit_check(x, y, max_rank=32)
+    assert check.components.shape == (32, 300) and check.record["rank"] == 32
+    near, far = check.distances(x[:50]), check.distances(x[:50] * 4)
+    assert bool((far > near).all())
+
+
+def test_training_fits_the_check_and_predict_flags_foreign_inputs(tiny_runs):
+    run = tiny_runs[0]
+    meta = json.loads((run / "bundle.json").read_text())
+    ood = meta["ood"]
+    assert ood["score"] == "mahalanobis" and ood["percentile"] == 99 and ood["fitted_on"] == "val"
+    assert ood["layer"] == "head.fc" and (run / OOD_FILE).is_file()
+    assert "does not look like the training images" in (run / "card.md").read_text()
+    bundle = load_bundle(run)
+    x, _ = digit_images(200, seed=7)  # new images like the training ones
+    same = torch.from_numpy(x)[:, None]
+    _, d_same = bundle.predict_checked(same)
+    _, d_inverted = bundle.predict_checked(255 - same)
+    assert float((d_same > bundle.ood.threshold).float().mean()) <= 0.05
+    assert float((d_inverted > bundle.ood.threshold).float().mean()) >= 0.95
+    preds = predict_sources(bundle, [(255 - x[0]).tobytes()], ["inv.raw"])  # unreadable bytes
+    assert preds[0].error and preds[0].out_of_distribution is None
+
+
+def test_rows_carry_the_flag_and_the_label(tiny_runs, tmp_path):
+    from PIL import Image
+
+    bundle = load_bundle(tiny_runs[0])
+    x, _ = digit_images(2, seed=9)
+    files = []
+    for name, arr in (("like.png", x[0]), ("inverted.png", 255 - x[1])):
+        Image.fromarray(arr).save(tmp_path / name)
+        files.append(tmp_path / name)
+    preds = predict_sources(bundle, files, [f.name for f in files])
+    rows = prediction_rows(preds, bundle.classes, bundle.binary)
+    assert [r["out_of_distribution"] for r in rows] == [False, True]
+    assert rows[1]["label"] in bundle.classes  # the label is still given
+    assert rows[1]["result"].startswith("Does not look like the training images (distance ")
+    assert rows[1]["ood_distance"] > bundle.ood.threshold > rows[0]["ood_distance"]
+
+
+def test_a_bundle_without_the_check_keeps_working(tiny_runs, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_runs[0], old)
+    meta = json.loads((old / "bundle.json").read_text())
+    del meta["ood"]
+    (old / "bundle.json").write_text(json.dumps(meta))
+    (old / OOD_FILE).unlink()
+    bundle = load_bundle(old)
+    assert bundle.ood is None
+    x, _ = digit_images(3, seed=2)
+    probs, distances = bundle.predict_checked(torch.from_numpy(x)[:, None])
+    assert distances is None and probs.shape == (3, 10)
+    row = prediction_rows(predict_sources(bundle, [_png(x[0])]), bundle.classes, False)[0]
+    assert row["out_of_distribution"] is None and row["ood_distance"] is None
+    assert "likely" in row["result"] or row["result"].startswith("Uncertain")
+
+
+def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, run_cli):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_runs[0], old)
+    meta = json.loads((old / "bundle.json").read_text())
+    fitted = meta.pop("ood")
+    (old / "bundle.json").write_text(json.dumps(meta))
+    (old / OOD_FILE).unlink()
+    data = tiny_runs[0].parents[1] / "idx"
+    done = run_cli("ood-fit", old, "--data", data, "--percentile", "95")
+    assert done.returncode == 0, done.stderr
+    assert "cut-off" in done.stdout and "95th percentile of 120 val images" in done.stdout
+    meta = json.loads((old / "bundle.json").read_text())
+    assert meta["ood"]["percentile"] == 95 and meta["ood"]["n_cutoff"] == fitted["n_cutoff"]
+    assert meta["ood"]["threshold"] < fitted["threshold"]  # 95th below the 99th percentile
+    assert load_bundle(old).ood is not None
+    copy = tmp_path / "copy"
+    assert run_cli("ood-fit", old, "--data", data, "--out", copy).returncode == 0
+    assert (copy / OOD_FILE).is_file() and json.loads((copy / "bundle.json").read_text())["name"] == "copy"
+    shipped = run_cli("ood-fit", "pneumonia", "--data", data)
+    assert shipped.returncode == 2 and "read-only" in shipped.stderr
+
+
+def test_the_api_answers_with_the_flag_and_the_label(tiny_runs):
+    from fastapi.testclient import TestClient
+
+    from cnnlab.serve import create_app
+
+    bundle = load_bundle(tiny_runs[0])
+    x, _ = digit_images(1, seed=4)
+    files = [("files", ("like.png", _png(x[0]), "image/png")),
+             ("files", ("inverted.png", _png(255 - x[0]), "image/png"))]  # fmt: skip
+    with TestClient(create_app(bundle)) as client:
+        body = client.post("/v1/predict", files=files).json()
+        models = client.get("/v1/models").json()
+    flags = [p["out_of_distribution"] for p in body["predictions"]]
+    assert flags == [False, True]
+    assert all(p["label"] in bundle.classes for p in body["predictions"])
+    assert models[0]["ood_threshold"] == pytest.approx(bundle.ood.threshold, rel=1e-6)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
