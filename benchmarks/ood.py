@@ -10,7 +10,7 @@
 3. Foreign: MNIST digits, CIFAR-10 images, and the external X-rays inverted (255 - x), each
    read through the same door as an upload (`decode_batch`: resized to 224x224, gray).
 
-    python benchmarks/ood.py [--images 1000] [--out runs/pneumonia-ood] [--layer head.dense1]
+    python benchmarks/ood.py [--images 1000] [--out runs/pneumonia-ood]
 
 Writes the figures to OUT/ood_benchmark.json and prints them. Takes minutes on 2 cores: the
 features of 5,216 training X-rays dominate (once; a second run reuses the bundle's check).
@@ -85,12 +85,13 @@ def main() -> None:
     from cnnlab.train.ood import add_ood
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="pneumonia", help="bundle to copy (default: the shipped one)")
+    ap.add_argument(
+        "--bundle", default="pneumonia", help="bundle to copy (default: the shipped one)"
+    )
     ap.add_argument("--train", default=str(DATA / "chest_xray" / "train"))
     ap.add_argument("--external", default=str(DATA / "chest_xray" / "external"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "pneumonia-ood"))
     ap.add_argument("--images", type=int, default=1000, help="MNIST and CIFAR-10 images each")
-    ap.add_argument("--layer", help="features: the input of this layer (default: the last dense)")
     ap.add_argument("--percentile", type=float, default=99.0)
     args = ap.parse_args()
     set_threads()
@@ -98,14 +99,17 @@ def main() -> None:
     started = time.perf_counter()
     meta = json.loads((out / "bundle.json").read_text()) if out.is_dir() else {}
     ood = meta.get("ood") or {}
-    if ood.get("percentile") != args.percentile or (args.layer and ood.get("layer") != args.layer):
+    if ood.get("percentile") != args.percentile or "parts" not in ood:
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        add_ood(resolve_bundle(args.bundle), args.train, out, args.percentile, args.layer)
+        add_ood(resolve_bundle(args.bundle), args.train, out, args.percentile)
     fit_seconds = time.perf_counter() - started
     bundle = load_bundle(out)
-    print(f"check: {bundle.ood.record['features']}-wide input of {bundle.ood.layer}, cut-off "
-          f"{bundle.ood.threshold:.2f} ({fit_seconds:.0f} s to fit or load)", flush=True)  # fmt: skip
+    views = ", ".join(
+        f"{p['layer']} {p['take']} ({p['features']} wide)" for p in bundle.ood.record["parts"]
+    )
+    print(f"check: {views}; cut-off {bundle.ood.threshold:.3f} ({fit_seconds:.0f} s to fit or "
+          "load)", flush=True)  # fmt: skip
 
     val = load_split_for(bundle, args.train, "val").images
     external = load_split_for(bundle, args.external, "test").images
@@ -132,8 +136,8 @@ def main() -> None:
         print(f"  {q:g}th ({cut:.2f}): " + ", ".join(f"{n.split(' (')[0]} {v:.2%}"
                                                    for n, v in shares.items()))  # fmt: skip
     np.savez(out / "ood_distances.npz", **{n.split(" (")[0]: d for n, d in distances.items()})
-    report = {"bundle": str(out), "layer": bundle.ood.layer, "threshold": bundle.ood.threshold,
-              "percentile": args.percentile, "features": bundle.ood.record["features"],
+    report = {"bundle": str(out), "parts": bundle.ood.record["parts"],
+              "threshold": bundle.ood.threshold, "percentile": args.percentile,
               "results": results, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     (out / "ood_benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out / 'ood_benchmark.json'}")

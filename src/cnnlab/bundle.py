@@ -95,7 +95,7 @@ class Bundle:
         if self.ood is None:
             return self.predict_proba(images, batch_size), None
         logits, feats = logits_and_features(self.model, images, self.preprocess, self.runtime,
-                                            self.ood.layer, batch_size)  # fmt: skip
+                                            self.ood.layers, batch_size)  # fmt: skip
         if self.backend is not None:  # the backend's own logits; the features come from PyTorch
             logits = self.backend.logits(images, batch_size)
         return self.decision.probabilities(logits), self.ood.distances(feats)

@@ -36,7 +36,9 @@ def test_out_of_distribution_says_so_before_any_label_and_keeps_the_label():
     pred.ood_distance, pred.ood_threshold = 40.2, 12.5
     v = verdict(pred, BINARY, binary=True)
     assert v.out_of_distribution and v.uncertain and v.label == "PNEUMONIA"
-    assert v.sentence.startswith("Does not look like the training images (distance 40.2, cut-off 12.5)")
+    assert v.sentence.startswith(
+        "Does not look like the training images (distance 40.20, cut-off 12.50)"
+    )
     assert "would say Pneumonia" in v.sentence and "likely" not in v.sentence
     pred.ood_distance = 3.0  # inside the cut-off: the ordinary sentence
     assert verdict(pred, BINARY, binary=True).sentence.startswith("Pneumonia likely")

@@ -27,7 +27,9 @@ def cli(capsys, *args):
 
 
 def test_evaluate_table_header_with_one_character_class_names():
-    per_class = {str(k): {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10} for k in range(3)}
+    per_class = {
+        str(k): {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10} for k in range(3)
+    }
     report = {"model": "m", "data": "d", "split": "test", "n": 30, "accuracy": 0.8, "loss": 0.5,
               "macro_f1": 0.85, "per_class": per_class, "confusion_matrix": [[8, 1, 1]] * 3}  # fmt: skip
     lines = format_report(report).splitlines()
@@ -76,7 +78,10 @@ def test_folder_card_says_what_the_run_did():
     from cnnlab.report.card import medical_card
 
     card = medical_card(folder_meta())
-    assert "class imbalance: 2.89:1 (PNEUMONIA 3487, NORMAL 1207) in training; loss weighting: none" in card
+    assert (
+        "class imbalance: 2.89:1 (PNEUMONIA 3487, NORMAL 1207) in training; loss weighting: none"
+        in card
+    )
     assert "transfer-learned" not in card and "trained from scratch" in card
     assert "224x224" not in card and "resized to 150x150" in card
     assert "**Warning: it predicts PNEUMONIA for 100% of the 522 validation images (74% are " \
@@ -109,8 +114,12 @@ def test_evaluate_warns_about_a_one_class_model_and_draws_its_mistakes(tmp_path,
     code, stdout, err = cli(capsys, "evaluate", bundle, "--data", data, "--json", "--out", out)
     assert code == 0
     report = json.loads(stdout)
-    assert report["warning"].startswith("Warning: it predicts PNEUMONIA for 100% of the 12 test images")
-    assert [line for line in err.splitlines() if "Warning:" in line] == [f"cnnlab: {report['warning']}"]
+    assert report["warning"].startswith(
+        "Warning: it predicts PNEUMONIA for 100% of the 12 test images"
+    )
+    assert [line for line in err.splitlines() if "Warning:" in line] == [
+        f"cnnlab: {report['warning']}"
+    ]
     mistakes = json.loads((out / "mistakes.json").read_text())
     assert len(mistakes) == 6 and {m["true"] for m in mistakes} == {"NORMAL"}
     assert all(m["predicted"] == "PNEUMONIA" and m["file"].endswith(".png") for m in mistakes)
@@ -119,13 +128,13 @@ def test_evaluate_warns_about_a_one_class_model_and_draws_its_mistakes(tmp_path,
     assert (out / "mistakes.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _imports_after(args: list[str]) -> list[str]:
+def _imports_after(args: list[str], first: str = "") -> list[str]:
     code = (
-        "import sys\nfrom cnnlab.cli import main\n"
+        f"import sys\n{first}\nfrom cnnlab.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('HEAVY', sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     return json.loads(done.stdout.rsplit("HEAVY ", 1)[1].replace("'", '"'))
 
 
@@ -133,7 +142,8 @@ def test_light_commands_do_not_import_torch():
     assert _imports_after(["--help"]) == []
     assert _imports_after(["conv", "--size", "32", "--kernel", "3"]) == []
     assert _imports_after(["conv", "--size", "32", "--layers", "c3:32,p2,c3:64s2psame"]) == []
-    assert "torch" in _imports_after(["summary", "lenet5"])  # the control: this one needs it
+    # the control: the check sees torch when something did import it
+    assert _imports_after(["conv", "--size", "8"], "import torch") == ["numpy", "torch"]
 
 
 def test_predict_recurses_into_subfolders_only_when_asked(tmp_path, capsys):
@@ -144,12 +154,17 @@ def test_predict_recurses_into_subfolders_only_when_asked(tmp_path, capsys):
     (folder / "plots").mkdir(parents=True)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "top.png")
-    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "plots" / "deep.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        folder / "plots" / "deep.png"
+    )
     code, out, _ = cli(capsys, "predict", bundle, folder, "--json")
     assert code == 0
     assert [Path(p["file"]).name for p in json.loads(out)["predictions"]] == ["top.png"]
     code, out, _ = cli(capsys, "predict", bundle, folder, "--json", "--recursive")
-    assert sorted(Path(p["file"]).name for p in json.loads(out)["predictions"]) == ["deep.png", "top.png"]
+    assert sorted(Path(p["file"]).name for p in json.loads(out)["predictions"]) == [
+        "deep.png",
+        "top.png",
+    ]
     (folder / "top.png").unlink()
     code, _, err = cli(capsys, "predict", bundle, folder)
     assert code == 2 and "add --recursive" in err

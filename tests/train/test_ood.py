@@ -15,7 +15,7 @@ from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
 from cnnlab.report.rows import prediction_rows
 from cnnlab.runtime.ood import OOD_FILE
-from cnnlab.train.ood import fit_check
+from cnnlab.train.ood import fit_part
 from tests.conftest import digit_images
 
 
@@ -24,8 +24,8 @@ def test_distance_is_mahalanobis_to_the_nearest_class_mean():
     x = torch.from_numpy(rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))).float()
     y = torch.from_numpy(rng.integers(0, 3, 400))
     x += torch.nn.functional.one_hot(y, 5)[:, :5].float() * 4
-    check = fit_check(x, y)
-    assert check.record["rank"] == 5  # narrow features are kept whole: the distance is exact
+    check, record = fit_part(x, y)
+    assert record["rank"] == 5  # narrow features are kept whole: the distance is exact
     means = np.stack([x[y == k].numpy().mean(0) for k in range(3)])
     cov = check.components.T.numpy() @ np.diag(check.variances.numpy()) @ check.components.numpy()
     prec = np.linalg.inv(cov)
@@ -38,8 +38,8 @@ def test_low_rank_form_still_ranks_far_inputs_far():
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.normal(size=(600, 300))).float()
     y = torch.from_numpy(rng.integers(0, 2, 600))
-    check = fit_check(x, y, max_rank=32)
-    assert check.components.shape == (32, 300) and check.record["rank"] == 32
+    check, record = fit_part(x, y, max_rank=32)
+    assert check.components.shape == (32, 300) and record["rank"] == 32
     near, far = check.distances(x[:50]), check.distances(x[:50] * 4)
     assert bool((far > near).all())
 
@@ -49,7 +49,11 @@ def test_training_fits_the_check_and_predict_flags_foreign_inputs(tiny_runs):
     meta = json.loads((run / "bundle.json").read_text())
     ood = meta["ood"]
     assert ood["score"] == "mahalanobis" and ood["percentile"] == 99 and ood["fitted_on"] == "val"
-    assert ood["layer"] == "head.fc" and (run / OOD_FILE).is_file()
+    # the first stage at <= 1/4 of the input's height: its channel statistics (mean and std of
+    # 16 channels), and the head's input
+    assert [(p["layer"], p["take"]) for p in ood["parts"]] == [
+        ("features.stage2_pool", "stats"), ("head.fc", "input")]  # fmt: skip
+    assert ood["parts"][0]["features"] == 32 and (run / OOD_FILE).is_file()
     assert "does not look like the training images" in (run / "card.md").read_text()
     bundle = load_bundle(run)
     x, _ = digit_images(200, seed=7)  # new images like the training ones
@@ -96,7 +100,13 @@ def test_a_bundle_without_the_check_keeps_working(tiny_runs, tmp_path):
     assert "likely" in row["result"] or row["result"].startswith("Uncertain")
 
 
-def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, run_cli):
+def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, capsys):
+    from cnnlab.cli import main
+
+    def cli(*args):
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr()
+
     old = tmp_path / "old"
     shutil.copytree(tiny_runs[0], old)
     meta = json.loads((old / "bundle.json").read_text())
@@ -104,18 +114,21 @@ def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, run_cli)
     (old / "bundle.json").write_text(json.dumps(meta))
     (old / OOD_FILE).unlink()
     data = tiny_runs[0].parents[1] / "idx"
-    done = run_cli("ood-fit", old, "--data", data, "--percentile", "95")
-    assert done.returncode == 0, done.stderr
-    assert "cut-off" in done.stdout and "95th percentile of 120 val images" in done.stdout
+    code, out = cli("ood-fit", old, "--data", data, "--percentile", "95")
+    assert code == 0, out.err
+    assert "cut-off" in out.out and "95th percentile of 120 val images" in out.out
     meta = json.loads((old / "bundle.json").read_text())
     assert meta["ood"]["percentile"] == 95 and meta["ood"]["n_cutoff"] == fitted["n_cutoff"]
-    assert meta["ood"]["threshold"] < fitted["threshold"]  # 95th below the 99th percentile
+    for new, old_part in zip(meta["ood"]["parts"], fitted["parts"], strict=True):
+        assert new["scale"] < old_part["scale"]  # each 95th percentile below the 99th
     assert load_bundle(old).ood is not None
     copy = tmp_path / "copy"
-    assert run_cli("ood-fit", old, "--data", data, "--out", copy).returncode == 0
-    assert (copy / OOD_FILE).is_file() and json.loads((copy / "bundle.json").read_text())["name"] == "copy"
-    shipped = run_cli("ood-fit", "pneumonia", "--data", data)
-    assert shipped.returncode == 2 and "read-only" in shipped.stderr
+    assert cli("ood-fit", old, "--data", data, "--out", copy)[0] == 0
+    assert (copy / OOD_FILE).is_file() and json.loads((copy / "bundle.json").read_text())[
+        "name"
+    ] == "copy"
+    code, out = cli("ood-fit", "pneumonia", "--data", data)
+    assert code == 2 and "read-only" in out.err
 
 
 def test_the_api_answers_with_the_flag_and_the_label(tiny_runs):

@@ -66,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ood-fit",
         help="add an out-of-distribution check to a bundle, fitted on its training data",
         description="Repeats the bundle's own training/validation split of DATA, fits the "
-        "Mahalanobis check on the training part's penultimate features and cuts it off at a "
-        "percentile of the validation part's distances. Inputs beyond it are then reported as "
+        "Mahalanobis check on the training part's features (an early stage's channel statistics "
+        "and the head's input) and cuts it off at a percentile of the validation part's "
+        "distances. Inputs beyond it are then reported as "
         "'does not look like the training images' by predict, the app and the API. `cnnlab "
         "train` does this itself; this is for bundles trained before, or a new cut-off.",
     )  # fmt: skip
@@ -76,8 +77,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write a copy of the bundle with the check here (must not exist)")
     p.add_argument("--percentile", type=float, default=99.0,
                    help="cut-off: this percentile of the validation distances (default 99)")  # fmt: skip
-    p.add_argument("--layer", help="the layer whose input are the features (default: the last "
-                   "dense layer: the penultimate features)")  # fmt: skip
     p.set_defaults(func=cmd_ood_fit)
 
     p = sub.add_parser("predict", help="classify image files or folders")
@@ -164,10 +163,13 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 def cmd_ood_fit(args: argparse.Namespace) -> int:
     from cnnlab.train.ood import add_ood
 
-    out, record = add_ood(args.bundle, args.data, args.out, args.percentile, args.layer)
-    print(f"out-of-distribution check written to {out}: cut-off {record['threshold']:.2f} "
-          f"({record['percentile']:g}th percentile of {record['n_cutoff']} {record['fitted_on']} "
-          f"images; features: input of {record['layer']}, {record['features']} wide)")  # fmt: skip
+    out, record = add_ood(args.bundle, args.data, args.out, args.percentile)
+    views = " and ".join(
+        f"{p['layer']} ({p['take']}, {p['features']} wide)" for p in record["parts"]
+    )
+    print(f"out-of-distribution check written to {out}: Mahalanobis distance on {views}; cut-off "
+          f"at the {record['percentile']:g}th percentile of {record['n_cutoff']} "
+          f"{record['fitted_on']} images")  # fmt: skip
     return 0
 
 

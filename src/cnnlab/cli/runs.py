@@ -71,7 +71,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             json.dump({"removed": n, "bytes": freed}, sys.stdout)
             sys.stdout.write("\n")
         else:
-            print(f"removed {n} entr{'y' if n == 1 else 'ies'} ({freed / 1e9:.2f} GB) from {cache_dir()}")
+            print(
+                f"removed {n} entr{'y' if n == 1 else 'ies'} ({freed / 1e9:.2f} GB) from {cache_dir()}"
+            )
         return 0
     entries = cache_entries(kinds)
     total = sum(e.bytes for e in entries)

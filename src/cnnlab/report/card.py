@@ -231,13 +231,17 @@ def ood_lines(meta: dict[str, Any]) -> list[str]:
     if not ood:
         return []
     where = "validation" if ood.get("fitted_on") == "val" else "training"
+    views = " and ".join(
+        f"`{p.get('layer')}` ({'its channel statistics' if p.get('take') == 'stats' else 'its input'}, "
+        f"{p.get('features', '?')} wide)"
+        for p in ood.get("parts", [])
+    )
     return [
-        f"- an input whose features (the input of `{ood.get('layer', '?')}`, "
-        f"{ood.get('features', '?')} wide) lie farther than **{ood.get('threshold', 0):.2f}** "
-        "(Mahalanobis distance to the nearest class mean, one shared covariance) from the "
-        'training images is reported as "does not look like the training images", its label '
-        f"still given; the cut-off is the {ood.get('percentile', 99):g}th percentile of the "
-        f"{where} images' distances",
+        '- an input too far from the training images is reported as "does not look like the '
+        'training images", its label still given: the Mahalanobis distance to the nearest class '
+        f"mean (one shared covariance) of the features of {views}, each in units of its "
+        f"{ood.get('percentile', 99):g}th percentile on the {where} images; flagged beyond "
+        f"{ood.get('threshold', 0):.3f} for the larger of them",
     ]
 
 

@@ -85,6 +85,8 @@ def compute_text(training: dict[str, Any]) -> str:
     parts = [p.strip() for p in str(training.get("runtime", "")).split("/")]
     device, precision = (parts + ["", ""])[:2]
     threads = next((p for p in parts if p.endswith("threads")), "")
+    if threads == "1 threads":
+        threads = "1 thread"
     where = training.get("cpu_capability") if device == "cpu" else device
     return ", ".join(p for p in (where or device, precision, threads) if p)
 

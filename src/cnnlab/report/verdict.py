@@ -60,7 +60,7 @@ def verdict(
                 else f"{nice_label(pred.label)} ({float(pred.probability or 0):.2f})")  # fmt: skip
         return Verdict(
             SENTENCE,
-            f"{SENTENCE} (distance {pred.ood_distance:.1f}, cut-off {pred.ood_threshold:.1f}): the "
+            f"{SENTENCE} (distance {pred.ood_distance:.2f}, cut-off {pred.ood_threshold:.2f}): the "
             f"model would say {said}, but an answer for an image unlike its training images "
             "means little",
             pred.label,
@@ -101,8 +101,8 @@ def prediction_details(pred: Prediction, classes: list[str], binary: bool) -> st
     """The line under the sentence (Markdown): the decision and the figures it came from."""
     ood = ""
     if pred.ood_distance is not None and pred.ood_threshold is not None:
-        ood = (f" · distance from the training images: **{pred.ood_distance:.1f}** (cut-off "
-               f"{pred.ood_threshold:.1f})")  # fmt: skip
+        ood = (f" · distance from the training images: **{pred.ood_distance:.2f}** (cut-off "
+               f"{pred.ood_threshold:.2f})")  # fmt: skip
     if binary:
         return (
             f"Prediction: **{nice_label(pred.label or '')}** · calibrated probability of "

@@ -80,7 +80,10 @@ else:
 
 st.subheader("Most confident mistakes (validation split)")
 mistakes = entry.path / "mistakes.png"
-if mistakes.is_file():
+listed = entry.path / "mistakes.json"
+if listed.is_file() and listed.read_text().strip() in ("[]", ""):
+    st.success("No mistakes on the validation split.")
+elif mistakes.is_file():
     st.image(str(mistakes), width="stretch",
              caption="per true class, the wrong answers the model was surest of: the class it "
              "said and the probability it gave (mistakes.json names the files)")  # fmt: skip
@@ -92,15 +95,20 @@ else:
 st.subheader("Out-of-distribution check")
 if bundle.ood is not None:
     rec = bundle.ood.record
+    views = " and ".join(f"`{layer}` ({'channel statistics' if take == 'stats' else 'input'})"
+                         for layer, take in bundle.ood.layers)  # fmt: skip
     st.markdown(f"An image whose features lie farther than **{bundle.ood.threshold:.2f}** from the "
-                f"training images (Mahalanobis distance to the nearest class mean; the "
-                f"{rec.get('percentile', 99):g}th percentile of the {rec.get('n_cutoff', '?')} "
-                f"{'validation' if rec.get('fitted_on') == 'val' else 'training'} images) is "
-                "reported as *does not look like the training images*, its label still given.")  # fmt: skip
+                f"training images is reported as *does not look like the training images*, its "
+                f"label still given. Distance: Mahalanobis, to the nearest class mean, of the "
+                f"features of {views}, each in units of its {rec.get('percentile', 99):g}th "
+                f"percentile on the {rec.get('n_cutoff', '?')} "
+                f"{'validation' if rec.get('fitted_on') == 'val' else 'training'} images.")  # fmt: skip
 else:
     st.info("This bundle has no out-of-distribution check: it answers for any image, however "
             "unlike its training images. `cnnlab ood-fit BUNDLE --data TRAINING_DATA` adds one.")  # fmt: skip
 
 with st.expander("Model card", expanded=False):
-    st.markdown(card_without(bundle.card, ("Figures", "Metrics")) or "This bundle has no model card.")
+    st.markdown(
+        card_without(bundle.card, ("Figures", "Metrics")) or "This bundle has no model card."
+    )
     st.caption("The card's figures are the ones shown above.")
