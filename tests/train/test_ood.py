@@ -131,6 +131,26 @@ def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, capsys):
     assert code == 2 and "read-only" in out.err
 
 
+def test_a_recalibrated_bundle_keeps_its_check(tmp_path, capsys, monkeypatch):
+    from cnnlab.cli import main
+
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+    from tests.app.conftest import make_app_bundle
+    from tests.conftest import write_image_folder
+
+    xray = make_app_bundle(tmp_path / "xray")
+    train = write_image_folder(tmp_path / "train", ["NORMAL", "PNEUMONIA"], 30, size=64, mode="L")
+    site = write_image_folder(tmp_path / "site", ["NORMAL", "PNEUMONIA"], 12, size=64, mode="L",
+                              seed=1)  # fmt: skip
+    assert main(["ood-fit", str(xray), "--data", str(train)]) == 0
+    out = tmp_path / "xray-site"
+    assert main(["recalibrate", str(xray), "--data", str(site), "--out", str(out)]) == 0
+    capsys.readouterr()
+    again = load_bundle(out)
+    assert again.ood is not None and again.ood.threshold == load_bundle(xray).ood.threshold
+    assert "does not look like the training images" in (out / "card.md").read_text()
+
+
 def test_the_api_answers_with_the_flag_and_the_label(tiny_runs):
     from fastapi.testclient import TestClient
 

@@ -33,6 +33,7 @@ from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_text, data_name
+from cnnlab.runtime.ood import OOD_FILE
 
 log = logging.getLogger("cnnlab")
 
@@ -260,6 +261,8 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copy2(src / WEIGHTS, tmp / WEIGHTS)
+        if (src / OOD_FILE).is_file():  # the out-of-distribution check travels with the weights
+            shutil.copy2(src / OOD_FILE, tmp / OOD_FILE)
         _write_meta(tmp, meta)
         atomic_write_text(tmp / "card.md", medical_card(meta))
         if out.exists():

@@ -55,7 +55,7 @@ class FitResult:
     train_seconds: float  # time spent in training steps and per-epoch validation
     class_counts: dict[str, int] = field(default_factory=dict)
     loss_weighting: str = "none"
-    steps: list[dict[str, float]] = field(default_factory=list)  # sampled step rows (StepRow)
+    steps: list[dict[str, float]] = field(default_factory=list)  # step rows (callbacks.FitState)
 
 
 # ------------------------------------------------------------ the loop: set-up, epochs, steps
