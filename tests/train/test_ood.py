@@ -66,7 +66,7 @@ def test_training_fits_the_check_and_predict_flags_foreign_inputs(tiny_runs):
     assert preds[0].error and preds[0].out_of_distribution is None
 
 
-def test_rows_carry_the_flag_and_the_label(tiny_runs, tmp_path):
+def test_rows_carry_the_flag_and_the_label(tiny_runs, tmp_path, capsys):
     from PIL import Image
 
     bundle = load_bundle(tiny_runs[0])
@@ -81,6 +81,12 @@ def test_rows_carry_the_flag_and_the_label(tiny_runs, tmp_path):
     assert rows[1]["label"] in bundle.classes  # the label is still given
     assert rows[1]["result"].startswith("Does not look like the training images (distance ")
     assert rows[1]["ood_distance"] > bundle.ood.threshold > rows[0]["ood_distance"]
+    from cnnlab.cli import main
+
+    assert main(["predict", str(tiny_runs[0]), *map(str, files)]) == 0
+    like, inverted = capsys.readouterr().out.splitlines()  # the plain text says so too
+    assert "DOES NOT LOOK LIKE" not in like and "DOES NOT LOOK LIKE THE TRAINING IMAGES" in inverted
+
 
 
 def test_a_bundle_without_the_check_keeps_working(tiny_runs, tmp_path):

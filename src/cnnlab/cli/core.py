@@ -257,6 +257,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in r.top_k)
             extra = f" (threshold {r.threshold:.2f})" if r.threshold is not None else ""
+            if r.out_of_distribution:
+                extra += (f"   DOES NOT LOOK LIKE THE TRAINING IMAGES (distance "
+                          f"{r.ood_distance:.2f}, cut-off {r.ood_threshold:.2f})")  # fmt: skip
             print(f"{r.source}: {r.label} {r.probability:.2%}{extra}   [{top}]")
     for r in failed:
         print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)
