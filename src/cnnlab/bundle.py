@@ -288,9 +288,10 @@ def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -
 
 
 def copy_bundle(src: Path, dst: Path) -> Path:
-    """Copy the bundle files (used to ship a trained bundle inside the package)."""
+    """Copy the bundle files (used to ship a trained bundle inside the package): the three
+    always, the out-of-distribution check and the mistakes gallery when the run has them."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, META, CARD, OOD_FILE):
-        if name != OOD_FILE or (src / name).is_file():
+    for name in (WEIGHTS, META, CARD, OOD_FILE, "mistakes.png"):
+        if name in (WEIGHTS, META, CARD) or (src / name).is_file():
             shutil.copy2(src / name, dst / name)
     return dst

@@ -106,6 +106,15 @@ def test_a_bundle_without_the_check_keeps_working(tiny_runs, tmp_path):
     assert "likely" in row["result"] or row["result"].startswith("Uncertain")
 
 
+def test_copy_bundle_ships_the_check_and_the_gallery(tiny_runs, tmp_path):
+    from cnnlab.bundle import copy_bundle
+
+    shipped = copy_bundle(tiny_runs[0], tmp_path / "shipped")
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "bundle.json", "card.md", "mistakes.png", "model.safetensors", OOD_FILE]  # fmt: skip
+    assert load_bundle(shipped).ood is not None
+
+
 def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, capsys):
     from cnnlab.cli import main
 

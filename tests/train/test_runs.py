@@ -102,3 +102,43 @@ def test_runs_figure_overlays_each_run(tiny_runs):
     assert [line.get_label() for line in train_loss.get_lines()] == ["tiny-a", "tiny-b"]
     assert len(val_acc.get_lines()) == 2 and val_acc.get_ylim()[1] <= 1.01
     assert train_loss.get_xlim()[0] == 0
+
+
+def test_training_warns_in_one_line_and_in_the_card_when_the_model_learns_nothing(
+    tmp_path, monkeypatch
+):
+    """The same image in both classes: the model cannot tell them apart and gives one answer
+    for everything (the brief's folder CNN called every X-ray PNEUMONIA after one epoch)."""
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.config import recipe_from_dict
+    from cnnlab.train.run import train_recipe
+
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+    same = np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)
+    for cls, n in (("common", 90), ("rare", 30)):
+        (tmp_path / "noise" / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(same).save(tmp_path / "noise" / cls / f"{i}.png")
+    recipe = recipe_from_dict({
+        "name": "noise", "data": {"source": str(tmp_path / "noise"), "val_fraction": 0.25,
+                                  "class_mode": "binary", "normalize": "unit"},
+        "model": {"name": "fastnet", "args": {"widths": [4, 8], "kernel_size": 3, "padding": "same"}},
+        "train": {"epochs": 2, "batch_size": 30, "threads": 1},
+    })  # fmt: skip
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # the CLI's logger may not propagate to pytest's
+    logging.getLogger("cnnlab").addHandler(handler)
+    try:
+        out = train_recipe(recipe, out_dir=tmp_path / "run", progress=False).out_dir
+    finally:
+        logging.getLogger("cnnlab").removeHandler(handler)
+    warnings = [r.getMessage() for r in records if r.getMessage().startswith("Warning:")]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "for 100% of the 30 validation images" in warnings[0]
+    assert "is never recognised (recall 0)" in warnings[0]
+    assert f"**{warnings[0]}**" in (out / "card.md").read_text()
