@@ -41,7 +41,7 @@ XRAYS = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
 def load_images(paths: list[str] | None, n: int = 64) -> list[tuple[str, bytes]]:
     from cnnlab.predict import expand_inputs
 
-    files = expand_inputs(paths) if paths else sorted(XRAYS.rglob("*.jpeg"))
+    files = expand_inputs(paths, recursive=True) if paths else sorted(XRAYS.rglob("*.jpeg"))
     if not files:
         sys.exit(f"no images: pass --images PATH (looked in {XRAYS})")
     step = max(1, len(files) // n)

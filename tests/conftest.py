@@ -122,3 +122,34 @@ def dicom_bytes(arr: np.ndarray | None, modality: str = "DX") -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def tiny_recipe_dict(source: Path, name: str = "tiny", **train) -> dict:
+    """A recipe that trains a small fastnet on the toy digits in a second or two."""
+    return {
+        "name": name,
+        "data": {"source": str(source), "val_fraction": 0.2},
+        "model": {"name": "fastnet", "args": {"widths": [8, 16]}},
+        "train": {"epochs": 2, "batch_size": 64, "optimizer": "sgd", "lr": 0.1,
+                  "schedule": "onecycle", "threads": 1, "label_smoothing": 0.1, **train},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> list[Path]:
+    """Two training runs written by `train_recipe` (bundle, history, steps, TensorBoard events):
+    `tiny-a` (2 epochs) and `tiny-b` (1 epoch, another learning rate), under one runs/ folder."""
+    from cnnlab.config import recipe_from_dict
+    from cnnlab.train.run import train_recipe
+
+    base = tmp_path_factory.mktemp("tiny-runs")
+    data = base / "idx"
+    data.mkdir()
+    x, y = digit_images(600, 0)
+    write_idx(data / "train-images-idx3-ubyte.gz", x)
+    write_idx(data / "train-labels-idx1-ubyte.gz", y)
+    runs = []
+    for name, train in (("tiny-a", {}), ("tiny-b", {"epochs": 1, "lr": 0.05})):
+        recipe = recipe_from_dict(tiny_recipe_dict(data, name, **train))
+        runs.append(train_recipe(recipe, out_dir=base / "runs" / name, progress=False).out_dir)
+    return runs

@@ -65,9 +65,7 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
     assert any("--receptive-field" in r for r in ran) and any("--draw" in r for r in ran)
     assert any(r.startswith("cnnlab code") for r in ran)
     assert set(WITH_SHARED_DATA) <= set(ran)
-    assert (clone / "conv.gif").stat().st_size > 0 and (
-        clone / "train_mnist_keras.py"
-    ).is_file()
+    assert (clone / "conv.gif").stat().st_size > 0 and (clone / "train_mnist_keras.py").is_file()
     assert len(skipped) <= 12
 
 

@@ -2,8 +2,9 @@
 
     model.safetensors   weights (never a pickle)
     bundle.json         model name + arguments, preprocessing, classes, threshold/temperature,
-                        metrics, the resolved recipe, versions
+                        metrics, the resolved recipe, versions, the `ood` check's cut-off
     card.md             the model card, for people
+    ood.safetensors     the out-of-distribution check's means and covariance (when fitted)
 
 `load_bundle` is the only way the CLI, the app and the API load a model, so all of them
 preprocess and decide exactly as training did; it checks everything first
@@ -50,6 +51,7 @@ from cnnlab.fileio import (
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
+from cnnlab.runtime.ood import OOD_FILE, OODCheck, load_ood, logits_and_features
 
 WEIGHTS, CARD = "model.safetensors", "card.md"
 
@@ -63,6 +65,7 @@ class Bundle:
     path: Path | None = None
     runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
     backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
+    ood: OODCheck | None = field(default=None, repr=False)  # None: a bundle without the check
 
     @property
     def name(self) -> str:
@@ -101,6 +104,19 @@ class Bundle:
         else:
             logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
         return self.decision.probabilities(logits)
+
+    def predict_checked(
+        self, images: torch.Tensor, batch_size: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(calibrated probabilities (N, K), out-of-distribution distances (N,) or None when the
+        bundle has no check). With PyTorch, one forward pass gives both."""
+        if self.ood is None:
+            return self.predict_proba(images, batch_size), None
+        logits, feats = logits_and_features(self.model, images, self.preprocess, self.runtime,
+                                            self.ood.layers, batch_size)  # fmt: skip
+        if self.backend is not None:  # the backend's own logits; the features come from PyTorch
+            logits = self.backend.logits(images, batch_size)
+        return self.decision.probabilities(logits), self.ood.distances(feats)
 
 
 # ----------------------------------------------------------------------------- save
@@ -312,7 +328,9 @@ def _load_steps(
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
-    return Bundle(model, pre, list(meta["classes"]), meta, path, rt)
+    return Bundle(
+        model, pre, list(meta["classes"]), meta, path, rt, ood=load_ood(path, meta.get("ood"))
+    )
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
@@ -338,8 +356,10 @@ def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -
 
 
 def copy_bundle(src: Path, dst: Path) -> Path:
-    """Copy the three bundle files (used to ship a trained bundle inside the package)."""
+    """Copy the bundle files (used to ship a trained bundle inside the package): the three
+    always, the out-of-distribution check and the mistakes gallery when the run has them."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, META, CARD):
-        shutil.copy2(src / name, dst / name)
+    for name in (WEIGHTS, META, CARD, OOD_FILE, "mistakes.png"):
+        if name in (WEIGHTS, META, CARD) or (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
     return dst

@@ -139,6 +139,8 @@ class DecisionConfig:
     target_sensitivity: float = 0.95  # for policy target_sensitivity
     threshold: float = 0.5  # for policy fixed
     calibrate: bool = True  # fit temperature scaling on the validation split
+    ood_check: bool = True  # fit an out-of-distribution check (cnnlab.train.ood) after training
+    ood_percentile: float = 99.0  # its cut-off: this percentile of the validation distances
 
 
 @dataclass
@@ -304,6 +306,8 @@ def validate(recipe: Recipe) -> None:
         )
     if not 0.0 < dc.threshold < 1.0:  # 0 or 1 would give every image one label
         raise CnnlabError(f"decision.threshold must be in (0, 1), got {dc.threshold}")
+    if not 50.0 <= dc.ood_percentile < 100.0:
+        raise CnnlabError(f"decision.ood_percentile must be in [50, 100), got {dc.ood_percentile}")
     _check_augment(recipe)
 
 

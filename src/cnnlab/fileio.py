@@ -152,3 +152,11 @@ def finite_values(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [finite_values(v) for v in obj]
     return obj
+
+
+def on_terminal() -> bool:
+    """Whether stdout and stderr both reach a terminal: a progress bar redraws a line many times
+    a second, which is right on a screen and fills a pipe, a log file or a CI log with noise."""
+    import sys
+
+    return all(getattr(s, "isatty", lambda: False)() for s in (sys.stdout, sys.stderr))

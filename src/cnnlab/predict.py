@@ -30,8 +30,19 @@ class Prediction:
     threshold: float | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # what the reader changed on the way in
+    # the bundle's out-of-distribution check (None without one): distance and its cut-off
+    ood_distance: float | None = None
+    ood_threshold: float | None = None
     # the model's input it was made from: uint8 (C, H, W) at the bundle's size
     pixels: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def out_of_distribution(self) -> bool | None:
+        """Whether the input lies beyond the check's cut-off ("does not look like the training
+        images"); None when the bundle has no check or the input was not classified."""
+        if self.ood_distance is None or self.ood_threshold is None:
+            return None
+        return self.ood_distance > self.ood_threshold
 
     def to_dict(self) -> dict:
         """The fields that are set, as JSON values (the pixels stay out)."""
@@ -39,16 +50,21 @@ class Prediction:
         return {k: v for k, v in out.items() if v is not None and v != []}
 
 
-def expand_inputs(paths: list[str]) -> list[Path]:
-    """Files as given, folders walked for image files (sorted); a missing path is an error."""
+def expand_inputs(paths: list[str], recursive: bool = False) -> list[Path]:
+    """Files as given; a folder gives the image files directly in it (sorted), and those of its
+    subfolders only when `recursive` (a run folder's own plots are not inputs). A missing path,
+    or a folder without image files, is an error."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            walk = p.rglob("*") if recursive else p.iterdir()
+            found = sorted(f for f in walk if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise CnnlabError(f"no image files in folder {p}")
+                deeper = not recursive and any(
+                    f.suffix.lower() in IMAGE_SUFFIXES for f in p.rglob("*") if f.is_file()
+                )
+                hint = " (its subfolders have some: add --recursive)" if deeper else ""
+                raise CnnlabError(f"no image files in folder {p}{hint}")
             out.extend(found)
         elif p.is_file():
             out.append(p)
@@ -57,13 +73,17 @@ def expand_inputs(paths: list[str]) -> list[Path]:
     return out
 
 
-def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list[Prediction]:
-    """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule."""
+def label_probabilities(
+    bundle: Bundle, probs: torch.Tensor, top_k: int, distances: torch.Tensor | None = None
+) -> list[Prediction]:
+    """Turn (N, K) probabilities into labelled predictions with the bundle's decision rule, with
+    the out-of-distribution distances (`Bundle.predict_checked`) when the bundle has a check."""
     preds = bundle.decision.predict(probs)
     finite = torch.isfinite(probs).all(1).tolist()
     out = []
     k = max(1, min(top_k, len(bundle.classes)))
-    for row, pred, ok in zip(probs, preds.tolist(), finite, strict=True):
+    cut = bundle.ood.threshold if bundle.ood is not None and distances is not None else None
+    for n, (row, pred, ok) in enumerate(zip(probs, preds.tolist(), finite, strict=True)):
         if not ok:  # never a label made from NaN (it compares false with every threshold)
             out.append(Prediction(source="", error=NON_FINITE))
             continue
@@ -79,6 +99,8 @@ def label_probabilities(bundle: Bundle, probs: torch.Tensor, top_k: int) -> list
                 ],  # fmt: skip
                 positive_probability=round(float(row[1]), 6) if bundle.binary else None,
                 threshold=bundle.threshold,
+                ood_distance=round(float(distances[n]), 4) if cut is not None else None,
+                ood_threshold=round(cut, 4) if cut is not None else None,
             )
         )
     return out
@@ -104,8 +126,11 @@ def predict_sources(
     ready = [i for i, d in enumerate(decoded) if d.pixels is not None]
     for start in range(0, len(ready), batch_size):
         chunk = ready[start : start + batch_size]
-        probs = bundle.predict_proba(torch.stack([decoded[i].pixels for i in chunk]), batch_size)
-        for i, pred in zip(chunk, label_probabilities(bundle, probs, top_k), strict=True):
+        images = torch.stack([decoded[i].pixels for i in chunk])
+        probs, distances = bundle.predict_checked(images, batch_size)
+        for i, pred in zip(
+            chunk, label_probabilities(bundle, probs, top_k, distances), strict=True
+        ):
             pred.source, pred.notes, pred.pixels = names[i], decoded[i].notes, decoded[i].pixels
             results[i] = pred
     return results

@@ -16,7 +16,7 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 RESULT = re.compile(
-    r"^(\w+ likely|Uncertain) \(\d\.\d+; threshold \d\.\d+\)|^\S+ likely \(\d\.\d+\)"
+    r"^(\w+ likely|Uncertain) \(P\(\w+\) \d\.\d+; threshold \d\.\d+\)|^\S+ likely \(\d\.\d+\)"
 )
 
 WATCH = """() => {

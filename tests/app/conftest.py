@@ -96,6 +96,17 @@ def app_env(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- image bytes
 
 
+def verdicts(at) -> list[str]:
+    """The Classify page's answers, one per classified image, whatever their colour (red for
+    the positive class, green for the other, amber unsure, blue unlike the training images)."""
+    boxes = (*at.success, *at.error, *at.warning, *at.info)
+    return [
+        b.value
+        for b in boxes
+        if "cannot be classified" not in b.value and "Not for diagnosis" not in b.value
+    ]
+
+
 def xray_like(seed: int = 0, size: int = 96) -> np.ndarray:
     """A gray 'chest': two dark lung fields on a brighter body, with noise."""
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ from cnnlab.inspect.summary import summarize
 from cnnlab.learn.convolution import first_conv
 from cnnlab.learn.fields import spatial_rows
 from cnnlab.samples import samples_for
+from tests.app.conftest import verdicts
 
 LEARN = "views/learn.py"
 VALUE = re.compile(r"= (-?\d+\.\d+)$")
@@ -93,11 +94,10 @@ def test_other_sections_filters_architectures_and_code(app_env, app_bundle):
 
 def test_try_a_sample_on_classify_and_explain(app_env, app_bundle):
     at = app_env(app_bundle).run()
-    assert not [s for s in at.success if "threshold" in s.value] and len(at.dataframe) == 0
+    assert not verdicts(at) and len(at.dataframe) == 0
     at.button(key="classify_sample_button").click().run()
     assert not at.exception, at.exception
-    sentences = [s.value for s in at.success] + [w.value for w in at.warning]
-    assert any("threshold" in s for s in sentences)
+    assert len(verdicts(at)) == 1 and "threshold" in verdicts(at)[0]
     assert at.dataframe[0].value["file"].tolist() == ["xray_pneumonia.jpeg"]
     at.switch_page("views/explain.py").run()
     at.button(key="explain_sample_button").click().run()

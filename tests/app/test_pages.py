@@ -51,16 +51,21 @@ def test_classify_several_uploads_batched_with_sentences_and_csv(app_env, app_bu
     assert calls == [(3, False)]  # one batch for the three uploads, no autograd
     bundle = load_bundle(app_bundle)
     expected = predict_sources(bundle, [f[1] for f in files], [f[0] for f in files])
-    sentences = texts(at, "success") + [w for w in texts(at, "warning") if "threshold" in w]
+    sentences = (
+        texts(at, "error")
+        + texts(at, "success")
+        + [w for w in texts(at, "warning") if "threshold" in w]
+    )
     for pred in expected:
         assert verdict(pred, bundle.classes, True).sentence in sentences
         assert (
             f"calibrated probability of Pneumonia: **{pred.positive_probability:.3f}** · "
             f"threshold: **0.370**" in " ".join(texts(at, "markdown"))
         )
-    assert len(at.success) == 3 and all(
-        t.startswith("Pneumonia likely (0.") for t in texts(at, "success")
+    assert len(at.error) == 3 and all(  # the positive class in its own colour (red)
+        t.startswith("Pneumonia likely (P(Pneumonia) 0.") for t in texts(at, "error")
     )
+    assert len(at.success) == 0
     assert len(at.image) == 3  # each image as the model sees it
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "b.jpg", "c.dcm"]
@@ -83,19 +88,19 @@ def test_an_uncertain_result_is_not_headlined(app_env, app_bundle, tmp_path):
     at = upload(app_env(unsure).run(), ("a.png", encode(xray_like(0)), "image/png"))
     assert len(at.success) == 0
     warning = next(w for w in texts(at, "warning") if "threshold" in w)
-    assert warning.startswith("Uncertain (0.5") and "likely" not in warning
+    assert warning.startswith("Uncertain (P(Pneumonia) 0.5") and "likely" not in warning
     assert list(at.dataframe[0].value["uncertain"]) == [True]
 
 
 def test_gradcam_toggle_adds_an_overlay_and_keeps_the_results(app_env, app_bundle):
     at = upload(app_env(app_bundle).run(), ("a.png", encode(xray_like(1)), "image/png"))
-    before = texts(at, "success") + texts(at, "warning")
+    before = texts(at, "error") + texts(at, "success") + texts(at, "warning")
     assert len(at.image) == 1
     at.toggle(key="gradcam").set_value(True).run()
     assert not at.exception
-    assert len(at.image) == 2
+    assert len(at.image) == 3  # the image, its overlay and the overlay's colour bar
     assert at.image[1].proto.imgs[0].caption.startswith("Grad-CAM for ")
-    assert texts(at, "success") + texts(at, "warning") == before  # no re-classification needed
+    assert texts(at, "error") + texts(at, "success") + texts(at, "warning") == before
 
 
 def test_model_is_loaded_once_per_process(app_env, app_bundle, tmp_path, monkeypatch):
@@ -208,7 +213,9 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
         "ROC curve", "confusion matrix", "calibration (reliability diagram)"
     ]  # fmt: skip
     card = " ".join(texts(at, "markdown"))
-    assert "Not for clinical use" in card and "## Decision rule" in card  # the whole card
+    assert "Not for clinical use" in card and "## Decision rule" in card  # the card, ...
+    assert "## Figures" not in card and "| auc |" not in card  # ... without the table above it
+    assert len(at.dataframe) == 1  # the figures once
     assert any("threshold **0.370**" in t for t in texts(at, "markdown"))
 
 
@@ -246,3 +253,80 @@ def test_model_page_of_a_bundle_without_metrics(app_env, digits_bundle, tmp_path
     at.switch_page("views/model.py").run()
     assert not at.exception
     assert "holds no validation metrics" in texts(at, "info")[0]
+
+
+def test_runs_page_lists_the_runs_and_overlays_their_curves(app_env, app_bundle, tiny_runs):
+    at = app_env(app_bundle, [tiny_runs[0].parent]).run()
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    assert texts(at, "title") == ["Runs"]
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["tiny-a", "tiny-b"]
+    assert list(table["epochs"]) == ["2", "1"] and set(table["model"]) == {"fastnet"}
+    assert at.multiselect(key="runs_picked").value == [str(p) for p in tiny_runs]
+    assert len(at.image) == 1  # the overlaid curves
+    at.multiselect(key="runs_picked").set_value([]).run()
+    assert len(at.image) == 0 and "Pick runs" in texts(at, "info")[0]
+
+
+def test_runs_page_without_runs_says_how_to_make_one(app_env, app_bundle):
+    at = app_env(app_bundle).run()
+    at.switch_page("views/runs.py").run()
+    assert not at.exception and "cnnlab train recipes/mnist_fast.yaml" in texts(at, "info")[0]
+
+
+def test_model_page_of_a_trained_run_mistakes_ood_and_a_readable_matrix(
+    app_env, tiny_runs, tmp_path
+):
+    assert json.loads((tiny_runs[1] / "mistakes.json").read_text())  # one epoch: some mistakes
+    at = app_env(tiny_runs[1]).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    captions = [i.proto.imgs[0].caption for i in at.image]
+    assert captions[0].startswith("confusion matrix (validation)")  # alone: no ROC placeholders
+    assert captions[1].startswith("per true class, the wrong answers")  # mistakes.png
+    assert not any("ROC" in t for t in texts(at, "info"))
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["metric", "validation (120)"]  # no empty interval columns
+    assert any(
+        "farther than" in t and "from the training images" in t for t in texts(at, "markdown")
+    )
+    flawless = tmp_path / "flawless"  # all right: it says so instead of an empty gallery
+    shutil.copytree(tiny_runs[1], flawless)
+    (flawless / "mistakes.json").write_text("[]\n")
+    perfect = app_env(flawless).run()
+    perfect.switch_page("views/model.py").run()
+    assert texts(perfect, "success") == ["No mistakes on the validation split."]
+    assert len(perfect.image) == 1
+
+
+def test_model_page_warns_about_a_degenerate_model(app_env, digits_bundle, tmp_path):
+    one = tmp_path / "one-class"
+    shutil.copytree(digits_bundle, one)
+    meta = json.loads((one / "bundle.json").read_text())
+    meta["metrics"]["confusion_matrix"] = [
+        [12 if j == 3 else 0 for j in range(10)] for _ in range(10)
+    ]
+    (one / "bundle.json").write_text(json.dumps(meta))
+    at = app_env(one).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    assert texts(at, "error")[0].startswith("Warning: it predicts 3 for 100% of the 120")
+    assert "no gallery of its mistakes" in " ".join(texts(at, "info"))
+    assert "no out-of-distribution check" in " ".join(texts(at, "info"))
+
+
+def test_classify_says_when_an_image_does_not_look_like_the_training_images(app_env, tiny_runs):
+    from tests.conftest import digit_images
+
+    x, _ = digit_images(1, seed=3)
+    at = app_env(tiny_runs[0]).run()
+    upload(
+        at,
+        ("like.png", encode(x[0]), "image/png"),
+        ("inverted.png", encode(255 - x[0]), "image/png"),
+    )
+    flagged = texts(at, "info")
+    assert len(flagged) == 1 and flagged[0].startswith("Does not look like the training images")
+    assert list(at.dataframe[0].value["out_of_distribution"]) == [False, True]
+    assert "distance from the training images" in " ".join(texts(at, "markdown"))

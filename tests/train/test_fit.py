@@ -202,7 +202,7 @@ def test_weight_average_is_the_moving_average_of_every_step(idx_dir, tmp_path):
         def __init__(self):
             self.seen = []
 
-        def on_step_end(self, state, position):
+        def on_step_end(self, state, row, position):
             self.seen.append(weights(state.model))
 
     rec = EveryStep()

@@ -24,6 +24,7 @@ pages = [
     st.Page(VIEWS / "explain.py", title="Explain", icon=":material/layers:", url_path="explain"),
     st.Page(VIEWS / "model.py", title="Model", icon=":material/description:", url_path="model"),
     st.Page(VIEWS / "learn.py", title="Learn", icon=":material/school:", url_path="learn"),
+    st.Page(VIEWS / "runs.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"),
 ]
 page = st.navigation(pages, position="sidebar")
 render_sidebar()

@@ -23,6 +23,7 @@ MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.data",
     "cnnlab.cli.app",
     "cnnlab.cli.learn",
+    "cnnlab.cli.runs",
 ]
 
 

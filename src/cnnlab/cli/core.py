@@ -63,9 +63,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_recalibrate)
 
+    p = sub.add_parser(
+        "ood-fit",
+        help="add an out-of-distribution check to a bundle, fitted on its training data",
+        description="Repeats the bundle's own training/validation split of DATA, fits the "
+        "Mahalanobis check on the training part's features (an early stage's channel statistics "
+        "and the head's input) and cuts it off at a percentile of the validation part's "
+        "distances. Inputs beyond it are then reported as "
+        "'does not look like the training images' by predict, the app and the API. `cnnlab "
+        "train` does this itself; this is for bundles trained before, or a new cut-off.",
+    )  # fmt: skip
+    p.add_argument("bundle", help="bundle folder (or a shipped name, with --out)")
+    p.add_argument("--data", required=True, help="the data the bundle was trained on")
+    p.add_argument("--out", help="write a copy of the bundle with the check here (must not exist)")
+    p.add_argument("--percentile", type=float, default=99.0,
+                   help="cut-off: this percentile of the validation distances (default 99)")  # fmt: skip
+    p.set_defaults(func=cmd_ood_fit)
+
     p = sub.add_parser("predict", help="classify image files or folders")
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--recursive", action="store_true",
+                   help="also classify the images in the folders' subfolders")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
     add_backend_arguments(p)
     fmt = p.add_mutually_exclusive_group()
@@ -114,6 +133,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CnnlabError(f"{args.bundle} ships with cnnlab and is read-only: --record into a copy, "
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
+    if report.get("warning"):
+        print(f"cnnlab: {report['warning']}", file=sys.stderr)
+    if args.out:
+        print(f"figures, and the most confident mistakes (mistakes.png), written to {args.out}",
+              file=sys.stderr)  # fmt: skip
     if args.record:
         from cnnlab.train.external import record_evaluation
 
@@ -145,6 +169,19 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     print(format_recalibration(r))
+    return 0
+
+
+def cmd_ood_fit(args: argparse.Namespace) -> int:
+    from cnnlab.train.ood import add_ood
+
+    out, record = add_ood(args.bundle, args.data, args.out, args.percentile)
+    views = " and ".join(
+        f"{p['layer']} ({p['take']}, {p['features']} wide)" for p in record["parts"]
+    )
+    print(f"out-of-distribution check written to {out}: Mahalanobis distance on {views}; cut-off "
+          f"at the {record['percentile']:g}th percentile of {record['n_cutoff']} "
+          f"{record['fitted_on']} images")  # fmt: skip
     return 0
 
 
@@ -196,7 +233,7 @@ def format_report(report: dict) -> str:
         lines += format_binary(report)
     elif report.get("threshold") is not None:
         lines.append(f"decision threshold {report['threshold']:.3f}")
-    width = max(len(c) for c in report["per_class"]) + 2
+    width = max(len("class"), *(len(c) for c in report["per_class"])) + 2
     lines.append(f"{'class':<{width}}precision  recall    f1      support")
     for name, m in report["per_class"].items():
         lines.append(
@@ -215,7 +252,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
-    files = expand_inputs(args.paths)
+    files = expand_inputs(args.paths, args.recursive)
     bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
@@ -233,6 +270,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in r.top_k)
             extra = f" (threshold {r.threshold:.2f})" if r.threshold is not None else ""
+            if r.out_of_distribution:
+                extra += (f"   DOES NOT LOOK LIKE THE TRAINING IMAGES (distance "
+                          f"{r.ood_distance:.2f}, cut-off {r.ood_threshold:.2f})")  # fmt: skip
             print(f"{r.source}: {r.label} {r.probability:.2%}{extra}   [{top}]")
     for r in failed:
         print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)

@@ -27,7 +27,7 @@ import PIL
 import torch
 import torchvision
 
-from cnnlab.data.download import cache_dir
+from cnnlab.data.cache import decode_cache_dir, enforce_limit, touch
 from cnnlab.data.images import ImageReadError, fit_image, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
@@ -144,10 +144,6 @@ def decode_many(
 # ----------------------------------------------------------------------------- the cache
 
 
-def decode_cache_dir() -> Path:
-    return cache_dir() / "decoded"
-
-
 def cache_key(lst: SplitListing, size: tuple[int, int] | None, color_mode: str, resize: str) -> str:
     head = [CACHE_VERSION, list(size) if size else None, color_mode, resize, lst.classes,
             PIL.__version__, torch.__version__, torchvision.__version__]  # fmt: skip
@@ -173,6 +169,7 @@ def read_cache(key: str) -> DecodedSplit | None:
             images = torch.zeros(shape, dtype=torch.uint8)
         labels = torch.tensor(meta["labels"], dtype=torch.int64)
         failed = [(str(a), str(b)) for a, b in meta["failed"]]
+        touch(meta_path)  # used now: the size cap removes the least recently used first
         return DecodedSplit(images, labels, list(meta["files"]), failed, from_cache=True)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -313,6 +310,7 @@ def _decode_into(
             "failed": failed}  # fmt: skip
     atomic_write_text(decode_cache_dir() / f"{key}.json", json.dumps(meta))
     prune_cache(str(lst.root), settings, key)
+    enforce_limit(keep=key)
     hit = read_cache(key)
     if hit is None:  # pragma: no cover - written a moment ago
         raise OSError(f"the decode cache {decode_cache_dir()} did not keep {key}")

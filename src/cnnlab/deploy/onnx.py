@@ -180,7 +180,7 @@ def parity_images(
     from cnnlab.predict import expand_inputs
 
     if paths:
-        files = _spread(expand_inputs(paths), n)
+        files = _spread(expand_inputs(paths, recursive=True), n)
         tensors = []
         for f in files:
             try:

@@ -1,23 +1,39 @@
 """Inspect a CNN without training it: conv arithmetic on paper, a Keras-style summary with
-receptive fields computed on the real forward graph, and the classic architectures compared."""
+receptive fields computed on the real forward graph, and the classic architectures compared.
 
-from cnnlab.inspect.arithmetic import (
-    ConvGeometry,
-    conv_mult_adds,
-    conv_output_shape,
-    conv_output_size,
-    conv_params,
-    pool_output_size,
-    receptive_field,
-    same_padding,
-    unused_input,
-)
-from cnnlab.inspect.receptive import Field
-from cnnlab.inspect.summary import LayerRow, Summary, format_summary, summarize, target_summary
-from cnnlab.inspect.target import Target, load_target
+Names are imported on first use: `cnnlab conv` needs only the arithmetic, which is plain
+Python, and must not pay for importing torch (seconds on a small CPU)."""
 
-__all__ = [
-    "ConvGeometry", "Field", "LayerRow", "Summary", "Target", "conv_mult_adds", "conv_output_shape",
-    "conv_output_size", "conv_params", "format_summary", "load_target", "pool_output_size",
-    "receptive_field", "same_padding", "summarize", "target_summary", "unused_input",
-]  # fmt: skip
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(
+        (
+            "ConvGeometry",
+            "conv_mult_adds",
+            "conv_output_shape",
+            "conv_output_size",
+            "conv_params",
+            "pool_output_size",
+            "receptive_field",
+            "same_padding",
+            "unused_input",
+        ),
+        "cnnlab.inspect.arithmetic",
+    ),  # fmt: skip
+    "Field": "cnnlab.inspect.receptive",
+    **dict.fromkeys(
+        ("LayerRow", "Summary", "format_summary", "summarize", "target_summary"),
+        "cnnlab.inspect.summary",
+    ),
+    "Target": "cnnlab.inspect.target",
+    "load_target": "cnnlab.inspect.target",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cnnlab.inspect' has no attribute {name!r}")

@@ -26,7 +26,7 @@ class ArchRow:
     params: int
     mult_adds: int
     receptive_field: str  # of the last feature map
-    activations: int  # values every layer outputs for one image
+    output_values: int  # numbers all layers output for one image (not activation functions)
     result: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def compare_models(names: list[str]) -> list[ArchRow]:
                 params=s.total_params,
                 mult_adds=s.mult_adds,
                 receptive_field=final.describe() if final else "-",
-                activations=sum(_numel(r.output_shape) for r in s.rows),
+                output_values=sum(_numel(r.output_shape) for r in s.rows),
                 result=str(meta.get("result", "")),
             )
         )
@@ -87,14 +87,14 @@ def _short(n: int) -> str:
 
 
 HEADERS = ["model", "year", "input", "conv/fc", "filters", "params", "mult-adds",
-           "final RF", "activations", "headline result"]  # fmt: skip
+           "final RF", "layer outputs", "headline result"]  # fmt: skip
 
 
 def _cells(r: ArchRow) -> list[str]:
     return [
         r.name, str(r.year or "-"), r.input, f"{r.conv_layers}/{r.fc_layers}",
         ", ".join(r.filter_sizes), f"{r.params:,}", _short(r.mult_adds), r.receptive_field,
-        _short(r.activations), r.result or "-",
+        _short(r.output_values), r.result or "-",
     ]  # fmt: skip
 
 
@@ -109,7 +109,7 @@ def format_comparison(rows: list[ArchRow], markdown: bool = False) -> str:
     lines = [fmt.format(*HEADERS).rstrip()] + [fmt.format(*b).rstrip() for b in body]
     lines.append(
         "mult-adds at the native input, one image; final RF: receptive field of the last "
-        "feature map; activations: values all layers output for one image"
+        "feature map; layer outputs: how many numbers all layers output for one image"
     )
     return "\n".join(lines)
 

@@ -229,8 +229,10 @@ def _count(n: int) -> str:
 
 
 def format_summary(s: Summary) -> str:
-    """The table people read, in the Keras layout, with a legend for the receptive-field columns."""
-    shape = "x".join(map(str, s.input_shape))
+    """The table people read, in the Keras layout, with a legend for the receptive-field columns.
+    Every shape, the input's included, is in one order (Keras's H x W x C), said once."""
+    c, h, w = s.input_shape
+    shape = f"{h}x{w}x{c}"
     head = ["Layer (type)", "Output shape", "Param #", "Trainable", "Mult-adds", "RF", "Jump", "Start"]  # fmt: skip
     body = [
         [
@@ -250,7 +252,7 @@ def format_summary(s: Summary) -> str:
         ).rstrip()
 
     rule = "=" * len(line(head))
-    out = [f'Model: "{s.model}"   input {shape} (C x H x W)', rule, line(head), rule]
+    out = [f'Model: "{s.model}"   input {shape}   (shapes: H x W x C)', rule, line(head), rule]
     out += [line(b) for b in body]
     final = s.final_field()
     out += [

@@ -1,5 +1,8 @@
-"""The model card of a binary (screening) bundle: what it was trained on, how it was split,
-how well it does with intervals, how it decides, what it is for and what it is not for."""
+"""Model cards, built from bundle.json alone: `medical_card` for a binary (screening) bundle
+(what it was trained on, how it was split, how well it does with intervals, how it decides,
+what it is for and not for), `general_card` for the others; `model_card` picks. Each says
+what the run did (the model trained from scratch or transferred, the input size, the class
+balance), warns when the model is degenerate, and states its out-of-distribution check."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import yaml
 
 from cnnlab.fileio import data_name, shareable_command
-from cnnlab.report.metrics import INTERVAL_KEYS
+from cnnlab.report.metrics import INTERVAL_KEYS, degenerate_warning
 
 
 def _cell(m: dict[str, Any], key: str) -> str:
@@ -63,6 +66,8 @@ def medical_card(
         f"- input: {pre['channels']} channel(s), {pre['size'][0]}x{pre['size'][1]}, resize "
         f"{pre['resize']}, mean {pre['mean']}, std {pre['std']}",
         f"- output: p({meta['classes'][1]}), calibrated by temperature {d.get('temperature', 1.0):.3f}",
+        f"- {how_trained(meta)}",
+        *([f"- {train['loss']}"] if train.get("loss") else []),
         "",
         "## Data and splits",
         f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format', '?')})",
@@ -77,8 +82,11 @@ def medical_card(
         else f"- validation: {data.get('val_origin', '?')}, {rd.get('val_fraction', 0):.0%}, "
         "stratified (not grouped by patient: figures may be optimistic)"
     )
-    lines.append(f"- class imbalance: {train.get('loss_weighting', 'none')}")
+    lines.append(f"- {imbalance_text(data, train)}")
     lines += ["", "## Figures", ""]
+    warning = degenerate_warning(m.get("confusion_matrix"), meta["classes"])
+    if warning:
+        lines += [f"**{warning}**", ""]
     columns = []
     if m:
         columns.append((f"validation ({m.get('n', 0)} images)", m))
@@ -117,12 +125,15 @@ def medical_card(
     for old in history:
         lines.append(f"- replaced: threshold {old.get('threshold', 0.5):.4f}, temperature "
                      f"{old.get('temperature', 1.0):.3f}, fitted on {fitted_on_text(old)}")  # fmt: skip
+    lines += ood_lines(meta)
+    kind = "transfer-learned CNN" if transferred(meta) else "CNN trained from scratch"
     lines += [
         "",
         "## Intended use",
         intended_use
-        or "Teaching and research: showing how a transfer-learned CNN screens paediatric chest "
-        "X-rays for pneumonia, and how such a model is judged (intervals, calibration, threshold).",
+        or f"Teaching and research: showing how a {kind} tells {meta['classes'][1]} from "
+        f"{meta['classes'][0]} in {_data_words(meta)}, and how such a model is judged "
+        "(intervals, calibration, threshold).",
         "",
         "## Limitations",
     ]
@@ -163,16 +174,97 @@ def _threshold_text(block: dict[str, Any]) -> str:
     return f"{block.get('threshold', 0.5):.4f}"
 
 
-def default_limitations(meta: dict[str, Any]) -> list[str]:
+def transferred(meta: dict[str, Any]) -> bool:
+    """Whether the model started from pretrained weights (a transfer model not built with
+    pretrained: false); a brief CNN or a fast net trained from scratch is not."""
+    name = str(meta.get("model", {}).get("name", ""))
+    args = meta.get("model", {}).get("args") or {}
+    raw_args = ((meta.get("recipe") or {}).get("model") or {}).get("args") or {}
+    if raw_args.get("pretrained") is False or args.get("pretrained") is False:
+        return False
+    if "/" in name:  # timm/<name>, torchvision/<name>: their ImageNet weights by default
+        return True
+    try:
+        from cnnlab.models import get_entry
+
+        return get_entry(name).family == "transfer"
+    except Exception:  # noqa: BLE001 - an unknown name in an old bundle: say nothing false
+        return False
+
+
+def how_trained(meta: dict[str, Any]) -> str:
+    """'trained from scratch' or 'transfer-learned from ImageNet weights (backbone ...)'."""
+    if not transferred(meta):
+        return "trained from scratch (no pretrained weights)"
+    freeze = (meta.get("model", {}).get("args") or {}).get("freeze")
+    ft = (meta.get("recipe") or {}).get("finetune") or {}
+    how = "transfer-learned from ImageNet weights"
+    if freeze == "all" and ft.get("epochs"):
+        how += f" (backbone frozen, then fine-tuned from {ft.get('unfreeze', 'all')} for {ft['epochs']} epochs)"
+    elif freeze == "all":
+        how += " (backbone frozen: only the head trained)"
+    return how
+
+
+def imbalance_text(data: dict[str, Any], training: dict[str, Any]) -> str:
+    """'class imbalance: 2.89:1 (PNEUMONIA 3875, NORMAL 1341) in training; loss weighting: none'."""
+    counts = (data.get("counts") or {}).get("train") or {}
+    weighting = training.get("loss_weighting", "none")
+    if len(counts) < 2 or min(counts.values()) <= 0:
+        return f"class imbalance: not recorded; loss weighting: {weighting}"
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    ratio = ordered[0][1] / ordered[-1][1]
+    shown = (", ".join(f"{k} {v}" for k, v in ordered) if len(ordered) <= 3 else
+             f"most: {ordered[0][0]} {ordered[0][1]}, fewest: {ordered[-1][0]} {ordered[-1][1]}")  # fmt: skip
+    balance = f"{ratio:.2f}:1 ({shown})" if ratio >= 1.05 else f"none ({shown})"
+    return f"class imbalance: {balance} in training; loss weighting: {weighting}"
+
+
+def _data_words(meta: dict[str, Any]) -> str:
+    source = data_name((meta.get("data") or {}).get("source", "?"))
+    return "paediatric chest X-rays" if "chest_xray" in source else f"images like `{source}`"
+
+
+def ood_lines(meta: dict[str, Any]) -> list[str]:
+    """The out-of-distribution check, in words (none for a bundle without it)."""
+    ood = meta.get("ood")
+    if not ood:
+        return []
+    where = "validation" if ood.get("fitted_on") == "val" else "training"
+    views = " and ".join(
+        f"`{p.get('layer')}` ({'its channel statistics' if p.get('take') == 'stats' else 'its input'}, "
+        f"{p.get('features', '?')} wide)"
+        for p in ood.get("parts", [])
+    )
     return [
+        '- an input too far from the training images is reported as "does not look like the '
+        'training images", its label still given: the Mahalanobis distance to the nearest class '
+        f"mean (one shared covariance) of the features of {views}, each in units of its "
+        f"{ood.get('percentile', 99):g}th percentile on the {where} images; flagged beyond "
+        f"{ood.get('threshold', 0):.3f} for the larger of them",
+    ]
+
+
+def default_limitations(meta: dict[str, Any]) -> list[str]:
+    pre = meta.get("preprocess", {})
+    size = "x".join(map(str, pre.get("size", ["?", "?"])))
+    source = data_name((meta.get("data") or {}).get("source", "?"))
+    origin = (
         "Trained on one public data set (Kermany et al. 2018: paediatric patients aged 1-5 from "
-        "one hospital in Guangzhou); adults, other hospitals and other scanners are untested.",
-        "The images were downsized to 224x224 JPEG; full-resolution or DICOM inputs are resized "
-        "the same way, which may lose fine detail.",
+        "one hospital in Guangzhou); adults, other hospitals and other scanners are untested."
+        if "chest_xray" in source
+        else f"Trained on one data set (`{source}`); images from other sources are untested."
+    )
+    return [
+        origin,
+        f"Every input is resized to {size} ({pre.get('resize', 'stretch')}) as in training; "
+        "full-resolution or DICOM inputs lose fine detail on the way.",
         "Images acquired elsewhere or later differ from a split of the training folder "
         "(exposure, contrast, cropping): validation figures are optimistic for new sites; the "
         "external figures say how much.",
-        "Two labels only: it cannot tell bacterial from viral pneumonia or find other findings.",
+        "Two labels only: it cannot tell bacterial from viral pneumonia or find other findings."
+        if "chest_xray" in source
+        else f"Two labels only ({' and '.join(meta['classes'])}): anything else is forced into one.",
         "The threshold was fitted on the site sample named above; at another site, check it "
         "with `cnnlab evaluate` and refit it with `cnnlab recalibrate` on local labelled images."
         if meta.get("decision", {}).get("fitted_on") == "site"
@@ -182,7 +274,70 @@ def default_limitations(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def card_without(card: str, titles: tuple[str, ...]) -> str:
+    """The card without its '## title...' sections (a title matches by its start, so 'Metrics'
+    drops '## Metrics (validation split, 60 images)'): for a page that shows them itself."""
+    for title in titles:
+        card = re.sub(rf"^##\s+{re.escape(title)}\b.*?(?=^#{{1,2}}\s|\Z)", "", card,
+                      flags=re.M | re.S)  # fmt: skip
+    return card.strip() + "\n" if card.strip() else ""
+
+
 def card_section(card: str, title: str) -> str:
     """The text under a '## title' heading of a model card (empty when there is none)."""
     match = re.search(rf"^##\s+{re.escape(title)}\s*$(.*?)(?=^#{{1,2}}\s|\Z)", card, re.M | re.S)
     return match.group(1).strip() if match else ""
+
+
+def general_card(meta: dict[str, Any]) -> str:
+    """The card of a categorical bundle: model, data, validation figures, how it decides."""
+    m, data, train = meta.get("metrics", {}), meta.get("data", {}), meta.get("training", {})
+    pre, v = meta["preprocess"], meta.get("versions", {})
+    lines = [
+        f"# {meta['name']}",
+        "",
+        f"Model `{meta['model']['name']}` ({meta['params']:,} parameters), {how_trained(meta)}; "
+        f"trained with cnnlab {v.get('cnnlab', '?')} (torch {v.get('torch', '?')}).",
+        "",
+        "## Data",
+        f"- classes: {', '.join(meta['classes'])}",
+        f"- input: {pre['channels']} x {pre['size'][0]} x {pre['size'][1]}, resize {pre['resize']}",
+    ]
+    if data:
+        lines.append(f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format')}); "
+                     f"validation: {data.get('val_origin')}")  # fmt: skip
+        for split, counts in data.get("counts", {}).items():
+            lines.append(f"- {split}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        lines.append(f"- {imbalance_text(data, train)}")
+    if m:
+        lines += ["", f"## Metrics (validation split, {m.get('n', '?')} images)"]
+        warning = degenerate_warning(m.get("confusion_matrix"), meta["classes"])
+        if warning:
+            lines += ["", f"**{warning}**", ""]
+        for key, what in (("accuracy", ""), ("macro_f1", ""),
+                          ("loss", " (plain cross-entropy, no label smoothing)")):  # fmt: skip
+            if isinstance(m.get(key), int | float):
+                lines.append(f"- {key}: {m[key]:.4f}{what}")
+    if train.get("loss"):
+        lines += ["", f"The losses: {train['loss']}."]
+    rule = ood_lines(meta)
+    lines += ["", "## Decision", "- the most probable class (argmax of the softmax)", *rule]
+    if train:
+        lines += [
+            "",
+            f"Training took {train.get('seconds', 0):.0f} s ({train.get('runtime', '')}).",
+        ]
+    lines += [
+        "",
+        "## How it was trained",
+        "```",
+        shareable_command(meta.get("command") or "cnnlab train <recipe>"),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """The card a bundle gets: medical for binary bundles, general for the others."""
+    return medical_card(meta) if meta.get("class_mode") == "binary" else general_card(meta)

@@ -181,17 +181,175 @@ def pr_figure(p: np.ndarray, y: np.ndarray, at: dict[str, Any], title: str = "pr
     return fig
 
 
-def curves_figure(history: list[dict[str, float]]):
-    """Loss and accuracy by epoch, training and (on the epochs validated) validation."""
-    epochs = [r["epoch"] for r in history]
+def epoch_positions(history: list[dict[str, float]]) -> list[float]:
+    """Where each epoch row ends on a run's epoch axis: 1, 2, 3, ... in order of the rows, so a
+    transfer run's phases (each counting its epochs from 1) follow one another."""
+    return [float(i + 1) for i in range(len(history))]
+
+
+def _accuracy_limits(values: list[float]) -> tuple[float, float]:
+    """A y range for accuracies: the data with a margin, at least 2 points wide (one epoch at
+    99% is not drawn on an axis from 0.987 to 0.993), never below 0 or much past 1."""
+    lo, hi = min(values), max(values)
+    if hi - lo < 0.02:
+        mid = min(max((lo + hi) / 2, 0.01), 0.99)
+        lo, hi = mid - 0.01, mid + 0.01
+    margin = 0.1 * (hi - lo)
+    return max(0.0, lo - margin), min(1.005, hi + margin)
+
+
+def _loss_axis(ax, values: list[float]) -> None:
+    """From 0 up; a log axis when the loss falls by more than 20x (the first steps of a run)."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, max(values) * 1.08 if values and max(values) > 0 else 1)
+
+
+def _epoch_axis(ax, last: float) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlim(0, max(1.0, last) * 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def curves_figure(history: list[dict[str, float]], steps: list[dict[str, float]] | None = None):
+    """Loss and accuracy over the run on an epoch axis from 0: training per step row (a thin
+    line: a one-epoch run is a curve, not a dot) and per epoch, validation on the epochs
+    validated. Accuracy axes stop at 1; loss axes start at 0 (log when the loss falls >20x)."""
+    x = epoch_positions(history)
+    steps = steps or []
     fig = _figure(figsize=(10, 3.8))
     for ax, key in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        ax.plot(epochs, [r[key] for r in history], "o-", label="train")
-        val = [(r["epoch"], r[f"val_{key}"]) for r in history if f"val_{key}" in r]
+        values: list[float] = []
+        if steps:
+            ys = [r[key] for r in steps]
+            ax.plot([r["epoch"] for r in steps], ys, "-", lw=0.9, alpha=0.55, color="C0",
+                    marker="." if len(steps) <= 60 else None, label="train (per step)")  # fmt: skip
+            values += ys
+        ys = [r[key] for r in history]
+        ax.plot(x, ys, "o-" if not steps else "o", color="C0", label="train (epoch)")
+        values += ys
+        val = [(xi, r[f"val_{key}"]) for xi, r in zip(x, history, strict=True) if f"val_{key}" in r]
         if val:  # only the validated epochs (train.validation_freq may skip some)
-            ax.plot(*zip(*val, strict=True), "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
+            ax.plot(*zip(*val, strict=True), "s-", color="C1", label="validation")
+            values += [v for _, v in val]
+        _epoch_axis(ax, max([*x, *(r["epoch"] for r in steps)], default=1.0))
+        if key == "accuracy" and values:
+            ax.set_ylim(*_accuracy_limits(values))
+        elif values:
+            _loss_axis(ax, values)
+        ax.set_title(key if key == "accuracy" else "loss (val_loss: plain cross-entropy)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
+    return fig
+
+
+def runs_figure(runs: list[dict[str, Any]]):
+    """Several runs overlaid, one colour each: training loss (per step where recorded),
+    validation loss and validation accuracy, on epoch axes from 0. Each run is a dict with
+    `name`, `history` and `steps` (cnnlab.report.runs.RunRecord.curves())."""
+    fig = _figure(figsize=(13, 4.4))
+    axes = fig.subplots(1, 3)
+    panels = (("loss", "training loss"), ("val_loss", "validation loss (plain cross-entropy)"),
+              ("val_accuracy", "validation accuracy"))  # fmt: skip
+    last = 1.0
+    values: dict[str, list[float]] = {k: [] for k, _ in panels}
+    for i, run in enumerate(runs):
+        colour = f"C{i % 10}"
+        history, steps = run.get("history") or [], run.get("steps") or []
+        x = epoch_positions(history)
+        last = max([last, *x, *(r["epoch"] for r in steps)])
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            if key == "loss" and steps:
+                pts = [(r["epoch"], r["loss"]) for r in steps]
+            else:
+                pts = [(xi, r[key]) for xi, r in zip(x, history, strict=True) if key in r]
+            if not pts:
+                continue
+            style = "-" if len(pts) > 60 else ".-" if len(pts) > 1 else "o"
+            ax.plot(*zip(*pts, strict=True), style, color=colour, lw=1.2, ms=6 if len(pts) == 1 else 4,
+                    label=run["name"])  # fmt: skip
+            values[key] += [v for _, v in pts]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        _epoch_axis(ax, last)
+        if values[key]:
+            if key == "val_accuracy":
+                ax.set_ylim(*_accuracy_limits(values[key]))
+            else:
+                _loss_axis(ax, values[key])
+        else:
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes,
+                    color="grey")  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
+                   fontsize=8)  # fmt: skip
+    return fig
+
+
+def mistakes_figure(
+    images: list[np.ndarray], items: list[dict[str, Any]], classes: list[str], title: str = ""
+):
+    """The most confidently wrong images, one row per true class: each with the class predicted
+    and the calibrated probability the model gave it. `images` are uint8 (C, H, W), one per
+    item of `items` ({true, predicted, probability} with class indices)."""
+    rows = sorted({it["true"] for it in items})
+    if not rows:
+        fig = _figure(figsize=(5, 1.4))
+        fig.text(0.5, 0.5, f"{title}: no mistakes" if title else "no mistakes", ha="center",
+                 va="center")  # fmt: skip
+        return fig
+    cols = max(sum(1 for it in items if it["true"] == r) for r in rows)
+    side = 1.35
+    fig = _figure(figsize=(1.6 + side * cols, 0.6 + (side + 0.25) * len(rows)))
+    axes = np.atleast_2d(fig.subplots(len(rows), cols, squeeze=False))
+    for i, r in enumerate(rows):
+        mine = [(img, it) for img, it in zip(images, items, strict=True) if it["true"] == r]
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(mine):
+                ax.axis("off")
+                continue
+            img, it = mine[j]
+            pixels = np.asarray(img).transpose(1, 2, 0)
+            if pixels.shape[2] == 1:
+                ax.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                ax.imshow(pixels)
+            p = it["probability"]
+            shown = f"{p:.2f}" if p < 0.995 else ">0.99"  # never printed as a certain 1.00
+            ax.set_title(f"→ {classes[it['predicted']]} ({shown})", fontsize=8, color="C3")
+            if j == 0:
+                ax.set_ylabel(f"true {classes[r]}", fontsize=9)
+    fig.suptitle(
+        (f"{title}: " if title else "") + "most confident mistakes per true class "
+        "(above each: the class predicted, its probability)",
+        fontsize=10,
+    )
+    return fig
+
+
+def colorbar_figure(label: str, cmap: str = "jet"):
+    """A horizontal colour bar from 0 to 1 for a heatmap overlay (Grad-CAM's, in `jet`)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig = _figure(figsize=(4.2, 0.85))
+    ax = fig.subplots()
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=ax, orientation="horizontal")
+    bar.set_ticks([0, 0.5, 1], labels=["none", "some", "strongest"])
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label(label, fontsize=8)
     return fig

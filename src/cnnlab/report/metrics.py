@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 INTERVAL_KEYS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy", "brier")
 
 NAMES = {
@@ -73,3 +75,32 @@ def format_binary(report: dict[str, Any]) -> list[str]:
         lines.append(f"  {key:<12}{report[key]:.4f}  (95% CI {lo:.4f} - {hi:.4f})")
     lines.append(f"  {'ece':<12}{report['ece']:.4f}")
     return lines
+
+
+def degenerate_warning(
+    confusion_matrix: list[list[int]] | None, classes: list[str], where: str = "validation"
+) -> str | None:
+    """One line when a model has not learned to tell the classes apart: it predicts (almost)
+    one class for everything (>= 95% of the images, 5 points more than that class's share),
+    or a class is never recognised (recall 0 on its images). None when neither holds."""
+    if not confusion_matrix:
+        return None
+    m = np.asarray(confusion_matrix, dtype=np.int64)
+    n = int(m.sum())
+    if n == 0 or m.shape[0] < 2:
+        return None
+    predicted, true = m.sum(0) / n, m.sum(1) / n
+    k = int(predicted.argmax())
+    problems = []
+    if predicted[k] >= 0.95 and predicted[k] >= true[k] + 0.05:
+        problems.append(f"it predicts {classes[k]} for {predicted[k]:.0%} of the {n} {where} "
+                        f"images ({true[k]:.0%} are {classes[k]})")  # fmt: skip
+    never = [classes[i] for i in range(len(m)) if m[i].sum() > 0 and m[i, i] == 0]
+    if never:
+        shown = ", ".join(never[:6]) + (f" and {len(never) - 6} more" if len(never) > 6 else "")
+        problems.append(f"{shown} {'is' if len(never) == 1 else 'are'} never recognised (recall 0)")
+    if not problems:
+        return None
+    return (
+        "Warning: " + "; ".join(problems) + ": the model has not learned to tell the classes apart."
+    )

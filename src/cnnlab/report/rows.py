@@ -7,8 +7,13 @@ app (its results table and CSV download) and the API (`POST /v1/predict`) give p
     positive_probability  binary models: calibrated p(positive class), held against threshold
     threshold             binary models: the decision threshold
     top_k                 the most probable classes, [{label, probability}, ...]
-    result                the sentence people read: "Pneumonia likely (0.91; threshold 0.37)"
+    result                the sentence people read: "Pneumonia likely (P(Pneumonia) 0.91;
+                          threshold 0.37)"
     uncertain             whether that sentence says the model is unsure
+    out_of_distribution   whether the input does not look like the training images (the
+                          bundle's check; the label is still given); null without a check
+    ood_distance          its distance from the training images (the check's cut-off is in
+                          the bundle); null without a check
     error                 why the input could not be classified
 
 JSON keeps `top_k` a list and what does not apply null; CSV has the same columns in the same
@@ -25,7 +30,7 @@ from cnnlab.predict import Prediction
 from cnnlab.report.verdict import Verdict, verdict
 
 FIELDS = ("file", "label", "probability", "positive_probability", "threshold", "top_k", "result",
-          "uncertain", "error")  # fmt: skip
+          "uncertain", "out_of_distribution", "ood_distance", "error")  # fmt: skip
 
 
 def prediction_row(pred: Prediction, v: Verdict) -> dict[str, Any]:
@@ -39,6 +44,8 @@ def prediction_row(pred: Prediction, v: Verdict) -> dict[str, Any]:
         "top_k": pred.top_k,
         "result": v.sentence,
         "uncertain": None if v.error else v.uncertain,
+        "out_of_distribution": pred.out_of_distribution,
+        "ood_distance": pred.ood_distance,
         "error": pred.error,
     }
 
@@ -48,9 +55,10 @@ def prediction_rows(preds: list[Prediction], classes: list[str], binary: bool) -
     return [prediction_row(p, verdict(p, classes, binary)) for p in preds]
 
 
-def flat_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as CSV cells (and table cells): top_k as text, nothing where nothing applies."""
-    out = {k: ("" if v is None else v) for k, v in row.items()}
+def flat_row(row: dict[str, Any], empty: Any = "") -> dict[str, Any]:
+    """A row as CSV cells (and table cells): top_k as text, `empty` where nothing applies (a
+    table keeps None, so a number column stays numeric when an image had an error)."""
+    out = {k: (empty if v is None else v) for k, v in row.items()}
     out["top_k"] = ";".join(f"{t['label']}:{float(t['probability']):.4f}" for t in row["top_k"])
     return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.predict import Prediction
+from cnnlab.runtime.ood import SENTENCE
 
 MIN_CONFIDENCE = 0.65  # the decided class's calibrated probability must reach this
 THRESHOLD_MARGIN = 0.05  # ... and p(positive) must lie this far from the threshold
@@ -19,11 +20,15 @@ THRESHOLD_MARGIN = 0.05  # ... and p(positive) must lie this far from the thresh
 
 @dataclass(frozen=True)
 class Verdict:
-    headline: str  # "Pneumonia likely", "Uncertain", "Not classified"
-    sentence: str  # "Pneumonia likely (0.91; threshold 0.37)"
+    headline: (
+        str  # "Pneumonia likely", "Uncertain", "Not classified", SENTENCE (out of distribution)
+    )
+    sentence: str  # "Pneumonia likely (P(Pneumonia) 0.91; threshold 0.37)"
     label: str | None  # the class the decision rule picks (None when unreadable)
-    uncertain: bool
+    uncertain: bool  # the label is not headlined (unsure, or out of distribution)
     error: str | None = None
+    out_of_distribution: bool = False
+    positive: bool = False  # a binary model's positive class headlined (shown in its own colour)
 
 
 def nice_label(name: str) -> str:
@@ -49,18 +54,32 @@ def verdict(
     if pred.error or pred.label is None:
         reason = pred.error or "no prediction"
         return Verdict("Not classified", f"Not classified: {reason}", None, False, reason)
+    if pred.out_of_distribution:
+        said = (f"{nice_label(pred.label)}, P({nice_label(classes[1])}) "
+                f"{pred.positive_probability:.2f}" if binary and pred.positive_probability is not None
+                else f"{nice_label(pred.label)} ({float(pred.probability or 0):.2f})")  # fmt: skip
+        return Verdict(
+            SENTENCE,
+            f"{SENTENCE} (distance {pred.ood_distance:.2f}, cut-off {pred.ood_threshold:.2f}): the "
+            f"model would say {said}, but an answer for an image unlike its training images "
+            "means little",
+            pred.label,
+            True,
+            out_of_distribution=True,
+        )
     if binary and pred.positive_probability is not None and pred.threshold is not None:
         p, t = pred.positive_probability, pred.threshold
         positive, negative = nice_label(classes[1]), nice_label(classes[0])
         decided = nice_label(pred.label)
         confidence = p if pred.label == classes[1] else 1 - p
         ps, ts = _pair(p, t)
+        shown = f"P({positive}) {ps}; threshold {ts}"
         if confidence >= min_confidence and abs(p - t) >= margin:
-            return Verdict(f"{decided} likely", f"{decided} likely ({ps}; threshold {ts})",
-                           pred.label, False)  # fmt: skip
+            return Verdict(f"{decided} likely", f"{decided} likely ({shown})", pred.label, False,
+                           positive=pred.label == classes[1])  # fmt: skip
         return Verdict(
             "Uncertain",
-            f"Uncertain ({ps}; threshold {ts}): the model cannot tell {positive} from {negative} "
+            f"Uncertain ({shown}): the model cannot tell {positive} from {negative} "
             f"with confidence; the threshold alone would say {decided}",
             pred.label,
             True,
@@ -80,14 +99,18 @@ def verdict(
 
 def prediction_details(pred: Prediction, classes: list[str], binary: bool) -> str:
     """The line under the sentence (Markdown): the decision and the figures it came from."""
+    ood = ""
+    if pred.ood_distance is not None and pred.ood_threshold is not None:
+        ood = (f" · distance from the training images: **{pred.ood_distance:.2f}** (cut-off "
+               f"{pred.ood_threshold:.2f})")  # fmt: skip
     if binary:
         return (
             f"Prediction: **{nice_label(pred.label or '')}** · calibrated probability of "
             f"{nice_label(classes[1])}: **{pred.positive_probability:.3f}** · "
-            f"threshold: **{pred.threshold:.3f}**"
+            f"threshold: **{pred.threshold:.3f}**{ood}"
         )
     top = ", ".join(f"{t['label']} {float(t['probability']):.3f}" for t in pred.top_k)
     return (
         f"Prediction: **{pred.label}** (calibrated probability {pred.probability:.3f}) · "
-        f"top classes: {top}"
+        f"top classes: {top}{ood}"
     )

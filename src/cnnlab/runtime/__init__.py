@@ -1,5 +1,6 @@
-"""Runtime: where and how a model runs (device, precision, threads), batched inference, and
-the Decision that turns its logits into labels. Below the bundle, which owns one of each."""
+"""Runtime: where and how a model runs (device, precision, threads), batched inference, the
+Decision that turns its logits into labels, and the out-of-distribution check that says when
+an input is unlike the training images (runtime.ood). Below the bundle, which owns one of each."""
 
 from cnnlab.runtime.decision import Decision, probabilities
 from cnnlab.runtime.device import Runtime, choose_runtime, set_threads

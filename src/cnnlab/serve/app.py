@@ -105,6 +105,7 @@ def summary(bundle: Bundle) -> dict[str, Any]:
         "class_mode": "binary" if bundle.binary else "categorical",
         "threshold": threshold,
         "temperature": temperature,
+        "ood_threshold": bundle.ood.threshold if bundle.ood is not None else None,
         "input": {"channels": pre.channels, "size": list(pre.size), "resize": pre.resize},
         "backend": backend_name(bundle),
     }
@@ -171,7 +172,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
     default = bundles[0].name
     batchers = {
         name: MicroBatcher(
-            lambda x, b=b: b.predict_proba(x, limits.max_batch),
+            lambda x, b=b: checked_rows(b, x, limits.max_batch),
             limits.max_batch,
             limits.max_wait_ms,
             limits.max_queue,
@@ -335,7 +336,10 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
             probs = await batcher.submit(images, deadline)
         except Overloaded as e:
             return _busy(e)
-        preds = label_probabilities(bundle, probs, top_k)
+        probs, distances = probs[:, :-1], probs[:, -1]  # checked_rows: the distance comes last
+        preds = label_probabilities(
+            bundle, probs, top_k, distances if bundle.ood is not None else None
+        )
         for u, p in zip(uploads, preds, strict=True):
             p.source = u.filename
         for i, (u, p) in enumerate(zip(uploads, preds, strict=True)):
@@ -350,6 +354,15 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
 def _busy(e: Overloaded) -> JSONResponse:
     return _error(503, "overloaded", f"server busy: {e}; retry after {e.retry_after} s",
                   {"Retry-After": str(e.retry_after)})  # fmt: skip
+
+
+def checked_rows(bundle: Bundle, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """One row per image for the micro-batcher: the calibrated probabilities, then the
+    out-of-distribution distance (NaN without a check), so a batch splits back by rows."""
+    probs, distances = bundle.predict_checked(images, batch_size)
+    if distances is None:
+        distances = torch.full((len(probs),), float("nan"))
+    return torch.cat([probs, distances[:, None].to(probs.dtype)], 1)
 
 
 def _decode(bundle: Bundle, uploads: list) -> torch.Tensor:

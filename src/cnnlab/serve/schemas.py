@@ -43,9 +43,21 @@ class ImagePrediction(BaseModel):
     )
     threshold: float | None = Field(None, description="binary models: the decision threshold")
     top_k: list[TopK]
-    result: str = Field(description="the sentence people read, e.g. 'Pneumonia likely (0.91; "
-                        "threshold 0.37)'; 'Uncertain (...)' when the model is unsure")  # fmt: skip
-    uncertain: bool = Field(description="whether `result` says the model is unsure")
+    result: str = Field(description="the sentence people read, e.g. 'Pneumonia likely "
+                        "(P(Pneumonia) 0.91; threshold 0.37)'; 'Uncertain (...)' when the model "
+                        "is unsure; 'Does not look like the training images (...)' when the "
+                        "out-of-distribution check flags the input")  # fmt: skip
+    uncertain: bool = Field(description="whether `result` withholds the label as a headline "
+                            "(the model is unsure, or the input is out of distribution)")  # fmt: skip
+    out_of_distribution: bool | None = Field(
+        None, description="true when the input does not look like the training images (the "
+        "bundle's out-of-distribution check); `label` is still given. Null when the bundle has "
+        "no check",
+    )  # fmt: skip
+    ood_distance: float | None = Field(
+        None, description="Mahalanobis distance of the input's features from the training "
+        "images; above the model's `ood_threshold` it is out of distribution",
+    )  # fmt: skip
     error: str | None = Field(
         None, description="always null here: an unreadable upload refuses the request (422)"
     )
@@ -70,6 +82,9 @@ class ModelSummary(BaseModel):
     class_mode: str
     threshold: float | None
     temperature: float | None = Field(description="null only while the model is not ready")
+    ood_threshold: float | None = Field(
+        None, description="the out-of-distribution check's cut-off (null: the model has none)"
+    )
     input: ModelInput
     backend: str
 

@@ -1,6 +1,10 @@
-"""Small callbacks for what cuts across the loop: history, checkpoints, early stopping.
+"""Small callbacks for what cuts across the loop: history, TensorBoard, checkpoints, early
+stopping.
 
-Each keeps its own state and can save/restore it, so `--resume` continues exactly
+The loop hands each callback a row of figures after every epoch (`on_epoch_end`) and calls
+`on_step_end` after every step: every `state.log_every` steps with a step row (step,
+fractional epoch, the mean loss and accuracy of the steps since the last row, learning rate).
+Each callback keeps its own state and can save/restore it, so `--resume` continues exactly
 (checkpoints themselves: cnnlab.train.checkpoint).
 """
 
@@ -20,6 +24,7 @@ import torch.nn as nn
 
 from cnnlab.fileio import atomic_write_text
 from cnnlab.report.figures import curves_figure, save_figure
+from cnnlab.report.runs import HISTORY, STEPS
 
 log = logging.getLogger("cnnlab")
 
@@ -37,13 +42,23 @@ class FitState:
     stop: bool = False
     seconds: float = 0.0  # training time before this process (a resumed run's earlier part)
     position: dict[str, Any] | None = None  # where a resumed epoch stands (mid-epoch checkpoint)
+    step: int = 0  # optimiser steps done
+    steps: list[dict[str, float]] = field(default_factory=list)  # step rows so far
+    total_steps: int = 0
+    log_every: int = 1  # steps per step row
 
 
 class Callback:
     def on_train_start(self, state: FitState) -> None: ...
-    def on_step_end(self, state: FitState, position: Callable[[], dict[str, Any]] | None) -> None:
-        """After each step; `position()` says where the epoch stands (for a mid-epoch checkpoint;
-        None after an epoch's last step, whose checkpoint comes at the epoch's end)."""
+    def on_step_end(
+        self,
+        state: FitState,
+        row: dict[str, float] | None,
+        position: Callable[[], dict[str, Any]] | None,
+    ) -> None:
+        """After each step. `row` is the step row every `state.log_every` steps (None between);
+        `position()` says where the epoch stands, for a mid-epoch checkpoint (None after an
+        epoch's last step, whose checkpoint comes at the epoch's end)."""
 
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None: ...
     def on_train_end(self, state: FitState) -> None: ...
@@ -69,7 +84,7 @@ class WeightAverage(Callback):
         if self.shadow is None:  # (restored from a checkpoint otherwise)
             self.shadow = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
 
-    def on_step_end(self, state: FitState, position: Callable[[], dict[str, Any]] | None) -> None:
+    def on_step_end(self, state: FitState, row: dict | None, position: Callable | None) -> None:
         self.steps += 1
         d = min(self.decay, (1 + self.steps) / (10 + self.steps))
         current = state.model.state_dict()
@@ -148,15 +163,96 @@ class EarlyStopping(Callback):
 
 
 class HistoryWriter(Callback):
-    """`history.jsonl` (one line per epoch) and `curves.png` (loss and accuracy by epoch)."""
+    """`history.jsonl` (one line per epoch), `steps.jsonl` (the step rows) and `curves.png`."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
 
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
-        lines = "".join(json.dumps(r) + "\n" for r in state.history)
-        atomic_write_text(self.out_dir / "history.jsonl", lines)
+        write_history(self.out_dir, state.history, state.steps, figure=False)
 
     def on_train_end(self, state: FitState) -> None:
         if state.history:
-            save_figure(curves_figure(state.history), self.out_dir / "curves.png")
+            write_history(self.out_dir, state.history, state.steps)
+
+
+def write_history(
+    out_dir: Path, history: list[dict], steps: list[dict], figure: bool = True
+) -> None:
+    """history.jsonl, steps.jsonl and (with `figure`) curves.png of a run, each atomically."""
+    atomic_write_text(out_dir / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(out_dir / STEPS, "".join(json.dumps(r) + "\n" for r in steps))
+    if figure and history:
+        save_figure(curves_figure(history, steps), out_dir / "curves.png")
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard event files in the run folder (`tensorboard --logdir runs` lists each run):
+    per step `loss/train_step`, `accuracy/train_step`, `lr`; per epoch `loss/train`, `loss/val`,
+    `accuracy/train`, `accuracy/val`, `epoch`; the resolved recipe as text; at the end
+    (`add_images`) the run's figures. Every scalar is on the global step axis (Lightning's
+    way), so phases continue one another and a resumed run purges what it repeats.
+
+    One logger can follow several fits (a transfer run's phases): each continues the steps."""
+
+    def __init__(self, log_dir: Path, recipe_text: str = "") -> None:
+        self.log_dir, self.recipe_text = Path(log_dir), recipe_text
+        self.writer = None
+        self.base = 0  # global step of this fit's step 0
+        self.last = 0  # the last global step logged
+        self.epoch_base = 0
+        self.last_epoch = 0
+
+    def on_train_start(self, state: FitState) -> None:
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:  # tensorboard is a dependency; a broken install only warns
+                log.warning("no TensorBoard logs: %s (pip install tensorboard)", e)
+                self.writer = False
+                return
+            # a resumed run starts at its checkpoint's step: later events of the cut run go
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=state.step or None)
+            if self.recipe_text:
+                self.writer.add_text("recipe", "```yaml\n" + self.recipe_text + "\n```", 0)
+        else:  # a later phase: its steps and epochs come after the last ones logged
+            self.base, self.epoch_base = self.last, self.last_epoch
+
+    def on_step_end(self, state: FitState, row: dict | None, position: Callable | None) -> None:
+        if not self.writer or row is None:
+            return
+        self.last = step = self.base + int(row["step"])
+        self.writer.add_scalar("loss/train_step", row["loss"], step)
+        self.writer.add_scalar("accuracy/train_step", row["accuracy"], step)
+        self.writer.add_scalar("lr", row["lr"], step)
+
+    def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
+        if not self.writer:
+            return
+        self.last = step = max(self.last, self.base + state.step)
+        self.last_epoch = epoch = self.epoch_base + int(row["epoch"])
+        self.writer.add_scalar("epoch", epoch, step)
+        for key, tag in (("loss", "loss/train"), ("accuracy", "accuracy/train"),
+                         ("val_loss", "loss/val"), ("val_accuracy", "accuracy/val")):  # fmt: skip
+            if key in row:
+                self.writer.add_scalar(tag, row[key], step)
+        self.writer.flush()
+
+    def add_images(self, paths: list[Path]) -> None:
+        """The run's figures (PNG files that exist) as images at the last step."""
+        if not self.writer:
+            return
+        import numpy as np
+        from PIL import Image
+
+        for path in paths:
+            if path.is_file():
+                with Image.open(path) as im:
+                    pixels = np.asarray(im.convert("RGB"))
+                self.writer.add_image(path.stem, pixels, self.last, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+        self.writer = None

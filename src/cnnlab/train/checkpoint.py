@@ -94,8 +94,9 @@ def check_schema(ckpt: dict[str, Any], epochs: int, path: Path) -> None:
     history = ckpt.get("history")
     if not isinstance(history, list) or len(history) != epoch:
         raise bad(f"history must list the {epoch} finished epochs")
-    if not isinstance(ckpt.get("callbacks", []), list):
-        raise bad("'callbacks' must be a list")
+    for key in ("callbacks", "steps"):
+        if not isinstance(ckpt.get(key, []), list):
+            raise bad(f"'{key}' must be a list")
     seconds = ckpt.get("seconds", 0.0)
     if not isinstance(seconds, float | int) or not math.isfinite(seconds) or seconds < 0:
         raise bad(f"seconds must be a non-negative number, got {seconds!r}")
@@ -159,6 +160,7 @@ class Checkpointer(Callback):
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "history": state.history,
+            "steps": state.steps,
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             **self.extra,
         }
@@ -168,7 +170,12 @@ class Checkpointer(Callback):
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
         self._save(state, 0, None)
 
-    def on_step_end(self, state: FitState, position: Callable[[], dict[str, Any]] | None) -> None:
+    def on_step_end(
+        self,
+        state: FitState,
+        row: dict[str, float] | None,
+        position: Callable[[], dict[str, Any]] | None,
+    ) -> None:
         if position is not None and self.every and time.monotonic() - self.last >= self.every:
             where = position()
             self._save(state, where["step"], where)
@@ -191,6 +198,7 @@ def restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dic
         ) from None
     state.epoch = ckpt["epoch"]
     state.history = list(ckpt["history"])
+    state.steps = list(ckpt.get("steps", []))
     state.seconds = float(ckpt.get("seconds", 0.0))
     state.position = ckpt.get("position")
     where = (

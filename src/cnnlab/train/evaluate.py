@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.report.figures import confusion_figure, save_figure
+from cnnlab.report.metrics import degenerate_warning
 from cnnlab.runtime.decision import predictions, probabilities
 
 
@@ -84,48 +85,88 @@ def load_split_for(bundle, data_path: str, split: str):
     `test` is read as it is (a folder with only test/<class>/ or only t10k-* IDX files will do);
     `val` and `train` repeat the split the bundle was trained with, from the same seed.
     """
-    from cnnlab.config import DataConfig
-    from cnnlab.data.prepare import prepare_data
+    return load_splits_for(bundle, data_path, (split,))[split]
+
+
+def load_splits_for(bundle, data_path: str, splits: tuple[str, ...], need_val: bool = True) -> dict:
+    """`load_split_for` for several splits at one reading of the data (`val` and `train` come
+    from one preparation). Without `need_val`, a bundle trained without a validation split
+    gives no `val` entry instead of an error."""
     from cnnlab.data.sources import load_source
     from cnnlab.errors import CnnlabError
 
     pre = bundle.preprocess
     mode = "grayscale" if pre.channels == 1 else "rgb"
-    if split == "test":
+    out, named = {}, {}
+    if "test" in splits:
         loaded = load_source(data_path, "test", pre.size, mode, pre.resize)
-        data = loaded.splits["test"]
-        named = loaded.format in ("image-folder",)
-    else:
-        raw = dict(bundle.meta.get("recipe", {}).get("data", {}))
-        cfg = DataConfig(**{k: v for k, v in raw.items() if k in DataConfig.__dataclass_fields__})
-        cfg.source, cfg.image_size, cfg.color_mode, cfg.resize = (
-            data_path,
-            list(pre.size),
-            mode,
-            pre.resize,
-        )
-        cfg.normalize = "unit"  # the bundle's own mean/std are used below; skip recomputing them
-        prepared = prepare_data(cfg)
-        data = prepared.val if split == "val" else prepared.train
-        if data is None:
-            raise CnnlabError(
-                f"{data_path} gives no validation split for this bundle (val_fraction is 0)"
-            )
-        named = prepared.format == "image-folder"
+        out["test"], named["test"] = loaded.splits["test"], loaded.format == "image-folder"
+    if {"val", "train"} & set(splits):
+        prepared = _prepare_as_trained(bundle, data_path)
+        for split in ("val", "train"):
+            if split not in splits:
+                continue
+            data = prepared.val if split == "val" else prepared.train
+            if data is None:
+                if not need_val:
+                    continue
+                raise CnnlabError(
+                    f"{data_path} gives no validation split for this bundle (val_fraction is 0)"
+                )
+            out[split], named[split] = data, prepared.format == "image-folder"
+    for split, data in out.items():
+        out[split] = _as_bundle_classes(bundle, data, data_path, named[split])
+    return out
+
+
+def _prepare_as_trained(bundle, data_path: str):
+    """The training data split as the run split it, decoded with the recipe's own settings where
+    they give the bundle's input (so the decode cache the run filled is used, not refilled:
+    CIFAR-10's recipe decodes at its native 32x32, not 'at 32x32'); else at the bundle's size."""
+    from cnnlab.config import DataConfig
+    from cnnlab.data.dataset import ImageData
+    from cnnlab.data.images import fit_image, match_channels
+    from cnnlab.data.prepare import prepare_data
+
+    pre = bundle.preprocess
+    raw = dict(bundle.meta.get("recipe", {}).get("data", {}))
+    cfg = DataConfig(**{k: v for k, v in raw.items() if k in DataConfig.__dataclass_fields__})
+    cfg.source = data_path
+    cfg.normalize = "unit"  # the bundle's own mean/std are used; skip recomputing them
+    if cfg.image_size is not None and list(cfg.image_size) != list(pre.size):
+        cfg.image_size = list(pre.size)
+    if cfg.resize != pre.resize:
+        cfg.image_size, cfg.resize = list(pre.size), pre.resize
+    prepared = prepare_data(cfg)
+
+    def fit(d: ImageData | None) -> ImageData | None:
+        if d is None or (d.size == tuple(pre.size) and d.channels == pre.channels):
+            return d
+        images = match_channels(d.images, pre.channels)
+        if tuple(images.shape[-2:]) != tuple(pre.size):
+            images = torch.stack([fit_image(im, pre.size, pre.resize) for im in images])
+        return ImageData(images, d.labels, d.classes, d.paths)
+
+    prepared.train, prepared.val = fit(prepared.train), fit(prepared.val)
+    return prepared
+
+
+def _as_bundle_classes(bundle, data, data_path: str, named: bool):
+    """Labels in the bundle's class order: by name for folders; numbers checked for the others."""
+    from cnnlab.errors import CnnlabError
+
     if named:
         try:
-            data = data.remap_classes(bundle.classes)
+            return data.remap_classes(bundle.classes)
         except ValueError as e:
             raise CnnlabError(
                 f"class {e.args[0][0]!r} in {data_path} is not one the model knows ({', '.join(bundle.classes)})"
             ) from None
-    elif len(data) and int(data.labels.max()) >= len(bundle.classes):
+    if len(data) and int(data.labels.max()) >= len(bundle.classes):
         raise CnnlabError(
             f"{data_path} has labels up to {int(data.labels.max())}; the model knows {len(bundle.classes)} classes"
         )
-    else:
-        data = type(data)(data.images, data.labels, list(bundle.classes), data.paths)
-    return data
+    return type(data)(data.images, data.labels, list(bundle.classes), data.paths)
 
 
 def evaluate_bundle(
@@ -143,9 +184,50 @@ def evaluate_bundle(
     report.update({"split": split, "data": str(data_path), "model": bundle.name})
     if bundle.binary:
         report["policy"] = bundle.decision.get("policy", "fixed")
+    warning = degenerate_warning(report["confusion_matrix"], bundle.classes, split)
+    if warning:
+        report["warning"] = warning
     if out_dir is not None:
         save_confusion_matrix(report, bundle.classes, Path(out_dir), split)
+        probs = bundle.decision.probabilities(logits)
+        save_mistakes(Path(out_dir), data, probs, bundle.threshold, bundle.classes,
+                      f"{split} ({len(data)} images)")  # fmt: skip
     return report
+
+
+def confident_mistakes(
+    probs: torch.Tensor, labels: torch.Tensor, threshold: float | None, per_class: int = 6
+) -> list[dict[str, Any]]:
+    """The wrong predictions the model was surest of, at most `per_class` per true class, surest
+    first: [{index, true, predicted, probability (of the class predicted)}]."""
+    pred = predictions(probs, threshold)
+    sure = probs.gather(1, pred[:, None])[:, 0]
+    out = []
+    for k in range(probs.shape[1]):
+        idx = torch.nonzero((labels == k) & (pred != labels)).flatten()
+        for i in idx[sure[idx].argsort(descending=True)][:per_class].tolist():
+            out.append({"index": i, "true": k, "predicted": int(pred[i]),
+                        "probability": round(float(sure[i]), 4)})  # fmt: skip
+    return out
+
+
+def save_mistakes(
+    out: Path, data, probs: torch.Tensor, threshold: float | None, classes: list[str], title: str
+) -> Path:
+    """mistakes.png (the gallery) and mistakes.json (the same images by file, where known)."""
+    import json
+
+    from cnnlab.fileio import atomic_write_text
+    from cnnlab.report.figures import mistakes_figure
+
+    items = confident_mistakes(probs, data.labels, threshold)
+    images = [data.images[it["index"]].numpy() for it in items]
+    save_figure(mistakes_figure(images, items, classes, title), out / "mistakes.png")
+    rows = [{"file": data.paths[it["index"]] if data.paths else None, "true": classes[it["true"]],
+             "predicted": classes[it["predicted"]], "probability": it["probability"]}
+            for it in items]  # fmt: skip
+    atomic_write_text(out / "mistakes.json", json.dumps(rows, indent=1) + "\n")
+    return out / "mistakes.png"
 
 
 def save_confusion_matrix(

@@ -33,6 +33,7 @@ from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_text, data_name, umask
+from cnnlab.runtime.ood import OOD_FILE
 
 log = logging.getLogger("cnnlab")
 
@@ -264,6 +265,8 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     try:
         tmp.chmod(0o777 & ~umask())  # a bundle folder like any other (mkdtemp's is owner-only)
         shutil.copyfile(src / WEIGHTS, tmp / WEIGHTS)  # (not copy2: the mode of a new file)
+        if (src / OOD_FILE).is_file():  # the out-of-distribution check travels with the weights
+            shutil.copyfile(src / OOD_FILE, tmp / OOD_FILE)
         _write_meta(tmp, meta)
         atomic_write_text(tmp / "card.md", medical_card(meta))
         if out.exists():

@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
-from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cnnlab.data.download import cache_dir
+from cnnlab.data.cache import enforce_limit, feature_cache_dir, touch
 from cnnlab.data.preprocess import Preprocess
-from cnnlab.fileio import atomic_path
+from cnnlab.fileio import atomic_path, on_terminal
 from cnnlab.runtime.device import Runtime
 
 log = logging.getLogger("cnnlab")
-
-
-def feature_cache_dir() -> Path:
-    """`$CNNLAB_FEATURE_CACHE`, else `features/` in cnnlab's cache (benchmarks point it at a
-    fresh folder to time a cold start)."""
-    return Path(os.environ.get("CNNLAB_FEATURE_CACHE") or cache_dir() / "features")
 
 
 def cache_key(model: torch.nn.Module, images: torch.Tensor, preprocess: Preprocess) -> str:
@@ -62,7 +54,9 @@ def compute_features(
     scale, shift = preprocess.affine(runtime.device)
     out = []
     chunks = images.split(batch_size)
-    for chunk in tqdm(chunks, desc="features", unit="batch", disable=not progress, leave=False):
+    for chunk in tqdm(
+        chunks, desc="features", unit="batch", disable=not (progress and on_terminal()), leave=False
+    ):
         x = chunk.to(runtime.device).float() * scale + shift
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -88,7 +82,9 @@ def cached_features(
         path = feature_cache_dir() / f"{cache_key(model, images, preprocess)}.safetensors"
         if path.is_file():
             try:
-                return load_file(str(path))["features"], True
+                feats = load_file(str(path))["features"]
+                touch(path)
+                return feats, True
             except (SafetensorError, OSError, KeyError):
                 log.warning("feature cache %s is unreadable; computing the features again", path)
     started = time.perf_counter()
@@ -99,4 +95,5 @@ def cached_features(
     if path is not None:
         with atomic_path(path) as tmp:
             save_file({"features": feats.contiguous()}, str(tmp))
+        enforce_limit(keep=path.stem)
     return feats, False

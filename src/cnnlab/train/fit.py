@@ -11,7 +11,6 @@ are built in cnnlab.train.losses and cnnlab.train.optim.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import sys
@@ -29,12 +28,14 @@ from cnnlab.data.dataset import ImageData, concat
 from cnnlab.data.prepare import PreparedData
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import on_terminal
 from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
 from cnnlab.train.callbacks import Callback, EarlyStopping, FitState, HistoryWriter, WeightAverage
 from cnnlab.train.checkpoint import Checkpointer, restore
-from cnnlab.train.losses import correct_count, make_loss, sample_losses
+from cnnlab.train.evaluate import loss_from_logits
+from cnnlab.train.losses import correct_count, describe_losses, make_loss, sample_losses
 from cnnlab.train.optim import make_optimizer, make_scheduler
 from cnnlab.train.pruning import EasySamplePruning
 
@@ -48,6 +49,7 @@ class FitResult:
     train_seconds: float  # time spent in training steps and per-epoch validation
     class_counts: dict[str, int] = field(default_factory=dict)
     loss_weighting: str = "none"
+    steps: list[dict[str, float]] = field(default_factory=list)  # step rows (callbacks.FitState)
 
 
 # ------------------------------------------------------------ the loop: set-up, epochs, steps
@@ -108,7 +110,7 @@ def fit(
     loop.step_fn = torch.compile(train_model) if t.compile else train_model
     steps = loop.epoch_steps
     done = sum(steps[: state.epoch]) + (state.position or {}).get("step", 0)
-    loop.bar = tqdm(total=sum(steps), initial=done, file=sys.stderr, disable=not (progress and distributed.is_main()),
+    loop.bar = tqdm(total=sum(steps), initial=done, file=sys.stderr, disable=not (progress and on_terminal() and distributed.is_main()),
                     unit="step", dynamic_ncols=True, leave=False)  # fmt: skip
     started = loop.started = time.perf_counter()
     for epoch in range(state.epoch, t.epochs):
@@ -118,7 +120,7 @@ def fit(
         row = train_epoch(loop, epoch, resumed)
         every = t.validation_freq
         if loop.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
-            row.update(validate(model, loop.val, data.preprocess, loop.rt, loop.loss_fn, t.eval_batch_size))  # fmt: skip
+            row.update(validate(model, loop.val, data.preprocess, loop.rt, t.eval_batch_size))
         row["seconds"] = round(
             time.perf_counter() - epoch_start + resumed.get("epoch_seconds", 0), 3
         )
@@ -140,7 +142,8 @@ def fit(
         cb.on_train_end(state)
     distributed.unwrap(model)
     model.eval()
-    return FitResult(state.history, loop.rt.describe(), state.seconds, loop.train.class_counts(), loop.weighting)  # fmt: skip
+    return FitResult(state.history, loop.rt.describe(), state.seconds, loop.train.class_counts(),
+                     loop.weighting, state.steps)  # fmt: skip
 
 
 def set_up(
@@ -205,6 +208,8 @@ def set_up(
             minutes = t.checkpoint_minutes if ddp is None else 0.0
             cbs.append(Checkpointer(out_dir, stateful, {"recipe": resume_key(recipe)}, minutes))
     state = FitState(model, optimizer, scheduler, t.epochs)
+    state.total_steps = sum(epoch_steps)
+    state.log_every = step_log_every(state.total_steps)
     if resume:
         distributed.barrier()  # rank 0 may still be writing the checkpoint that all ranks read
         restore(state, stateful, out_dir, resume_key(recipe))
@@ -213,17 +218,13 @@ def set_up(
         ):
             raise CnnlabError("--resume: the checkpoint's place inside the epoch does not fit "
                               "this run (steps per epoch or processes differ); start a new run")  # fmt: skip
+        state.step = sum(epoch_steps[: state.epoch]) + (state.position or {}).get("step", 0)
 
     counts = train.class_counts()
     log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
              ", ".join(f"{k}: {v}" for k, v in counts.items()), len(val) if val is not None else 0)  # fmt: skip
-    log.info(
-        "runtime: %s; batch %d, %d steps/epoch; loss weighting: %s",
-        rt.describe(),
-        batch,
-        epoch_steps[0],
-        weighting,
-    )
+    log.info("runtime: %s; batch %d, %d steps/epoch", rt.describe(), batch, epoch_steps[0])
+    log.info(describe_losses(t, binary, weighting))
     if pruner is not None and pruner.prunes(1):
         log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
                  pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
@@ -269,6 +270,7 @@ def train_epoch(loop: Loop, epoch: int, resumed: dict | None = None) -> dict[str
     bar = loop.bar
     bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
     state = loop.state
+    since = (torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0)  # last row on
 
     def position(done: int) -> dict:
         """Where this epoch stands after `done` steps: all a mid-epoch checkpoint needs."""
@@ -286,16 +288,26 @@ def train_epoch(loop: Loop, epoch: int, resumed: dict | None = None) -> dict[str
         if loop.ddp is not None:  # this rank's share of the global batch, and its loss weight
             idx, weight = loop.ddp.split(idx)
         loss, out, y = train_step(loop, idx, gen, weight, weights)
-        loss_sum += loss.detach() * len(idx)
-        hits += correct_count(out.detach(), y)
+        batch_loss, batch_hits = loss.detach() * len(idx), correct_count(out.detach(), y)
+        loss_sum += batch_loss
+        hits += batch_hits
         seen += len(idx)
+        state.step += 1
+        since = (since[0] + batch_loss, since[1] + batch_hits, since[2] + len(idx))
+        row = None
+        if state.step % state.log_every == 0 or s == steps - 1:  # a step row, for the callbacks
+            row = {"step": state.step, "epoch": round(epoch + (s + 1) / steps, 4),
+                   "loss": since[0].item() / since[2], "accuracy": since[1].item() / since[2],
+                   "lr": loop.optimizer.param_groups[0]["lr"]}  # fmt: skip
+            state.steps.append(row)
+            since = (torch.zeros_like(since[0]), torch.zeros_like(since[1]), 0)
         bar.update(1)
         if s % 20 == 0 or s == steps - 1:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{hits.item() / seen:.2%}")
         # no position after an epoch's last step: the epoch's end has its own checkpoint
         where = None if s == steps - 1 else (lambda done=s + 1: position(done))
         for cb in loop.callbacks:
-            cb.on_step_end(state, where)
+            cb.on_step_end(state, row, where)
     if loop.ddp is not None:  # the epoch's figures over all ranks
         loss_sum, hits, seen = loop.ddp.totals(loss_sum, hits, seen)
     if not math.isfinite(loss_sum.item()):
@@ -354,18 +366,20 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)
 
 
-def validate(
-    model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, loss_fn, batch: int
-) -> dict:
-    """val_loss and val_accuracy of the model on `data` (with DDP, each rank does its part)."""
+def step_log_every(total_steps: int, points: int = 1000) -> int:
+    """Steps per step row: every step for short runs, about `points` rows for long ones."""
+    return max(1, total_steps // points)
+
+
+def validate(model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, batch: int) -> dict:
+    """val_loss and val_accuracy of the model on `data` (with DDP, each rank does its part).
+    val_loss is plain cross-entropy (BCE for one logit), without the training loss's label
+    smoothing or class weights: the one definition `evaluate` and the model card report too."""
     logits = distributed.shard_predict(
         lambda x: predict_logits(model, x, pre, rt, batch), data.images
     )  # with DDP, each rank predicts its part
-    loss_fn = copy.deepcopy(loss_fn).cpu()  # a copy: on a GPU the training loss stays there
-    with torch.no_grad():
-        loss = float(loss_fn(logits, data.labels))
     return {
-        "val_loss": loss,
+        "val_loss": loss_from_logits(logits, data.labels),
         "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
     }
 

@@ -33,6 +33,18 @@ def make_loss(t: TrainConfig, binary: bool, train: ImageData) -> tuple[nn.Module
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=t.label_smoothing), how
 
 
+def describe_losses(t: TrainConfig, binary: bool, weighting: str) -> str:
+    """The two losses a run logs, in one line: the training loss is what the optimiser
+    minimises (smoothed and weighted as the recipe says); val_loss is plain cross-entropy."""
+    kind = "BCE" if binary else "cross-entropy"
+    how = [f"label smoothing {t.label_smoothing:g}"] if t.label_smoothing else []
+    if weighting != "none":
+        how.append(f"weighted ({weighting})")
+    train = f"{kind} with {' and '.join(how)}" if how else f"plain {kind}"
+    return (f"training loss: {train}; val_loss: plain {kind} (no smoothing or weights), as `cnnlab "
+            "evaluate` and the model card report it")  # fmt: skip
+
+
 class BinaryLoss(nn.Module):
     """BCE with logits on one output; labels are class indices 0/1 (1 = the positive class)."""
 

@@ -25,13 +25,13 @@ from cnnlab.config import AugmentConfig, Recipe
 from cnnlab.data.augment import BatchAugment
 from cnnlab.data.prepare import PreparedData
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_text
 from cnnlab.models.transfer import TransferNet
-from cnnlab.report.figures import curves_figure, save_figure
 from cnnlab.runtime.device import choose_runtime, set_threads
+from cnnlab.train.callbacks import Callback, FitState, HistoryWriter
+from cnnlab.train.evaluate import loss_from_logits
 from cnnlab.train.features import cached_features
-from cnnlab.train.fit import FitResult, epoch_seed, fit
-from cnnlab.train.losses import correct_count, make_loss
+from cnnlab.train.fit import FitResult, epoch_seed, fit, step_log_every
+from cnnlab.train.losses import correct_count, describe_losses, make_loss
 from cnnlab.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnlab")
@@ -61,22 +61,27 @@ def fit_model(
     out_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    callbacks: list[Callback] | None = None,
 ) -> FitResult:
-    """Train `model` by the recipe: fit() for ordinary models, the phases above for transfer ones."""
+    """Train `model` by the recipe: fit() for ordinary models, the phases above for transfer ones.
+    `callbacks` follow every phase (a TensorBoardLogger continues its steps across them)."""
+    callbacks = list(callbacks or [])
     if not isinstance(model, TransferNet):
-        return fit(model, data, recipe, out_dir, resume=resume, progress=progress)
+        return fit(model, data, recipe, out_dir, resume=resume, progress=progress,
+                   callbacks=callbacks)  # fmt: skip
     ft = recipe.finetune
     if resume:
         check_resume_phases(model, recipe)
     started = time.perf_counter()
     if uses_feature_cache(model, recipe):
-        first = fit_head_on_features(model, data, recipe, out_dir, progress)
+        first = fit_head_on_features(model, data, recipe, out_dir, progress, callbacks)
     else:
         phase_one = recipe
         if not augment_in_phase_one(recipe):
             phase_one = copy.deepcopy(recipe)
             phase_one.augment = AugmentConfig()
-        first = fit(model, data, phase_one, out_dir, resume=resume, progress=progress)
+        first = fit(model, data, phase_one, out_dir, resume=resume, progress=progress,
+                    callbacks=callbacks)  # fmt: skip
         for row in first.history:
             row["phase"] = "head" if model.backbone_frozen else "train"
     if ft.epochs == 0:
@@ -87,13 +92,16 @@ def fit_model(
              f"{trainable:,}", ft.epochs)  # fmt: skip
     second = fit(
         model, data, finetune_recipe(recipe), out_dir / "finetune" if out_dir else None,
-        progress=progress,
+        progress=progress, callbacks=callbacks,
     )  # fmt: skip
     for row in second.history:
         row["phase"] = "finetune"
+    done_steps = int(first.steps[-1]["step"]) if first.steps else 0
+    steps = first.steps + [{**r, "step": r["step"] + done_steps, "epoch": r["epoch"] + len(first.history)}
+                           for r in second.steps]  # fmt: skip
     return FitResult(
         first.history + second.history, second.runtime, time.perf_counter() - started,
-        first.class_counts, first.loss_weighting,
+        first.class_counts, first.loss_weighting, steps,
     )  # fmt: skip
 
 
@@ -124,9 +132,11 @@ def fit_head_on_features(
     recipe: Recipe,
     out_dir: Path | None = None,
     progress: bool = True,
+    callbacks: list[Callback] | None = None,
 ) -> FitResult:
     """Phase 1: the head trained on cached pooled features (same loss, optimizer and schedule
-    settings as fit(); the best epoch by the monitored value kept when early_stopping is on)."""
+    settings as fit(); the best epoch by the monitored value kept when early_stopping is on).
+    The callbacks see its step and epoch rows as fit()'s would (history.jsonl, TensorBoard)."""
     t = recipe.train
     set_threads(t.threads)
     rt = choose_runtime(t.device, t.precision, t.channels_last)
@@ -152,14 +162,19 @@ def fit_head_on_features(
              ", ".join(f"{k}: {v}" for k, v in counts.items()),
              len(data.val) if data.val is not None else 0,
              "from the cache" if hit else "computed", extract_seconds)  # fmt: skip
-    log.info("loss weighting: %s", weighting)
+    log.info(describe_losses(t, binary, weighting))
     y = train.labels
     n = len(y)
     batch = min(t.batch_size, n)
     steps = math.ceil(n / batch)
     optimizer = make_optimizer(head, t)
     scheduler = make_scheduler(optimizer, t, steps)
-    history: list[dict] = []
+    state = FitState(head, optimizer, scheduler, t.epochs, total_steps=steps * t.epochs)
+    state.log_every = step_log_every(state.total_steps)
+    cbs = [*([HistoryWriter(out_dir)] if out_dir is not None else []), *(callbacks or [])]
+    for cb in cbs:
+        cb.on_train_start(state)
+    history = state.history
     best = (math.inf, None)
     head_started = time.perf_counter()
     for epoch in range(t.epochs):
@@ -168,6 +183,7 @@ def fit_head_on_features(
         order = torch.randperm(n, generator=gen)
         head.train()
         loss_sum, hits = 0.0, 0
+        since = [0.0, 0, 0]  # loss, hits, images since the last step row
         for s in range(steps):
             idx = order[s * batch : (s + 1) * batch]
             out = head(x_train[idx])
@@ -176,30 +192,43 @@ def fit_head_on_features(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            hits += int(correct_count(out.detach(), y[idx]))
+            batch_loss, batch_hits = float(loss.detach()) * len(idx), int(correct_count(out.detach(), y[idx]))  # fmt: skip
+            loss_sum += batch_loss
+            hits += batch_hits
+            state.step += 1
+            since = [since[0] + batch_loss, since[1] + batch_hits, since[2] + len(idx)]
+            step_row = None
+            if state.step % state.log_every == 0 or s == steps - 1:
+                step_row = {"step": state.step, "epoch": round(epoch + (s + 1) / steps, 4),
+                            "loss": since[0] / since[2], "accuracy": since[1] / since[2],
+                            "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+                state.steps.append(step_row)
+                since = [0.0, 0, 0]
+            for cb in cbs:
+                cb.on_step_end(state, step_row, None)  # no mid-epoch checkpoints of the head phase
         row = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": hits / n,
                "lr": optimizer.param_groups[0]["lr"], "phase": "head"}  # fmt: skip
         if x_val is not None:
             head.eval()
             with torch.no_grad():
                 logits = head(x_val)
-                row["val_loss"] = float(loss_fn(logits, y_val))
+                row["val_loss"] = loss_from_logits(logits, y_val)
                 row["val_accuracy"] = float(correct_count(logits, y_val)) / max(1, len(y_val))
             monitored = row["val_loss"] if t.monitor == "val_loss" else -row["val_accuracy"]
             if t.early_stopping and monitored < best[0]:
                 best = (monitored, copy.deepcopy(head.state_dict()))
         history.append(row)
+        state.epoch = epoch + 1
+        for cb in cbs:
+            cb.on_epoch_end(state, row)
         log.info("head epoch %d/%d  loss %.4f  acc %.2f%%%s", epoch + 1, t.epochs, row["loss"],
                  100 * row["accuracy"], f"  val_loss {row['val_loss']:.4f}  val_acc "
                  f"{100 * row['val_accuracy']:.2f}%" if "val_loss" in row else "")  # fmt: skip
     if best[1] is not None:
         head.load_state_dict(best[1])
     model.eval()
-    if out_dir is not None and history:
-        import json
-
-        atomic_write_text(out_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        save_figure(curves_figure(history), out_dir / "curves.png")
+    for cb in cbs:
+        cb.on_train_end(state)
     log.info("head trained in %.1f s", time.perf_counter() - head_started)
-    return FitResult(history, rt.describe(), time.perf_counter() - started, counts, weighting)
+    return FitResult(history, rt.describe(), time.perf_counter() - started, counts, weighting,
+                     state.steps)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shlex
@@ -28,12 +29,16 @@ from cnnlab.data.prepare import PreparedData, check_trainable, prepare_data
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import clean_stale_temps
 from cnnlab.models import create_model, get_entry
+from cnnlab.runtime.decision import probabilities
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
+from cnnlab.runtime.ood import save_ood
 from cnnlab.train import distributed
+from cnnlab.train.callbacks import TensorBoardLogger, write_history
 from cnnlab.train.checkpoint import CHECKPOINT, check_resumable
-from cnnlab.train.evaluate import full_report, save_confusion_matrix
+from cnnlab.train.evaluate import full_report, save_confusion_matrix, save_mistakes
 from cnnlab.train.fit import FitResult, resume_key
+from cnnlab.train.losses import describe_losses
 from cnnlab.train.phases import check_resume_phases, fit_model
 
 log = logging.getLogger("cnnlab")
@@ -152,39 +157,100 @@ def _train_in(
             log.warning("%d files were skipped while loading:", len(data.skipped))
             for path, reason in data.skipped[:50]:
                 log.warning("  %s: %s", path, reason)
-        result = fit_model(model, data, recipe, out, resume=resume, progress=progress)
-        val_logits = validation_logits(model, data, recipe)
-        decision = binary_decision(val_logits, data, recipe)
-        metrics = validation_report(model, data, recipe, out, decision, val_logits)
-        log.info("training took %.1f s; validation accuracy %s", result.train_seconds,
-                 f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "n/a")  # fmt: skip
-        save_bundle(
-            out,
-            model,
-            recipe.model.name,
-            args,
-            data.preprocess,
-            data.classes,
-            class_mode=recipe.data.class_mode,
-            decision=decision,
-            metrics=metrics,
-            recipe=recipe.to_dict(),
-            extra={
-                "data": data_summary(data),
-                "training": {"seconds": round(result.train_seconds, 2), "runtime": result.runtime,
-                             "epochs_run": len(result.history), "loss_weighting": result.loss_weighting},
-                "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
-                **validation_scores(val_logits, data, recipe),
-            },
-        )  # fmt: skip
-        if recipe.data.class_mode == "binary":
-            write_medical_card(out)
-            if recipe.data.external:
-                record_external_validation(out, recipe.data.external)
+        tb = TensorBoardLogger(out, (out / "recipe.yaml").read_text())
+        try:
+            result = fit_model(model, data, recipe, out, resume=resume, progress=progress,
+                               callbacks=[tb])  # fmt: skip
+            metrics, ood = finish_run(out, model, args, data, recipe, result)
+            tb.add_images([out / f for f in RUN_FIGURES])
+        finally:
+            tb.close()
     finally:
         logging.getLogger("cnnlab").removeHandler(file_log)
         file_log.close()
     return TrainOutcome(out, result, metrics, data)
+
+
+RUN_FIGURES = ("curves.png", "confusion_matrix.png", "mistakes.png", "roc_curve.png",
+               "reliability.png")  # fmt: skip
+
+
+def finish_run(
+    out: Path,
+    model: nn.Module,
+    args: dict[str, Any],
+    data: PreparedData,
+    recipe: Recipe,
+    result: FitResult,
+) -> tuple[dict[str, Any], Any]:
+    """After the last step: the run's history and curves, the validation report (figures, the
+    mistakes gallery, a warning for a degenerate model), the decision rule, the
+    out-of-distribution check, then the bundle and its card."""
+    from cnnlab.bundle import CARD, META
+    from cnnlab.fileio import atomic_write_text
+    from cnnlab.report.card import model_card
+    from cnnlab.report.metrics import degenerate_warning
+
+    write_history(out, result.history, result.steps)
+    val_logits = validation_logits(model, data, recipe)
+    decision = binary_decision(val_logits, data, recipe)
+    metrics = validation_report(model, data, recipe, out, decision, val_logits)
+    log.info("training took %.1f s; validation accuracy %s", result.train_seconds,
+             f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "n/a")  # fmt: skip
+    warning = degenerate_warning(metrics.get("confusion_matrix"), data.classes)
+    if warning:
+        log.warning(warning)
+    ood = fit_ood_check(model, data, recipe)
+    if ood is not None:
+        save_ood(out, ood)
+    save_bundle(
+        out,
+        model,
+        recipe.model.name,
+        args,
+        data.preprocess,
+        data.classes,
+        class_mode=recipe.data.class_mode,
+        decision=decision,
+        metrics=metrics,
+        recipe=recipe.to_dict(),
+        extra={
+            "data": data_summary(data),
+            "training": {"seconds": round(result.train_seconds, 2), "runtime": result.runtime,
+                         "cpu_capability": cpu_capability(), "epochs_run": len(result.history),
+                         "loss_weighting": result.loss_weighting,
+                         "loss": describe_losses(recipe.train, recipe.data.class_mode == "binary",
+                                                 result.loss_weighting)},
+            **({"ood": ood.record} if ood is not None else {}),
+            "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
+            **validation_scores(val_logits, data, recipe),
+        },
+    )  # fmt: skip
+    atomic_write_text(out / CARD, model_card(json.loads((out / META).read_text())))
+    if recipe.data.class_mode == "binary" and recipe.data.external:
+        record_external_validation(out, recipe.data.external)
+    return metrics, ood
+
+
+def fit_ood_check(model: nn.Module, data: PreparedData, recipe: Recipe):
+    """The bundle's out-of-distribution check (cnnlab.train.ood), unless the recipe turns it off."""
+    from cnnlab.train.ood import fit_ood
+
+    if not recipe.decision.ood_check:
+        return None
+    rt = choose_runtime(recipe.train.device, recipe.train.precision, recipe.train.channels_last)
+    batch = min(recipe.train.eval_batch_size, 64 if data.train.size[0] >= 128 else 1024)
+    held = None if recipe.train.train_on_val else data.val
+    return fit_ood(model, data.train, held, data.preprocess, rt, recipe.decision.ood_percentile,
+                   batch_size=batch, seed=recipe.train.seed)  # fmt: skip
+
+
+def cpu_capability() -> str:
+    """The CPU's vector instructions as PyTorch uses them (AVX2, AVX512, ...): speed depends on it."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        return ""
 
 
 def validation_logits(model: nn.Module, data: PreparedData, recipe: Recipe) -> torch.Tensor | None:
@@ -236,16 +302,6 @@ def record_external_validation(out: Path, folder: str) -> None:
              report["specificity"], report["threshold"])  # fmt: skip
 
 
-def write_medical_card(out: Path) -> None:
-    import json
-
-    from cnnlab.bundle import CARD, META
-    from cnnlab.fileio import atomic_write_text
-    from cnnlab.report.card import medical_card
-
-    atomic_write_text(out / CARD, medical_card(json.loads((out / META).read_text())))
-
-
 def validation_report(
     model: nn.Module,
     data: PreparedData,
@@ -265,6 +321,10 @@ def validation_report(
                          decision.get("temperature", 1.0), binary, out,
                          f"validation ({len(data.val)} images)")  # fmt: skip
     save_confusion_matrix(report, data.classes, out, "validation")
+    probs = probabilities(logits, decision.get("temperature", 1.0))
+    save_mistakes(
+        out, data.val, probs, threshold, data.classes, f"validation ({len(data.val)} images)"
+    )
     report["split"] = "val"
     return report
 

@@ -19,8 +19,9 @@ from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
 from cnnlab.predict import predict_uploads
+from cnnlab.report.figures import colorbar_figure, png_bytes
 from cnnlab.report.rows import flat_row, prediction_row, rows_csv
-from cnnlab.report.verdict import nice_label, prediction_details, verdict
+from cnnlab.report.verdict import Verdict, nice_label, prediction_details, verdict
 
 RESULTS = "classify_results"
 
@@ -31,11 +32,15 @@ classes = (
     " / ".join(bundle.classes) if len(bundle.classes) <= 12 else f"{len(bundle.classes)} classes"
 )
 rule = (
-    f"says **{nice_label(bundle.classes[1])}** when its calibrated probability is at least "
-    f"**{bundle.threshold:.2f}** ({bundle.decision.get('policy_text') or bundle.decision.get('policy', 'fixed')})"
+    f"says **{nice_label(bundle.classes[1])}** when its calibrated probability of "
+    f"{nice_label(bundle.classes[1])}, P({nice_label(bundle.classes[1])}), is at least "
+    f"**{bundle.threshold:.2f}** ({bundle.decision.get('policy_text') or bundle.decision.get('policy', 'fixed')}), "
+    f"else {nice_label(bundle.classes[0])}"
     if bundle.binary
     else "picks the most probable class"
 )
+if bundle.ood is not None:
+    rule += "; an image unlike its training images is flagged as such"
 st.caption(f"Model **{entry.label}**: `{bundle.meta['model']['name']}`, classes {classes}, input "
            f"{pre.channels}x{pre.size[0]}x{pre.size[1]} ({pre.resize}); it {rule}.")  # fmt: skip
 
@@ -68,6 +73,24 @@ def cam_overlay(bundle_path: str, digest: str, label: str, _pixels: torch.Tensor
     return overlay_heatmap(pixels, cam.heatmap)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def colorbar_png(label: str) -> bytes:
+    return png_bytes(colorbar_figure(f"Grad-CAM: evidence for {label}"), dpi=110)
+
+
+def show_verdict(box, v: Verdict) -> None:
+    """One colour per kind of answer: the positive class (e.g. Pneumonia) red, the other class
+    (or a confident multi-class label) green, unsure amber, unlike the training images grey-blue."""
+    if v.out_of_distribution:
+        box.info(v.sentence, icon=":material/help:")
+    elif v.uncertain:
+        box.warning(v.sentence, icon=":material/help:")
+    elif v.positive:
+        box.error(v.sentence, icon=":material/report:")
+    else:
+        box.success(v.sentence, icon=":material/check_circle:")
+
+
 def model_view(pixels: torch.Tensor) -> np.ndarray:
     """The image exactly as the model received it (size, channels), for display."""
     img = pixels.permute(1, 2, 0).numpy()
@@ -93,14 +116,15 @@ if results is not None:
                     cols[1].image(overlay,
                                   caption=f"Grad-CAM for {nice_label(pred.label or '')}",
                                   width="stretch")  # fmt: skip
+                    cols[1].image(colorbar_png(nice_label(pred.label or "")), width="stretch")
                 except CnnlabError as e:
                     cols[1].error(str(e))
             text = cols[-1]
             text.markdown(f"**{f.name}**")
-            (text.warning if v.uncertain else text.success)(v.sentence)
+            show_verdict(text, v)
             text.markdown(prediction_details(pred, bundle.classes, bundle.binary))
             if pred.notes:
                 text.caption("Input: " + "; ".join(pred.notes))
-    st.dataframe([flat_row(r) for r in rows], hide_index=True)
+    st.dataframe([flat_row(r, empty=None) for r in rows], hide_index=True)
     st.download_button("Download results (CSV)", rows_csv(rows), file_name="cnnlab_results.csv",
                        mime="text/csv")  # fmt: skip

@@ -1,13 +1,14 @@
-"""Model page: the model card, validation and external figures side by side with 95% intervals
-(and which images the threshold was fitted on), ROC curve, confusion matrix and calibration
-diagram, all drawn from the bundle itself."""
+"""Model page: validation and external figures side by side with 95% intervals (and which
+images the threshold was fitted on), a warning when the model is degenerate, ROC curve,
+confusion matrix and calibration diagram, the most confident mistakes on the validation
+split, the out-of-distribution check, and the model card (without the figures shown above)."""
 
 import streamlit as st
 
 from cnnlab.app.resources import require_bundle
-from cnnlab.report.card import fitted_on_text
+from cnnlab.report.card import card_without, fitted_on_text
 from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
-from cnnlab.report.metrics import figure_table
+from cnnlab.report.metrics import degenerate_warning, figure_table
 from cnnlab.report.verdict import nice_label
 
 entry, bundle = require_bundle()
@@ -24,7 +25,8 @@ def figures(bundle_path: str) -> dict[str, bytes | None]:
     if bundle.binary and (fig := roc_figure(metrics, positive)) is not None:
         out["roc"] = png_bytes(fig)
     if metrics.get("confusion_matrix"):
-        out["cm"] = png_bytes(confusion_figure(metrics["confusion_matrix"], bundle.classes))
+        out["cm"] = png_bytes(confusion_figure(metrics["confusion_matrix"], bundle.classes),
+                              dpi=110 if len(bundle.classes) > 4 else 100)  # fmt: skip
     if fig := reliability_figure(metrics.get("calibration_bins") or [], metrics.get("ece")):
         out["rel"] = png_bytes(fig)
     return out
@@ -33,40 +35,80 @@ def figures(bundle_path: str) -> dict[str, bytes | None]:
 externals = bundle.meta.get("external") or []
 st.subheader("Validation and external figures" if externals else
              f"Validation metrics ({metrics.get('n', 0)} images)" if metrics else "Validation metrics")  # fmt: skip
+if warning := degenerate_warning(metrics.get("confusion_matrix"), bundle.classes):
+    st.error(warning)
 if not metrics and not externals:
     st.info("This bundle holds no validation metrics (it was trained without a validation "
             "split). `cnnlab evaluate BUNDLE --data PATH` measures it on your images.")  # fmt: skip
 else:
     if bundle.binary:
         st.markdown(f"Decision threshold **{bundle.threshold:.3f}** on the calibrated probability "
-                    f"(temperature {bundle.temperature:.3f}), **fitted on "
-                    f"{fitted_on_text(bundle.decision)}**: "
+                    f"of {nice_label(bundle.classes[1])} (temperature {bundle.temperature:.3f}), "
+                    f"**fitted on {fitted_on_text(bundle.decision)}**: "
                     f"{bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}. "
                     "Intervals: bootstrap 95%.")  # fmt: skip
     st.dataframe(figure_table(metrics, externals), hide_index=True)
+    if "loss" in metrics and not bundle.binary:
+        st.caption("Loss: plain cross-entropy on the validation split (no label smoothing), "
+                   "the val_loss the training log shows.")  # fmt: skip
     for block in externals:
         st.caption(f"External `{block['name']}`: {block.get('rule', '')}"
                    f"{'' if not block.get('cross_validated_folds') else ' (each image judged by a rule fitted on the other folds)'}.")  # fmt: skip
     figs = figures(str(entry.path))
-    roc, cm, rel = st.columns(3)
-    with roc:
-        if figs["roc"]:
-            st.image(figs["roc"], caption="ROC curve", width="stretch")
-        elif (entry.path / "roc_curve.png").is_file():
-            st.image(str(entry.path / "roc_curve.png"), caption="ROC curve", width="stretch")
-        elif bundle.binary:
-            st.info("No ROC curve stored in this bundle; `cnnlab evaluate BUNDLE --data PATH` "
-                    "draws one.")  # fmt: skip
-        else:
-            st.info("ROC curves are drawn for binary models.")
-    with cm:
-        if figs["cm"]:
-            st.image(figs["cm"], caption="confusion matrix", width="stretch")
-    with rel:
-        if figs["rel"]:
-            st.image(figs["rel"], caption="calibration (reliability diagram)", width="stretch")
-        else:
-            st.info("No calibration bins stored (binary models have them).")
+    if bundle.binary:
+        roc, cm, rel = st.columns(3)
+        with roc:
+            if figs["roc"]:
+                st.image(figs["roc"], caption="ROC curve", width="stretch")
+            elif (entry.path / "roc_curve.png").is_file():
+                st.image(str(entry.path / "roc_curve.png"), caption="ROC curve", width="stretch")
+            else:
+                st.info("No ROC curve stored in this bundle; `cnnlab evaluate BUNDLE --data PATH` "
+                        "draws one.")  # fmt: skip
+        with cm:
+            if figs["cm"]:
+                st.image(figs["cm"], caption="confusion matrix", width="stretch")
+        with rel:
+            if figs["rel"]:
+                st.image(figs["rel"], caption="calibration (reliability diagram)", width="stretch")
+            else:
+                st.info("No calibration bins stored in this bundle.")
+    elif figs["cm"]:  # many classes: the matrix gets the room to be read
+        cm, _ = st.columns([3, 2])
+        cm.image(figs["cm"], caption="confusion matrix (validation): counts; colour = share of "
+                 "the true class", width="stretch")  # fmt: skip
 
-with st.expander("Model card", expanded=True):
-    st.markdown(bundle.card or "This bundle has no model card.")
+st.subheader("Most confident mistakes (validation split)")
+mistakes = entry.path / "mistakes.png"
+listed = entry.path / "mistakes.json"
+if listed.is_file() and listed.read_text().strip() in ("[]", ""):
+    st.success("No mistakes on the validation split.")
+elif mistakes.is_file():
+    st.image(str(mistakes), width="stretch",
+             caption="per true class, the wrong answers the model was surest of: the class it "
+             "said and the probability it gave (mistakes.json names the files)")  # fmt: skip
+else:
+    st.info("This bundle has no gallery of its mistakes (it was trained before cnnlab drew one). "
+            "`cnnlab evaluate BUNDLE --data PATH --split val --out DIR` draws it in "
+            "DIR/mistakes.png.")  # fmt: skip
+
+st.subheader("Out-of-distribution check")
+if bundle.ood is not None:
+    rec = bundle.ood.record
+    views = " and ".join(f"`{layer}` ({'channel statistics' if take == 'stats' else 'input'})"
+                         for layer, take in bundle.ood.layers)  # fmt: skip
+    st.markdown(f"An image whose features lie farther than **{bundle.ood.threshold:.2f}** from the "
+                f"training images is reported as *does not look like the training images*, its "
+                f"label still given. Distance: Mahalanobis, to the nearest class mean, of the "
+                f"features of {views}, each in units of its {rec.get('percentile', 99):g}th "
+                f"percentile on the {rec.get('n_cutoff', '?')} "
+                f"{'validation' if rec.get('fitted_on') == 'val' else 'training'} images.")  # fmt: skip
+else:
+    st.info("This bundle has no out-of-distribution check: it answers for any image, however "
+            "unlike its training images. `cnnlab ood-fit BUNDLE --data TRAINING_DATA` adds one.")  # fmt: skip
+
+with st.expander("Model card", expanded=False):
+    st.markdown(
+        card_without(bundle.card, ("Figures", "Metrics")) or "This bundle has no model card."
+    )
+    st.caption("The card's figures are the ones shown above.")

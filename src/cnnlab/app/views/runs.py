@@ -1,0 +1,54 @@
+"""Runs page: every training run found (the folders the model picker searches) in one table,
+and the curves of the runs picked overlaid; the same table and figure as `cnnlab runs`."""
+
+import streamlit as st
+
+from cnnlab.app.launch import app_settings
+from cnnlab.errors import CnnlabError
+from cnnlab.report.figures import png_bytes, runs_figure
+from cnnlab.report.runs import RunRecord, find_runs, table_rows
+
+st.title("Runs")
+st.caption("Each training run: its recipe, model, time and the compute it ran on, its best "
+           "validation accuracy and any evaluation recorded in it (`cnnlab evaluate --record`). "
+           "The same as `cnnlab runs`; `tensorboard --logdir runs` has every step.")  # fmt: skip
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def runs_in(roots: tuple[str, ...]) -> list[RunRecord]:
+    found: list[RunRecord] = []
+    for root in roots:
+        try:
+            found += find_runs([root])
+        except CnnlabError:  # a folder that is gone: nothing to list from it
+            continue
+    return found
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the curves ...")
+def curves_png(key: tuple[str, ...], _runs: list[RunRecord]) -> bytes:
+    return png_bytes(runs_figure([r.curves() for r in _runs]), dpi=110)
+
+
+_, roots = app_settings()
+runs = runs_in(tuple(roots))
+if not runs:
+    st.info(f"No training runs under {', '.join(roots)} yet. Train one, e.g. "
+            "`cnnlab train recipes/mnist_fast.yaml --out runs/mnist`, and it appears here.")  # fmt: skip
+    st.stop()
+
+st.dataframe(table_rows(runs), hide_index=True)
+labels = [str(r.path) for r in runs]
+picked = st.multiselect(
+    "Runs to compare", labels, default=labels[-6:], key="runs_picked",
+    format_func=lambda p: next(r.name for r in runs if str(r.path) == p),
+    help="their training loss, validation loss and validation accuracy, overlaid",
+)  # fmt: skip
+chosen = [r for r in runs if str(r.path) in picked]
+if chosen:
+    key = tuple(f"{r.path}@{r.meta.get('created', '')}" for r in chosen)  # a rerun: a new key
+    st.image(curves_png(key, chosen), width="stretch",
+             caption="training loss per step where recorded (a one-epoch run is a curve, not a "
+             "dot); validation figures on the epochs validated")  # fmt: skip
+else:
+    st.info("Pick runs above to see their curves.")

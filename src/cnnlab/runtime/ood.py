@@ -1,0 +1,279 @@
+"""The out-of-distribution check a bundle carries: is this input like the training images?
+
+A classifier answers for every input, a photo of a cat given to a chest X-ray model included.
+The check is the Mahalanobis distance to the nearest class mean, with one covariance shared by
+the classes (Lee et al., NeurIPS 2018), measured on two views of the model's features, as
+their "feature ensemble" does:
+
+- an early stage (the first at a quarter of the input's resolution or less), each channel's
+  mean and spread over the image: intensity and texture statistics, which tell an inverted
+  X-ray or a digit from an X-ray even where the last features would not;
+- the features the classifier head reads (the input of its first dense layer): what the
+  image shows.
+
+Each distance is divided by its own cut-off (a high percentile of the held-out validation
+images' distances); the larger of the two is the input's distance, and one beyond the
+check's threshold "does not look like the training images". The label is still given.
+
+Stored compactly: `ood.safetensors` holds each part's class means and its covariance's leading
+eigenvectors with their variances; the rest of the space shares one variance (probabilistic
+PCA), so a 1280-wide feature needs a few hundred vectors, not a 1280x1280 matrix. bundle.json's
+`ood` block holds the layers, the scales and the threshold. Fitting is training's work
+(`cnnlab.train.ood`); applying it is here, so predict, the app and the API judge alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import CnnlabError
+from cnnlab.runtime.device import Runtime
+
+OOD_FILE = "ood.safetensors"
+SENTENCE = "Does not look like the training images"
+TAKES = ("stats", "input")  # a stage's per-channel mean and std / a layer's input, flattened
+
+
+@dataclass
+class OODPart:
+    """One view of the features: class means and a low-rank-plus-one precision of their shared
+    covariance, and the distance that counts as 1 (its cut-off on the held-out images)."""
+
+    layer: str
+    take: str  # "stats" (of the layer's output map) or "input" (of the layer, flattened)
+    means: torch.Tensor  # (K, D)
+    components: torch.Tensor  # (k, D) orthonormal leading eigenvectors
+    variances: torch.Tensor  # (k,) their eigenvalues (shrunk: never 0)
+    residual_variance: float  # the mean eigenvalue of the rest of the space
+    scale: float = 1.0
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) features -> (N,) Mahalanobis distance to the nearest class mean (unscaled)."""
+        x = features.double()
+        mu, v = self.means.double(), self.components.double()
+        # |x - mu_c|^2 and its part in the kept directions, without an (N, K, D) tensor
+        full = (x.square().sum(1, keepdim=True) - 2 * x @ mu.T + mu.square().sum(1)).clamp_min(0)
+        proj = (x @ v.T)[:, None, :] - (mu @ v.T)[None]  # (N, K, k)
+        inside = (proj.square() / self.variances.double()).sum(-1)
+        rest = (full - proj.square().sum(-1)).clamp_min(0)
+        d2 = inside + rest / self.residual_variance
+        return d2.min(1).values.sqrt().float()
+
+
+@dataclass
+class OODCheck:
+    parts: list[OODPart]
+    threshold: float  # scaled distances above this are out of distribution
+    record: dict[str, Any] = field(default_factory=dict)  # bundle.json's `ood` block
+
+    @property
+    def layers(self) -> list[tuple[str, str]]:
+        return [(p.layer, p.take) for p in self.parts]
+
+    def distances(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Each part's features (as `logits_and_features` gives them) -> (N,) the larger of
+        the parts' distances, each in units of its own cut-off."""
+        scaled = [p.distances(f) / p.scale for p, f in zip(self.parts, features, strict=True)]
+        return torch.stack(scaled).max(0).values
+
+    def flags(self, distances: torch.Tensor) -> torch.Tensor:
+        return distances > self.threshold
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, p in enumerate(self.parts):
+            out |= {f"{i}.means": p.means.float().contiguous(),
+                    f"{i}.components": p.components.float().contiguous(),
+                    f"{i}.variances": p.variances.float().contiguous(),
+                    f"{i}.residual_variance": torch.tensor([p.residual_variance])}  # fmt: skip
+        return out
+
+
+def save_ood(folder: Path, check: OODCheck) -> Path:
+    """Write ood.safetensors into a bundle folder, atomically; bundle.json takes `check.record`."""
+    from safetensors.torch import save_file
+
+    from cnnlab.fileio import atomic_path
+
+    with atomic_path(Path(folder) / OOD_FILE) as tmp:
+        save_file(check.tensors(), str(tmp))
+    return Path(folder) / OOD_FILE
+
+
+def load_ood(folder: Path, record: dict[str, Any] | None) -> OODCheck | None:
+    """The bundle's check, or None when bundle.json has no `ood` block (older bundles)."""
+    if not record:
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(folder) / record.get("file", OOD_FILE)
+    try:
+        t = load_file(str(path))
+        parts = [
+            OODPart(str(p["layer"]), str(p["take"]), t[f"{i}.means"], t[f"{i}.components"],
+                    t[f"{i}.variances"], float(t[f"{i}.residual_variance"][0]), float(p["scale"]))
+            for i, p in enumerate(record["parts"])
+        ]  # fmt: skip
+        return OODCheck(parts, float(record["threshold"]), dict(record))
+    except (SafetensorError, OSError, KeyError, IndexError, TypeError) as e:
+        raise CnnlabError(
+            f"bundle {folder} has an `ood` block but {path.name} is missing or does not match it "
+            f"({type(e).__name__}: {e}); refit it with `cnnlab ood-fit`"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- which features
+
+
+MAX_FEATURES = 4096  # wider, a covariance (and its eigenvectors) would not fit in memory
+
+
+def head_layer(model: nn.Module) -> str:
+    """The first dense layer of the classifier head no wider than MAX_FEATURES: its input is
+    what the head reads. (A Keras-style net's first dense layer reads the flattened feature
+    map, 36,992 wide for the brief's 150x150 folder CNN: then the next one, 512 wide.)"""
+    head = getattr(model, "head", None)
+    linears = [m for m in (head.modules() if isinstance(head, nn.Module) else ())
+               if isinstance(m, nn.Linear)]  # fmt: skip
+    if not linears and hasattr(model, "get_classifier"):
+        linears = [model.get_classifier()]
+    if not linears:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+    narrow = [m for m in linears if m.in_features <= MAX_FEATURES] or linears[-1:]
+    for name, module in model.named_modules():
+        if narrow and module is narrow[0]:
+            return name
+    raise CnnlabError("the model has no dense layer whose input could serve as features")
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """The feature extractor's stages in forward order: a transfer model's backbone stages
+    (TransferNet.stage_names), else the layers of a `features` Sequential."""
+    if hasattr(model, "stage_names") and hasattr(model, "backbone"):
+        inner = "backbone.model." if hasattr(model.backbone, "model") else "backbone."
+        return [inner + s for s in model.stage_names]
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Sequential):
+        return [f"features.{n}" for n, _ in features.named_children()]
+    return []
+
+
+def early_stage(model: nn.Module, input_shape: tuple[int, int, int]) -> str | None:
+    """The first stage whose feature map is at a quarter of the input's height or less (the
+    last stage with a feature map when none is), found by one forward pass of a blank image."""
+    names = stage_names(model)
+    modules = dict(model.named_modules())
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def note(name: str):
+        def hook(module, args, out) -> None:  # returns None: the output stays as it is
+            if isinstance(out, torch.Tensor):
+                shapes.setdefault(name, tuple(out.shape))
+
+        return hook
+
+    hooks = [modules[n].register_forward_hook(note(n)) for n in names if n in modules]
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    maps = [n for n in names if len(shapes.get(n, ())) == 4]
+    small = [n for n in maps if shapes[n][2] <= math.ceil(input_shape[1] / 4)]
+    return small[0] if small else (maps[-1] if maps else None)
+
+
+def default_parts(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tuple[str, str]]:
+    """[(an early stage, "stats"), (the head's first dense layer, "input")]."""
+    stage = early_stage(model, input_shape)
+    return [*([(stage, "stats")] if stage else []), (head_layer(model), "input")]
+
+
+# ----------------------------------------------------------------------------- capturing
+
+
+class _Capture:
+    """One part's features, once per forward pass (`reset` before each pass): the image itself,
+    not the extra views test-time augmentation runs."""
+
+    def __init__(self, module: nn.Module, take: str) -> None:
+        if take not in TAKES:
+            raise CnnlabError(f"unknown feature kind {take!r} (use {' or '.join(TAKES)})")
+        self.seen: list[torch.Tensor] = []
+        self.calls = 0
+        if take == "input":
+            self.handle = module.register_forward_pre_hook(lambda m, args: self._keep(args[0]))
+        else:
+            self.handle = module.register_forward_hook(lambda m, args, out: self._keep(out, True))
+
+    def _keep(self, t: torch.Tensor, stats: bool = False) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            return
+        t = t.detach().float()
+        if stats:  # each channel's mean and spread over the map
+            t = torch.cat([t.mean((2, 3)), t.flatten(2).std(2, correction=0)], 1)
+        self.seen.append(t.flatten(1).cpu())
+
+    def reset(self) -> None:
+        self.calls = 0
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, parts: list[tuple[str, str]]) -> Iterator[list[_Capture]]:
+    modules = dict(model.named_modules())
+    missing = [layer for layer, _ in parts if layer not in modules]
+    if missing:
+        raise CnnlabError(f"the model has no layer {missing[0]!r} to read features from")
+    captures = [_Capture(modules[layer], take) for layer, take in parts]
+    try:
+        yield captures
+    finally:
+        for c in captures:
+            c.handle.remove()
+
+
+@torch.inference_mode()
+def logits_and_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    runtime: Runtime,
+    parts: list[tuple[str, str]],
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One eval-mode pass over uint8 (N, C, H, W): float32 logits (N, K) and each part's
+    features (N, D_i), all on the CPU."""
+    was_training = model.training
+    model.eval()
+    scale, shift = preprocess.affine(runtime.device)
+    logits = []
+    with capture(model, parts) as captures:
+        for chunk in images.split(batch_size):
+            x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
+            if runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for c in captures:
+                c.reset()
+            with runtime.autocast():
+                logits.append(model(x).float().cpu())
+    model.train(was_training)
+    if not logits:
+        return torch.zeros(0, 0), [torch.zeros(0, 0) for _ in parts]
+    return torch.cat(logits), [torch.cat(c.seen) for c in captures]
