@@ -151,6 +151,9 @@ def main() -> None:
     ap.add_argument("--image", type=Path, help="default: the first X-ray of ../shared/data")
     ap.add_argument("--learn-only", action="store_true", help="only the Learn page's figures")
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     from playwright.sync_api import sync_playwright
 
     xray = (

@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     images, what = sample_images(args.images)
     cores = len(os.sched_getaffinity(0))
     print(f"{what}, 3x150x150 uint8; the brief's augmentation: {BRIEF}")

@@ -123,6 +123,9 @@ def main() -> None:
     ap.add_argument("--skip-brief", action="store_true")
     ap.add_argument("--skip-fast", action="store_true")
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     threads = set_threads(0)
 
     work = Path(tempfile.mkdtemp(prefix="cnnlab-cifar-bench-"))

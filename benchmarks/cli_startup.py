@@ -56,6 +56,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     for cmd in COMMANDS.values():  # warm the file cache once, untimed
         timed(cmd)
     print(f"{'command':<40}{'median':>9}{'best':>9}  goal")

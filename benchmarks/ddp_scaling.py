@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=["train.epochs=1"], metavar="KEY=VALUE")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-ddp-"))
     rows = [run(p, args.recipe, args.data, args.set, tmp / f"p{p}") for p in args.procs]
     print(f"recipe {Path(args.recipe).name} on {args.data} ({', '.join(args.set)}); "

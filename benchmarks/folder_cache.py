@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--archive", default=str(ROOT.parent / "shared/data/cifar10-train.tar.gz"))
     ap.add_argument("--sample", type=int, default=6000, help="files for the backend comparison")
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
 
     work = Path(tempfile.mkdtemp(prefix="cnnlab-folder-bench-"))
     os.environ["CNNLAB_DATA"] = str(work / "cache")

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fashion", help="Fashion-MNIST IDX folder (with t10k files)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     if not torch.cuda.is_available():
         print("gpu_paths: no CUDA GPU here; this benchmark needs one", file=sys.stderr)
         return 2

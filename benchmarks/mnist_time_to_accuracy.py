@@ -117,6 +117,9 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
     torch.set_num_threads(args.threads)
 
     print(f"cnnlab: {Path(args.recipe).name} ...", flush=True)

@@ -335,6 +335,9 @@ def main() -> None:
     ap.add_argument("--overload-concurrency", type=int, default=160)
     ap.add_argument("--memory-requests", type=int, default=2000)
     args = ap.parse_args()
+    from cnnlab.runtime.device import machine_line
+
+    print(machine_line(), flush=True)  # what the times below depend on
 
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.onnx import export_onnx

@@ -62,6 +62,23 @@ def cpu_capability() -> str:
     return f"{cap}+bf16" if cpu_has_native_bf16() else cap
 
 
+def machine_line(precision: str = "auto", threads: int | None = None) -> str:
+    """One line naming what a measured time depends on: the CPU model and capability, the
+    threads, what `precision` resolves to here, torch; printed beside every benchmark's times."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:  # noqa: PTH123 - Linux only; elsewhere no model name
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    amp = choose_runtime("cpu", precision, "auto").amp_dtype if precision != "fp16" else None
+    resolved = "bf16 autocast" if amp is torch.bfloat16 else "fp32"
+    shown = f"precision {precision} -> {resolved}" if precision == "auto" else f"precision {resolved}"
+    threads = threads or torch.get_num_threads()
+    return (f"CPU {cpu_capability()}{f' ({model})' if model else ''}, {threads} threads, {shown}, "
+            f"torch {torch.__version__}")  # fmt: skip
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -133,7 +133,7 @@ def add_ood(
     on (its own split repeated: fitted on the training part, cut off on the validation part),
     and write it into the bundle, or into a copy at `out`. Returns (bundle folder, record)."""
     from cnnlab.bundle import META, _json_default, load_bundle, resolve_bundle, shipped_bundles
-    from cnnlab.fileio import atomic_write_text
+    from cnnlab.fileio import atomic_write_text, data_name
     from cnnlab.report.card import model_card
     from cnnlab.train.evaluate import load_splits_for
 
@@ -147,7 +147,7 @@ def add_ood(
     splits = load_splits_for(bundle, data_path, ("train", "val"), need_val=False)
     check = fit_ood(bundle.model, splits["train"], splits.get("val"), bundle.preprocess,
                     bundle.runtime, percentile, batch_size=64)  # fmt: skip
-    check.record["data"] = str(data_path)
+    check.record["data"] = data_name(data_path)  # no machine path in a bundle that may ship
     target = src
     if out is not None:
         target = Path(out)
