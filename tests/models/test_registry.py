@@ -87,3 +87,38 @@ def test_fastnet_shifts_its_test_views():
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
     expect = 0.5 * plain(x) + 0.25 * (plain(padded[..., :28, :28]) + plain(padded[..., 2:, 2:]))
     assert torch.allclose(model(x), expect, atol=1e-5)  # no mirror images for fastnet's translate
+
+
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "keras_cifar10_cnn", "keras_folder_cnn"])
+def test_the_briefs_keras_models_start_from_keras_initial_weights(name):
+    """Glorot-uniform kernels (bound sqrt(6 / (fan_in + fan_out)), spread over it) and zero
+    biases, as Keras's Conv2D and Dense start; the PyTorch net of point 8 keeps PyTorch's."""
+    import math
+
+    import torch.nn as nn
+
+    layers = [m for m in create_model(name).modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    for m in layers:
+        w = m.weight
+        receptive = w[0, 0].numel() if w.dim() == 4 else 1
+        bound = math.sqrt(6 / ((w.shape[1] + w.shape[0]) * receptive))
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+        assert float(m.bias.abs().max()) == 0.0
+    torch_net = create_model("torch_mnist_net")
+    assert any(float(m.bias.abs().max()) > 0 for m in torch_net.modules() if isinstance(m, nn.Linear))
+
+
+def test_dropout_keeps_a_share_and_scales_like_torch():
+    """models.base.Dropout (a faster mask) behaves as nn.Dropout: about 1 - p kept, each kept
+    value scaled by 1 / (1 - p), the gradient through the same mask, nothing in eval mode."""
+    from cnnlab.models.base import Dropout
+
+    drop = Dropout(0.25).train()
+    x = torch.ones(400, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    assert torch.equal(drop.eval()(x), x)

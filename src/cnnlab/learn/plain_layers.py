@@ -84,8 +84,8 @@ def describe_module(m: nn.Module, name: str) -> PlainLayer:
             if act == "leaky_relu":
                 args["slope"] = m.negative_slope
             return PlainLayer("act", args, name)
-    if type(m) in (nn.Dropout, nn.Dropout2d):
-        return PlainLayer("dropout", {"p": m.p, "spatial": type(m) is nn.Dropout2d}, name)
+    if isinstance(m, nn.Dropout | nn.Dropout2d):  # (models.base.Dropout: nn.Dropout, drawn faster)
+        return PlainLayer("dropout", {"p": m.p, "spatial": isinstance(m, nn.Dropout2d)}, name)
     if type(m) is nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             raise NotPlain(f"{name}: Flatten({m.start_dim}, {m.end_dim})")
@@ -108,8 +108,12 @@ def plain_layers(
 
     was_training = model.training
     model.train()  # cnnlab models average test-time views in eval mode: trace the plain path
+    class LayerTracer(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # cnnlab's Dropout too
+            return isinstance(m, nn.Dropout) or super().is_leaf_module(m, qualname)
+
     try:
-        graph = fx.symbolic_trace(model).graph
+        graph = LayerTracer().trace(model)
     except Exception as e:  # noqa: BLE001 - any tracing failure means: not a plain stack
         raise NotPlain(f"its forward pass cannot be traced ({type(e).__name__})") from None
     finally:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torchvision.models as tvm
 
-from cnnlab.models.base import ClassifierCNN, as_size, flat_features
+from cnnlab.models.base import ClassifierCNN, Dropout, as_size, flat_features
 from cnnlab.models.registry import register_model
 
 
@@ -22,10 +22,10 @@ def _head(
 ) -> OrderedDict:
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     if dropout_first:
-        layers.append(("dropout", nn.Dropout(dropout)))
+        layers.append(("dropout", Dropout(dropout)))
     layers += [("dense1", nn.Linear(flat_in, hidden)), ("relu_d1", nn.ReLU(inplace=True))]
     if not dropout_first:
-        layers.append(("dropout", nn.Dropout(dropout)))
+        layers.append(("dropout", Dropout(dropout)))
     layers.append(("dense2", nn.Linear(hidden, num_classes)))
     return OrderedDict(layers)
 
@@ -34,6 +34,18 @@ def _build(features: OrderedDict, in_channels, size, hidden, num_classes, dropou
     feats = nn.Sequential(features)
     flat = flat_features(feats, in_channels, size)
     return ClassifierCNN(features, _head(flat, hidden, num_classes, dropout, dropout_first))
+
+
+def keras_init(model: nn.Module) -> nn.Module:
+    """Keras's defaults for Conv2D and Dense: Glorot-uniform weights, zero biases (PyTorch's
+    own, Kaiming-uniform with a=sqrt(5) and random biases, learn these nets more slowly:
+    keras_cifar10_cnn was 8 points behind Keras after 3 epochs). Part of "the brief's way"."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
 
 
 @register_model(input_size=(1, 28, 28), num_classes=10, family="brief")
@@ -45,8 +57,8 @@ def keras_mnist_cnn(
         conv1=nn.Conv2d(in_channels, 32, 3), relu1=nn.ReLU(inplace=True), pool1=nn.MaxPool2d(2),
         conv2=nn.Conv2d(32, 64, 3), relu2=nn.ReLU(inplace=True), pool2=nn.MaxPool2d(2),
     )  # fmt: skip
-    return _build(
-        f, in_channels, as_size(input_size), 128, num_classes, dropout, dropout_first=True
+    return keras_init(
+        _build(f, in_channels, as_size(input_size), 128, num_classes, dropout, dropout_first=True)
     )
 
 
@@ -71,12 +83,12 @@ def keras_cifar10_cnn(
     """The brief's Keras CIFAR-10 CNN: (Conv-Conv-Pool-Dropout) x2, Dense512, Dense10."""
     f = OrderedDict(
         conv1=nn.Conv2d(in_channels, 32, 3, padding=1), relu1=nn.ReLU(inplace=True),
-        conv2=nn.Conv2d(32, 32, 3), relu2=nn.ReLU(inplace=True), pool1=nn.MaxPool2d(2), drop1=nn.Dropout(0.25),
+        conv2=nn.Conv2d(32, 32, 3), relu2=nn.ReLU(inplace=True), pool1=nn.MaxPool2d(2), drop1=Dropout(0.25),
         conv3=nn.Conv2d(32, 64, 3, padding=1), relu3=nn.ReLU(inplace=True),
-        conv4=nn.Conv2d(64, 64, 3), relu4=nn.ReLU(inplace=True), pool2=nn.MaxPool2d(2), drop2=nn.Dropout(0.25),
+        conv4=nn.Conv2d(64, 64, 3), relu4=nn.ReLU(inplace=True), pool2=nn.MaxPool2d(2), drop2=Dropout(0.25),
     )  # fmt: skip
-    return _build(
-        f, in_channels, as_size(input_size), 512, num_classes, dropout, dropout_first=False
+    return keras_init(
+        _build(f, in_channels, as_size(input_size), 512, num_classes, dropout, dropout_first=False)
     )
 
 
@@ -90,8 +102,8 @@ def keras_folder_cnn(
         conv2=nn.Conv2d(32, 64, 3), relu2=nn.ReLU(inplace=True), pool2=nn.MaxPool2d(2),
         conv3=nn.Conv2d(64, 128, 3), relu3=nn.ReLU(inplace=True), pool3=nn.MaxPool2d(2),
     )  # fmt: skip
-    return _build(
-        f, in_channels, as_size(input_size), 512, num_classes, dropout, dropout_first=False
+    return keras_init(
+        _build(f, in_channels, as_size(input_size), 512, num_classes, dropout, dropout_first=False)
     )
 
 

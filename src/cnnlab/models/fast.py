@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import torch.nn as nn
 
-from cnnlab.models.base import ClassifierCNN, as_size, flat_features
+from cnnlab.models.base import ClassifierCNN, Dropout, as_size, flat_features
 from cnnlab.models.registry import register_model
 
 
@@ -63,7 +63,7 @@ def fastnet(
         hd["pool"] = nn.AdaptiveMaxPool2d(1)
     hd["flatten"] = nn.Flatten()
     if dropout:
-        hd["dropout"] = nn.Dropout(dropout)
+        hd["dropout"] = Dropout(dropout)
     flat = prev if head == "maxpool" else flat_features(nn.Sequential(f), in_channels, (h, w))
     hd["fc"] = nn.Linear(flat, num_classes)
     return ClassifierCNN(f, hd, tta)

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained as weights
-from cnnlab.models.base import as_size, tta_logits, tta_mode
+from cnnlab.models.base import Dropout, as_size, tta_logits, tta_mode
 from cnnlab.models.registry import ModelEntry, register_model, register_resolver
 
 HEADS = ("auto", "brief", "linear")
@@ -51,9 +51,9 @@ def make_head(
     ]
     if kind == "brief":
         layers += [("dense1", nn.Linear(features, hidden)), ("relu", nn.ReLU(inplace=True))]
-        layers += [("dropout", nn.Dropout(dropout)), ("dense2", nn.Linear(hidden, num_classes))]
+        layers += [("dropout", Dropout(dropout)), ("dense2", nn.Linear(hidden, num_classes))]
     else:
-        layers += [("dropout", nn.Dropout(dropout)), ("fc", nn.Linear(features, num_classes))]
+        layers += [("dropout", Dropout(dropout)), ("fc", nn.Linear(features, num_classes))]
     return nn.Sequential(OrderedDict(layers))
 
 

@@ -68,12 +68,16 @@ def machine_line(precision: str = "auto", threads: int | None = None) -> str:
     model = ""
     try:
         with open("/proc/cpuinfo") as f:  # noqa: PTH123 - Linux only; elsewhere no model name
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
+            )
     except OSError:
         pass
     amp = choose_runtime("cpu", precision, "auto").amp_dtype if precision != "fp16" else None
     resolved = "bf16 autocast" if amp is torch.bfloat16 else "fp32"
-    shown = f"precision {precision} -> {resolved}" if precision == "auto" else f"precision {resolved}"
+    shown = (
+        f"precision {precision} -> {resolved}" if precision == "auto" else f"precision {resolved}"
+    )
     threads = threads or torch.get_num_threads()
     return (f"CPU {cpu_capability()}{f' ({model})' if model else ''}, {threads} threads, {shown}, "
             f"torch {torch.__version__}")  # fmt: skip
