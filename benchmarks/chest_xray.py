@@ -102,8 +102,8 @@ def best(data_path: str, external: str, out: Path) -> dict:
     ships. Both bundles record the CLI commands that do the same."""
     from cnnlab.bundle import update_bundle_meta
     from cnnlab.config import DecisionConfig
+    from cnnlab.report.card import write_card
     from cnnlab.train.external import recalibrate
-    from cnnlab.train.run import write_medical_card
 
     recipe = load_recipe(ROOT / "recipes" / "chest_xray_best.yaml")
     recipe.data.external = external
@@ -115,7 +115,7 @@ def best(data_path: str, external: str, out: Path) -> dict:
     train_cmd = (f"cnnlab train recipes/chest_xray_best.yaml --data {rel_data} "
                  f"--set data.external={rel_ext} --out {trained.name}")  # fmt: skip
     update_bundle_meta(trained, command=train_cmd, trained_by="benchmarks/chest_xray.py")
-    write_medical_card(trained)
+    write_card(trained)
     policy = DecisionConfig(policy="target_sensitivity", target_sensitivity=SITE_TARGET)
     site = recalibrate(trained, external, out, policy)
     recal_cmd = (f"cnnlab recalibrate {trained.name} --data {rel_ext} --out {out.name} "
@@ -123,7 +123,7 @@ def best(data_path: str, external: str, out: Path) -> dict:
     update_bundle_meta(
         out, command=f"{train_cmd}\n{recal_cmd}", trained_by="benchmarks/chest_xray.py"
     )
-    write_medical_card(out)
+    write_card(out)
     m = outcome.metrics
     ext = next(b for b in json.loads((trained / "bundle.json").read_text())["external"])
     return {"train_seconds": outcome.result.train_seconds, "wall_seconds": wall, "out": str(out),

@@ -108,6 +108,7 @@ def plain_layers(
 
     was_training = model.training
     model.train()  # cnnlab models average test-time views in eval mode: trace the plain path
+
     class LayerTracer(fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # cnnlab's Dropout too
             return isinstance(m, nn.Dropout) or super().is_leaf_module(m, qualname)

@@ -341,3 +341,17 @@ def general_card(meta: dict[str, Any]) -> str:
 def model_card(meta: dict[str, Any]) -> str:
     """The card a bundle gets: medical for binary bundles, general for the others."""
     return medical_card(meta) if meta.get("class_mode") == "binary" else general_card(meta)
+
+
+def write_card(folder: Path, meta: dict[str, Any] | None = None) -> Path:
+    """(Re)write a bundle folder's card.md, atomically, from `meta` or its bundle.json: after
+    anything that changes what the card says (training, evaluate --record, recalibrate, ood-fit)."""
+    import json
+
+    from cnnlab.fileio import atomic_write_text
+
+    folder = Path(folder)
+    if meta is None:
+        meta = json.loads((folder / "bundle.json").read_text())
+    atomic_write_text(folder / "card.md", model_card(meta))
+    return folder / "card.md"

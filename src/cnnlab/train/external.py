@@ -32,7 +32,7 @@ import torch
 from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_text, data_name, umask
+from cnnlab.fileio import data_name, umask
 from cnnlab.runtime.ood import OOD_FILE
 
 log = logging.getLogger("cnnlab")
@@ -101,14 +101,14 @@ def external_block(
 
 def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     """Add (or replace, by name) an external block in bundle.json and re-write the card."""
-    from cnnlab.report.card import medical_card
+    from cnnlab.report.card import write_card
 
     meta = json.loads((path / META).read_text())
     others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
     meta["external"] = [*others, block]
     _write_meta(path, meta)
     if meta.get("class_mode") == "binary":
-        atomic_write_text(path / "card.md", medical_card(meta))
+        write_card(path, meta)
     return meta
 
 
@@ -258,7 +258,7 @@ def recalibrate(
 def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     """The recalibrated bundle, built in a temporary folder beside `out` and renamed into place:
     an interrupted run leaves no half-written bundle."""
-    from cnnlab.report.card import medical_card
+    from cnnlab.report.card import write_card
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -268,7 +268,7 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
         if (src / OOD_FILE).is_file():  # the out-of-distribution check travels with the weights
             shutil.copyfile(src / OOD_FILE, tmp / OOD_FILE)
         _write_meta(tmp, meta)
-        atomic_write_text(tmp / "card.md", medical_card(meta))
+        write_card(tmp, meta)
         if out.exists():
             out.rmdir()  # empty (checked above)
         tmp.rename(out)

@@ -134,7 +134,7 @@ def add_ood(
     and write it into the bundle, or into a copy at `out`. Returns (bundle folder, record)."""
     from cnnlab.bundle import META, _json_default, load_bundle, resolve_bundle, shipped_bundles
     from cnnlab.fileio import atomic_write_text, data_name
-    from cnnlab.report.card import model_card
+    from cnnlab.report.card import write_card
     from cnnlab.train.evaluate import load_splits_for
 
     src = resolve_bundle(ref)
@@ -158,5 +158,5 @@ def add_ood(
     if out is not None:
         meta["name"] = target.name
     atomic_write_text(target / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
-    atomic_write_text(target / "card.md", model_card(meta))
+    write_card(target, meta)
     return target, check.record

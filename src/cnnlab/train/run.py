@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import shlex
@@ -186,9 +185,7 @@ def finish_run(
     """After the last step: the run's history and curves, the validation report (figures, the
     mistakes gallery, a warning for a degenerate model), the decision rule, the
     out-of-distribution check, then the bundle and its card."""
-    from cnnlab.bundle import CARD, META
-    from cnnlab.fileio import atomic_write_text
-    from cnnlab.report.card import model_card
+    from cnnlab.report.card import write_card
     from cnnlab.report.metrics import degenerate_warning
 
     write_history(out, result.history, result.steps)
@@ -226,7 +223,7 @@ def finish_run(
             **validation_scores(val_logits, data, recipe),
         },
     )  # fmt: skip
-    atomic_write_text(out / CARD, model_card(json.loads((out / META).read_text())))
+    write_card(out)
     if recipe.data.class_mode == "binary" and recipe.data.external:
         record_external_validation(out, recipe.data.external)
     return metrics, ood
