@@ -16,30 +16,20 @@ import subprocess
 import sys
 import time
 
+CNNLAB = [sys.executable, "-m", "cnnlab"]
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
-    "cnnlab --help": [sys.executable, "-m", "cnnlab", "--help"],
-    "cnnlab conv --size 32 --kernel 3": [
-        sys.executable,
-        "-m",
-        "cnnlab",
-        "conv",
-        "--size",
-        "32",
-        "--kernel",
-        "3",
-    ],  # fmt: skip
+    "cnnlab --help": [*CNNLAB, "--help"],
+    "cnnlab conv --size 32 --kernel 3": [*CNNLAB, "conv", "--size", "32", "--kernel", "3"],
     "cnnlab conv --layers (a stack)": [
-        sys.executable,
-        "-m",
-        "cnnlab",
+        *CNNLAB,
         "conv",
         "--size",
         "32",
         "--layers",
         "c3:32,c3:32,p2,c3:64s2psame",
     ],  # fmt: skip
-    "cnnlab summary lenet5 (needs torch)": [sys.executable, "-m", "cnnlab", "summary", "lenet5"],
+    "cnnlab summary lenet5 (needs torch)": [*CNNLAB, "summary", "lenet5"],
 }
 GOAL = {"cnnlab --help": 0.5, "cnnlab conv --size 32 --kernel 3": 0.5}
 
