@@ -105,7 +105,9 @@ def test_the_briefs_keras_models_start_from_keras_initial_weights(name):
         assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
         assert float(m.bias.abs().max()) == 0.0
     torch_net = create_model("torch_mnist_net")
-    assert any(float(m.bias.abs().max()) > 0 for m in torch_net.modules() if isinstance(m, nn.Linear))
+    assert any(
+        float(m.bias.abs().max()) > 0 for m in torch_net.modules() if isinstance(m, nn.Linear)
+    )
 
 
 def test_dropout_keeps_a_share_and_scales_like_torch():
