@@ -25,9 +25,9 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -128,12 +128,13 @@ def cifar_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_npz(which: str, out: Path) -> Path:
+    from cnnlab.fileio import atomic_path
+
     path = out / f"{which}.npz"
     if not path.is_file():
         images, labels = mnist_arrays() if which == "mnist" else cifar_arrays()
-        with tempfile.NamedTemporaryFile(dir=out, suffix=".npz", delete=False) as f:
+        with atomic_path(path) as tmp, tmp.open("wb") as f:  # a file object: no ".npz" appended
             np.savez(f, **split_test(images, labels))
-        Path(f.name).replace(path)
     return path
 
 
@@ -159,10 +160,7 @@ def run_cnnlab(npz: Path, which: str, epochs: int, out: Path) -> dict:
     recipe_file, batch, _ = BRIEF[which]
     recipe = load_recipe(ROOT / "recipes" / recipe_file, [f"train.epochs={epochs}"])
     run = out / f"cnnlab-{which}"
-    if run.exists():
-        import shutil
-
-        shutil.rmtree(run)
+    shutil.rmtree(run, ignore_errors=True)
     outcome = train_recipe(recipe, str(npz), run, progress=False)
     bundle = load_bundle(run)
     test = evaluate_bundle(bundle, str(npz), "test")

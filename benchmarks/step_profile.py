@@ -1,15 +1,15 @@
 """Where a training step's time goes, and how near the CPU's ceiling it runs.
 
-For a recipe: its model, batch size, precision and memory format, a batch of its input shape;
-times full training steps (forward, backward, optimiser) through cnnlab's own `train_step`
-set-up, prints the operators that take the time (torch.profiler), and sets the step's
-arithmetic (3x the forward multiply-adds, from `cnnlab summary`) against the rate of a large
-matrix multiply measured in the same run: the ceiling a convolution net approaches on this
-CPU. A step far below it is bound by memory traffic (activations, pooling, normalisation)
-rather than arithmetic.
+For a recipe: its model, batch size, precision and memory format, a random batch of the
+model's input shape; times bare training steps (forward, loss, backward, one SGD step: no
+data loading, augmentation or callbacks, so the figure is the model's own cost), prints the
+operators that take the time (torch.profiler), and sets the step's arithmetic (3x the forward
+multiply-adds of one view, from `cnnlab summary`) against the rate of a large matrix multiply
+measured in the same run: the ceiling a convolution net approaches on this CPU. A step far
+below it is bound by memory traffic and small kernels rather than arithmetic.
 
     flock /tmp/cnnlab-cpu.lock python benchmarks/step_profile.py recipes/fashion_mnist_fast.yaml
-        [--steps 20] [--set train.precision=fp32 ...]
+        [--steps 20] [--set train.precision=fp32 ...] [--input C,H,W]
 """
 
 from __future__ import annotations

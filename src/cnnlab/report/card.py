@@ -348,10 +348,11 @@ def write_card(folder: Path, meta: dict[str, Any] | None = None) -> Path:
     anything that changes what the card says (training, evaluate --record, recalibrate, ood-fit)."""
     import json
 
+    from cnnlab.bundle import CARD, META
     from cnnlab.fileio import atomic_write_text
 
     folder = Path(folder)
     if meta is None:
-        meta = json.loads((folder / "bundle.json").read_text())
-    atomic_write_text(folder / "card.md", model_card(meta))
-    return folder / "card.md"
+        meta = json.loads((folder / META).read_text())
+    atomic_write_text(folder / CARD, model_card(meta))
+    return folder / CARD
