@@ -28,7 +28,7 @@ def test_defaults_and_types():
         ({"train": {"epochs": "ten"}}, "train.epochs: expected an integer"),
         ({"train": {"epochs": 2.5}}, "train.epochs: expected an integer"),
         ({"train": {"optimizer": "adagrad"}}, "train.optimizer: 'adagrad' is not one of"),
-        ({"augment": {"horizontal_flip": "yes"}}, "expected true or false"),
+        ({"augment": {"horizontal_flip": "yes"}}, "'yes' is not true, false or 'alternate'"),
         ({"data": {"val_fraction": 1.5}}, "val_fraction must be in [0, 1)"),
         ({"train": {"lr": -1}}, "train.lr must be positive"),
         ({"data": {"image_size": [32]}}, "image_size must be [height, width]"),

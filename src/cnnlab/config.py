@@ -56,7 +56,9 @@ class ModelConfig:
 class AugmentConfig:
     """Batched augmentation, with Keras ImageDataGenerator names; all off by default."""
 
-    horizontal_flip: bool = False
+    # true: mirror each image with probability 1/2; alternate: airbench's alternating flip (each
+    # image mirrored in every other epoch, from a fixed random start: both views in any 2 epochs)
+    horizontal_flip: bool | Literal["alternate"] = False
     vertical_flip: bool = False
     random_crop: int = 0  # pad by this many pixels (reflect), then crop back: a random translation
     rotation_range: float = 0.0  # degrees
@@ -115,6 +117,12 @@ class TrainConfig:
     # decay of an exponential moving average of the weights, updated every step; the bundle gets
     # the average (0 = off; 0.998 averages roughly the last 500 steps)
     ema: float = 0.0
+    # airbench's lookahead: from 30% of the steps on, every 5 steps the weights are pulled back
+    # towards a slow average of themselves, more strongly as training ends (callbacks.Lookahead)
+    lookahead: bool = False
+    # learning-rate factor for the biases and norm parameters (airbench raises its BatchNorm
+    # biases' 64x): with norm scales frozen, their shifts are what must move quickly
+    bias_lr_scale: float = 1.0
 
 
 @dataclass
@@ -165,6 +173,10 @@ class Recipe:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        names = {bool: "true, false", type(None): "null"}
+        parts = [names.get(a) or _type_name(a) for a in typing.get_args(tp)]
+        return ", ".join(parts[:-1]) + " or " + parts[-1]
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -292,6 +304,8 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.prune_easy must be in [0, 0.5], got {t.prune_easy}")
     if not 0 <= t.ema < 1:
         raise CnnlabError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {t.ema}")
+    if t.bias_lr_scale <= 0:
+        raise CnnlabError(f"train.bias_lr_scale must be positive, got {t.bias_lr_scale}")
     if t.ema and t.early_stopping:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip

@@ -213,3 +213,25 @@ def test_noise_and_the_acquisition_draws_are_seeded_and_bounded():
 def test_acquisition_values_are_checked(bad):
     with pytest.raises(CnnlabError, match="augment\\.(contrast_range|gamma_range|blur|noise)"):
         recipe_from_dict({"augment": bad})
+
+
+def test_alternating_flip_shows_every_image_both_ways_in_any_two_epochs():
+    aug = BatchAugment(AugmentConfig(horizontal_flip="alternate"))
+    x, idx = images(n=64), torch.arange(64)
+
+    def mirrored(out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        flip = torch.tensor([torch.equal(o, s.flip(-1)) for o, s in zip(out, src, strict=True)])
+        kept = torch.tensor([torch.equal(o, s) for o, s in zip(out, src, strict=True)])
+        assert bool((flip ^ kept).all())  # each image is shown as it is or mirrored
+        return flip
+
+    m0 = mirrored(aug(x, gen(0), idx, 0), x)
+    m1 = mirrored(aug(x, gen(1), idx, 1), x)
+    assert bool((m0 ^ m1).all()) and 16 < int(m0.sum()) < 48
+    assert torch.equal(mirrored(aug(x, gen(7), idx, 2), x), m0)  # the draw plays no part
+    perm = torch.randperm(64, generator=gen(3))  # the mask follows the image, not its place
+    assert torch.equal(mirrored(aug(x[perm], gen(0), idx[perm], 0), x[perm]), m0[perm])
+    affine = BatchAugment(AugmentConfig(horizontal_flip="alternate", width_shift_range=1e-6))
+    torch.testing.assert_close(affine(x, gen(0), idx, 1), aug(x, gen(0), idx, 1), atol=0.05, rtol=0)
+    with pytest.raises(CnnlabError, match="horizontal_flip"):
+        recipe_from_dict({"augment": {"horizontal_flip": "sometimes"}})

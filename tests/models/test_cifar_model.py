@@ -83,3 +83,21 @@ def test_whitening_stem_with_a_fixed_bias_spares_the_first_gradient():
         assert stem_out[0].requires_grad == expect_grad  # no input gradient for group1_conv1
         assert model.features.group1_conv1.weight.grad is not None
         assert "features.stem.bias" in model.state_dict()  # same keys either way
+
+
+def test_airbench_aids_identity_init_frozen_norm_scales_and_norm_momentum():
+    model = create_model("cifarnet", dirac=True, norm_scale=False, bn_momentum=0.4)
+    conv = model.features.group2_conv2  # 64 -> 64: every filter passes its channel through
+    x = torch.randn(2, 64, 8, 8)
+    torch.testing.assert_close(conv(x), x)
+    wide = model.features.group2_conv1  # 32 -> 64: the first 32 filters are identities
+    y = torch.randn(1, 32, 4, 4)
+    torch.testing.assert_close(wide(y)[:, :32], y)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not b.weight.requires_grad and b.bias.requires_grad for b in bns)
+    assert {b.momentum for b in bns} == {0.4}
+    plain = create_model("cifarnet")
+    assert not torch.allclose(plain.features.group2_conv2(x), x)
+    assert all(
+        m.weight.requires_grad for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    )

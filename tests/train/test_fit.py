@@ -227,3 +227,68 @@ def test_weight_average_is_the_moving_average_of_every_step(idx_dir, tmp_path):
         tiny_recipe(idx_dir, ema=0.99, early_stopping=2)
     with pytest.raises(CnnlabError, match="train.ema must be in"):
         tiny_recipe(idx_dir, ema=1.0)
+
+
+def test_lookahead_pulls_the_weights_back_to_a_slow_average():
+    """airbench's lookahead by hand: nothing before 30% of the steps; then every 5th step the
+    slow copy moves (1 - rho) of the way to the weights, rho = 0.95^5 * progress^3, and the
+    weights go back to it; at the epoch's end the model holds the slow weights."""
+    from cnnlab.train.callbacks import FitState, Lookahead
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    state = FitState(model, None, None, epochs=1)
+    state.total_steps = 20
+    look, slow, seen = Lookahead(), None, []
+    for k in range(1, 21):
+        with torch.no_grad():
+            model.weight += 1.0  # a training step
+        fast = float(model.weight)
+        state.step = k
+        look.on_step_end(state, None, (lambda: {}) if k < 20 else None)  # 20: the epoch's last
+        if k >= 6 and k % 5 == 0:
+            if slow is None:
+                slow = fast
+            else:
+                rho = 0.95**5 * (k / 20) ** 3
+                slow += (1 - rho) * (fast - slow)
+            fast = slow
+        seen.append(float(model.weight))
+        assert float(model.weight) == pytest.approx(fast)
+    assert seen[:9] == [float(k) for k in range(1, 10)]  # untouched before step 10
+    assert seen[9] == 10.0 and seen[14] < 15.0  # the snapshot, then the first pull back
+    restored = Lookahead()
+    restored.load_state_dict(look.state_dict())
+    assert torch.equal(restored.slow["weight"], look.slow["weight"])
+
+
+def test_lookahead_trains_and_resumes_exactly(idx_dir, tmp_path):
+    plain, _ = run(tiny_recipe(idx_dir, epochs=3))
+    full, result = run(tiny_recipe(idx_dir, epochs=3, lookahead=True), tmp_path / "full")
+    assert result.history[-1]["val_accuracy"] > 0.9
+    assert not same(weights(plain), weights(full))
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            tiny_recipe(idx_dir, epochs=3, lookahead=True),
+            tmp_path / "cut",
+            callbacks=[Interrupt()],
+        )
+    resumed, _ = run(tiny_recipe(idx_dir, epochs=3, lookahead=True), tmp_path / "cut", resume=True)
+    assert same(weights(full), weights(resumed))
+
+
+def test_bias_lr_scale_raises_only_the_norm_parameters():
+    recipe = recipe_from_dict({"train": {"lr": 0.1, "bias_lr_scale": 64, "optimizer": "sgd",
+                                         "weight_decay": 0.01}})  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(2, 3))  # fmt: skip
+    model[1].weight.requires_grad_(False)  # a frozen norm scale stays out of every group
+    lr = {id(p): g["lr"] for g in make_optimizer(model, recipe.train).param_groups
+          for p in g["params"]}  # fmt: skip
+    assert lr[id(model[1].bias)] == pytest.approx(6.4)
+    others = [model[0].weight, model[0].bias, model[3].weight, model[3].bias]
+    assert [lr[id(p)] for p in others] == [0.1] * 4
+    assert id(model[1].weight) not in lr
+    with pytest.raises(CnnlabError, match="bias_lr_scale must be positive"):
+        recipe_from_dict({"train": {"bias_lr_scale": 0}})

@@ -61,14 +61,25 @@ class BatchAugment:
             )
         )
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        gen: torch.Generator,
+        idx: torch.Tensor | None = None,
+        epoch: int = 0,
+    ) -> torch.Tensor:
+        """`idx` (the images' indices in the training set) and `epoch` serve the alternating
+        flip, which mirrors an image by where it stands in the data, not by a fresh draw."""
         if not self.enabled:
             return x
         n = x.shape[0]
+        mirror = None  # random flips are drawn where they always were (same seeds, same runs)
+        if self.cfg.horizontal_flip == "alternate":
+            mirror = alternate_flip(torch.arange(n) if idx is None else idx.cpu(), epoch)
         if self.affine:
-            x = self._affine(x, gen)
+            x = self._affine(x, gen, mirror)
         else:
-            x = self._flips(x, gen)
+            x = self._flips(x, gen, mirror)
         if self.cfg.random_crop:
             x = random_translate(x, self.cfg.random_crop, gen)
         if self.cfg.brightness_range:
@@ -81,18 +92,27 @@ class BatchAugment:
             x = cutout(x, self.cfg.cutout, gen)
         return x
 
-    def _flips(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _flips(self, x: torch.Tensor, gen: torch.Generator, mirror: torch.Tensor | None):
         n = x.shape[0]
-        if self.cfg.horizontal_flip:
-            mask = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(n, 1, 1, 1)
-            x = torch.where(mask, x.flip(3), x)
+        if mirror is None and self.cfg.horizontal_flip:
+            mirror = torch.rand(n, generator=gen) < 0.5
+        if mirror is not None:
+            x = torch.where(mirror.to(x.device).view(n, 1, 1, 1), x.flip(3), x)
         if self.cfg.vertical_flip:
             mask = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(n, 1, 1, 1)
             x = torch.where(mask, x.flip(2), x)
         return x
 
-    def matrices(self, n: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
-        """(n, 2, 3) maps from output to input positions, in grid_sample's [-1, 1] coordinates."""
+    def matrices(
+        self,
+        n: int,
+        height: int,
+        width: int,
+        gen: torch.Generator,
+        mirror: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(n, 2, 3) maps from output to input positions, in grid_sample's [-1, 1] coordinates;
+        `mirror` says which images to flip left-right (drawn here when not given)."""
         c = self.cfg
         theta = torch.deg2rad(_uniform(gen, n, -c.rotation_range, c.rotation_range))
         shear = torch.deg2rad(_uniform(gen, n, -c.shear_range, c.shear_range))
@@ -101,11 +121,9 @@ class BatchAugment:
         wsr, hsr = c.width_shift_range, c.height_shift_range
         tx = _uniform(gen, n, -wsr, wsr) * (width if wsr < 1 else 1)
         ty = _uniform(gen, n, -hsr, hsr) * (height if hsr < 1 else 1)
-        fx = (
-            torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-            if c.horizontal_flip
-            else torch.ones(n)
-        )
+        if mirror is None and c.horizontal_flip:
+            mirror = torch.rand(n, generator=gen) < 0.5
+        fx = torch.where(mirror, -1.0, 1.0) if mirror is not None else torch.ones(n)
         fy = (
             torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
             if c.vertical_flip
@@ -125,10 +143,19 @@ class BatchAugment:
         t = torch.stack([tx, ty], 1) / half
         return torch.cat([m, t.unsqueeze(2)], 2)
 
-    def _affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _affine(self, x: torch.Tensor, gen: torch.Generator, mirror: torch.Tensor | None):
         n, _, h, w = x.shape
-        theta = self.matrices(n, h, w, gen)
+        theta = self.matrices(n, h, w, gen, mirror)
         return warp(x, theta, self.cfg.fill_mode, self.cfg.cval)
+
+
+def alternate_flip(idx: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's alternating flip: a fixed pseudo-random half of the images is mirrored in
+    even epochs, the other half in odd ones, so any two epochs in a row show every image both
+    ways (random flips repeat a view in a quarter of such pairs). The start bit is a hash of
+    the image's index: no state to keep, the same after a resume."""
+    start = ((idx.long() * 2654435761) % 4294967296) >= 2147483648  # Knuth's hash, top bit
+    return start ^ bool(epoch % 2)
 
 
 def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -52,6 +52,23 @@ def tta_logits(fn, x: torch.Tensor, mode: str) -> torch.Tensor:
     return logits
 
 
+def batch_norm(width: int, momentum: float = 0.1, learn_scale: bool = True) -> nn.BatchNorm2d:
+    """BatchNorm2d; `learn_scale=False` keeps its scale at 1 (airbench: the next conv can take
+    any scale, so a learned one only adds a direction for the optimiser to wander in)."""
+    bn = nn.BatchNorm2d(width, momentum=momentum)
+    bn.weight.requires_grad_(learn_scale)
+    return bn
+
+
+def identity_init(conv: nn.Conv2d) -> nn.Conv2d:
+    """Make a conv's first `in_channels` filters pass their input through (dirac init, as
+    airbench does): a deep plain stack then starts near an identity map, like a ResNet."""
+    with torch.no_grad():
+        w = conv.weight
+        nn.init.dirac_(w[: min(w.shape[0], w.shape[1])])
+    return conv
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout with its mask drawn by one vectorised `torch.rand`: PyTorch's `bernoulli_`
     takes over twice as long on a CPU (a 128x1600 batch on 2 AVX2 cores: 3.0 vs 1.3 ms; the

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.models.base import ClassifierCNN, as_size
+from cnnlab.models.base import ClassifierCNN, as_size, batch_norm, identity_init
 from cnnlab.models.registry import register_model
 
 
@@ -81,8 +81,16 @@ def cifarnet(
     tta: str | bool = "mirror+translate",
     whiten: bool = False,
     whiten_bias: bool = True,
+    dirac: bool = False,
+    norm_scale: bool = True,
+    bn_momentum: float = 0.1,
 ):
-    """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, TTA in eval."""
+    """Fast CIFAR CNN (airbench-style): 2x2 stem, three conv-pool-BN groups, TTA in eval.
+
+    airbench's optimisation aids, each off by default: `dirac` starts every 3x3 conv as an
+    identity map; `norm_scale: false` freezes BatchNorm's scales (their biases still learn,
+    best with a raised `train.bias_lr_scale`); `bn_momentum` (PyTorch's sense: airbench uses 0.4)
+    lets the running statistics follow fast-changing weights."""
     if activation not in ("relu", "gelu"):
         raise ValueError("activation must be relu or gelu")
     h, w = as_size(input_size)
@@ -94,17 +102,18 @@ def cifarnet(
         stem_width = f["stem"].out_channels
     else:
         f["stem"] = nn.Conv2d(in_channels, stem_width, 2, bias=False)
-        f["stem_bn"] = nn.BatchNorm2d(stem_width)
+        f["stem_bn"] = batch_norm(stem_width, bn_momentum, norm_scale)
     f["stem_act"] = _act(activation)
     prev = stem_width
+    init = identity_init if dirac else (lambda conv: conv)
     for i, width in enumerate(widths, 1):
         width = int(width)
-        f[f"group{i}_conv1"] = nn.Conv2d(prev, width, 3, padding=1, bias=False)
+        f[f"group{i}_conv1"] = init(nn.Conv2d(prev, width, 3, padding=1, bias=False))
         f[f"group{i}_pool"] = nn.MaxPool2d(2)
-        f[f"group{i}_bn1"] = nn.BatchNorm2d(width)
+        f[f"group{i}_bn1"] = batch_norm(width, bn_momentum, norm_scale)
         f[f"group{i}_act1"] = _act(activation)
-        f[f"group{i}_conv2"] = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        f[f"group{i}_bn2"] = nn.BatchNorm2d(width)
+        f[f"group{i}_conv2"] = init(nn.Conv2d(width, width, 3, padding=1, bias=False))
+        f[f"group{i}_bn2"] = batch_norm(width, bn_momentum, norm_scale)
         f[f"group{i}_act2"] = _act(activation)
         prev = width
     head = OrderedDict(

@@ -16,7 +16,14 @@ from collections import OrderedDict
 
 import torch.nn as nn
 
-from cnnlab.models.base import ClassifierCNN, Dropout, as_size, flat_features
+from cnnlab.models.base import (
+    ClassifierCNN,
+    Dropout,
+    as_size,
+    batch_norm,
+    flat_features,
+    identity_init,
+)
 from cnnlab.models.registry import register_model
 
 
@@ -32,11 +39,15 @@ def fastnet(
     head: str = "flatten",
     dropout: float = 0.0,
     tta: str = "none",
+    dirac: bool = False,
+    norm_scale: bool = True,
+    bn_momentum: float = 0.1,
 ):
     """cnnlab's fast CNN: (conv, max-pool, BN, ReLU) stages, optional extra convs, linear head.
 
     `tta: translate` averages over one-pixel shifts in eval mode (3 passes: +0.4 points of
-    Fashion-MNIST test accuracy; mirror images suit clothes badly: shoes all face one way)."""
+    Fashion-MNIST test accuracy; mirror images suit clothes badly: shoes all face one way).
+    `dirac`, `norm_scale` and `bn_momentum` are airbench's optimisation aids, as in cifarnet."""
     if padding not in ("valid", "same"):
         raise ValueError("padding must be valid or same")
     if head not in ("flatten", "maxpool"):
@@ -47,15 +58,16 @@ def fastnet(
     f: OrderedDict = OrderedDict()
     prev = in_channels
     pad = kernel_size // 2 if padding == "same" else 0
+    init = identity_init if dirac else (lambda conv: conv)
     for i, width in enumerate(widths, 1):
         width = int(width)
-        f[f"stage{i}_conv1"] = nn.Conv2d(prev, width, kernel_size, padding=pad, bias=False)
+        f[f"stage{i}_conv1"] = init(nn.Conv2d(prev, width, kernel_size, padding=pad, bias=False))
         f[f"stage{i}_pool"] = nn.MaxPool2d(2)
-        f[f"stage{i}_bn1"] = nn.BatchNorm2d(width)
+        f[f"stage{i}_bn1"] = batch_norm(width, bn_momentum, norm_scale)
         f[f"stage{i}_relu1"] = nn.ReLU(inplace=True)
         for j in range(2, convs_per_stage + 1):
-            f[f"stage{i}_conv{j}"] = nn.Conv2d(width, width, 3, padding=1, bias=False)
-            f[f"stage{i}_bn{j}"] = nn.BatchNorm2d(width)
+            f[f"stage{i}_conv{j}"] = init(nn.Conv2d(width, width, 3, padding=1, bias=False))
+            f[f"stage{i}_bn{j}"] = batch_norm(width, bn_momentum, norm_scale)
             f[f"stage{i}_relu{j}"] = nn.ReLU(inplace=True)
         prev = width
     hd: OrderedDict = OrderedDict()

@@ -110,6 +110,46 @@ class WeightAverage(Callback):
         self.shadow = state["shadow"]
 
 
+class Lookahead(Callback):
+    """airbench's lookahead (Zhang et al. 2019, as hlb-CIFAR10 and airbench schedule it): from
+    `start` of the steps on, every `every` steps the weights (and BatchNorm statistics) move to
+    a slow average of themselves, `slow += (1 - rho) * (fast - slow)`, and training goes on
+    from there. rho grows as the cube of the run's progress, so the early steps move freely and
+    the last ones are averaged strongly; at each epoch's end the model takes the slow weights,
+    which are what validation and the bundle see."""
+
+    def __init__(self, start: float = 0.3, every: int = 5, base: float = 0.95) -> None:
+        self.start, self.every, self.base = start, every, base
+        self.slow: dict[str, torch.Tensor] | None = None
+
+    def _floats(self, state: FitState) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        current = state.model.state_dict()
+        return [(self.slow[k], current[k]) for k in self.slow]
+
+    def on_step_end(self, state: FitState, row: dict | None, position: Callable | None) -> None:
+        k, total = state.step, max(1, state.total_steps)
+        if k >= self.start * total and k % self.every == 0:
+            if self.slow is None:
+                self.slow = {name: v.detach().clone() for name, v in
+                             state.model.state_dict().items() if v.is_floating_point()}  # fmt: skip
+            else:
+                rho = self.base**self.every * (k / total) ** 3
+                with torch.no_grad():
+                    for slow, fast in self._floats(state):
+                        slow.lerp_(fast, 1 - rho)
+                        fast.copy_(slow)
+        if position is None and self.slow is not None:  # the epoch's last step
+            with torch.no_grad():
+                for slow, fast in self._floats(state):
+                    fast.copy_(slow)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.slow = state["slow"]
+
+
 class EarlyStopping(Callback):
     """Stop after `patience` epochs without improvement, then put the best weights back."""
 

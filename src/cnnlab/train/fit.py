@@ -32,7 +32,14 @@ from cnnlab.fileio import on_terminal
 from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
-from cnnlab.train.callbacks import Callback, EarlyStopping, FitState, HistoryWriter, WeightAverage
+from cnnlab.train.callbacks import (
+    Callback,
+    EarlyStopping,
+    FitState,
+    HistoryWriter,
+    Lookahead,
+    WeightAverage,
+)
 from cnnlab.train.checkpoint import Checkpointer, restore
 from cnnlab.train.evaluate import loss_from_logits
 from cnnlab.train.losses import correct_count, describe_losses, make_loss, sample_losses
@@ -199,7 +206,9 @@ def set_up(
         EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
     )
     average = WeightAverage(t.ema) if t.ema else None
-    stateful: list[Callback] = [c for c in (stopper, pruner, average) if c] + list(callbacks or [])
+    lookahead = Lookahead() if t.lookahead else None
+    stateful: list[Callback] = [c for c in (stopper, pruner, lookahead, average) if c]
+    stateful += list(callbacks or [])
     cbs = list(stateful)
     if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
@@ -333,7 +342,7 @@ def train_step(
     scale, shift = loop.affine
     x = loop.images[idx].float()
     y = loop.labels[idx]
-    x = loop.augment(x, gen)
+    x = loop.augment(x, gen, idx, loop.state.epoch)
     x = x * scale + shift
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -14,15 +14,25 @@ from cnnlab.errors import CnnlabError
 
 
 def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on weights only (not biases or norm scales); models may offer their own
-    parameter groups (discriminative learning rates) through `param_groups(lr)`."""
+    """Weight decay on weights only (not biases or norm parameters); the norm parameters learn
+    at `lr * bias_lr_scale`. Models may offer their own parameter groups (discriminative
+    learning rates) through `param_groups(lr)`."""
     if hasattr(model, "param_groups"):
         groups = model.param_groups(t.lr)
     else:
+        norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+        in_norm = {
+            id(p) for m in model.modules() if isinstance(m, norms) for p in m.parameters(False)
+        }
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        scaled = [p for p in params if p.ndim <= 1 and id(p) in in_norm and t.bias_lr_scale != 1]
+        no_decay = [p for p in params if p.ndim <= 1 and all(p is not q for q in scaled)]
+        groups = [
+            {"params": decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": scaled, "weight_decay": 0.0, "lr": t.lr * t.bias_lr_scale},
+        ]
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise CnnlabError("the model has no trainable parameters (is everything frozen?)")
