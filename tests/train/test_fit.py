@@ -244,7 +244,7 @@ def test_lookahead_pulls_the_weights_back_to_a_slow_average():
     for k in range(1, 21):
         with torch.no_grad():
             model.weight += 1.0  # a training step
-        fast = float(model.weight)
+        fast = float(model.weight.detach())
         state.step = k
         look.on_step_end(state, None, (lambda: {}) if k < 20 else None)  # 20: the epoch's last
         if k >= 6 and k % 5 == 0:
@@ -254,8 +254,8 @@ def test_lookahead_pulls_the_weights_back_to_a_slow_average():
                 rho = 0.95**5 * (k / 20) ** 3
                 slow += (1 - rho) * (fast - slow)
             fast = slow
-        seen.append(float(model.weight))
-        assert float(model.weight) == pytest.approx(fast)
+        seen.append(float(model.weight.detach()))
+        assert float(model.weight.detach()) == pytest.approx(fast)
     assert seen[:9] == [float(k) for k in range(1, 10)]  # untouched before step 10
     assert seen[9] == 10.0 and seen[14] < 15.0  # the snapshot, then the first pull back
     restored = Lookahead()

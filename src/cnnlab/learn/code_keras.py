@@ -141,6 +141,9 @@ def augmentation_layers(aug) -> tuple[list[str], list[str]]:
     ]
     if flips:
         ops.append(f'layers.RandomFlip("{"_and_".join(flips)}")')
+    if aug.horizontal_flip == "alternate":
+        notes.append("horizontal_flip alternate: cnnlab mirrors each image in every other epoch; "
+                     "RandomFlip flips at random")  # fmt: skip
     fill = f'fill_mode="{aug.fill_mode}"'
     if aug.rotation_range:
         ops.append(f"layers.RandomRotation({aug.rotation_range:g} / 360, {fill})")

@@ -154,6 +154,9 @@ def augmentation(aug, size) -> tuple[str, list[str]]:
                          "(the mean, after normalising)")  # fmt: skip
     if aug.horizontal_flip:
         ops.append("v2.RandomHorizontalFlip()")
+        if aug.horizontal_flip == "alternate":
+            notes.append("horizontal_flip alternate: cnnlab mirrors each image in every other "
+                         "epoch; this script flips at random")  # fmt: skip
     if aug.vertical_flip:
         ops.append("v2.RandomVerticalFlip()")
     if aug.brightness_range:
