@@ -120,7 +120,7 @@ class TrainConfig:
     # airbench's lookahead: from 30% of the steps on, every 5 steps the weights are pulled back
     # towards a slow average of themselves, more strongly as training ends (callbacks.Lookahead)
     lookahead: bool = False
-    # learning-rate factor for the biases and norm parameters (airbench raises its BatchNorm
+    # learning-rate factor for the norm layers' parameters (airbench raises its BatchNorm
     # biases' 64x): with norm scales frozen, their shifts are what must move quickly
     bias_lr_scale: float = 1.0
 

@@ -26,8 +26,9 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
         }
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
-        scaled = [p for p in params if p.ndim <= 1 and id(p) in in_norm and t.bias_lr_scale != 1]
-        no_decay = [p for p in params if p.ndim <= 1 and all(p is not q for q in scaled)]
+        raise_norms = t.bias_lr_scale != 1
+        scaled = [p for p in params if p.ndim <= 1 and raise_norms and id(p) in in_norm]
+        no_decay = [p for p in params if p.ndim <= 1 and not (raise_norms and id(p) in in_norm)]
         groups = [
             {"params": decay},
             {"params": no_decay, "weight_decay": 0.0},
