@@ -4,13 +4,14 @@
     DataLoader over the folder that opens, decodes and transforms every image per sample
     (torchvision: random flip, to tensor /255), for as many epochs as fit in --budget seconds.
 (b) cnnlab's way: `cnnlab train recipes/cifar10_folder_fast.yaml` (cifarnet, the folder
-    decoded once into a cached uint8 tensor, batched augmentation, one-cycle SGD).
+    decoded once into a cached uint8 tensor, batched augmentation, one-cycle SGD), or the
+    recipe named by --recipe (e.g. cifar10_folder_94).
 Both hold out the same stratified 10% of the training folder (seed 0) and report accuracy
 on it; the official test split is not in ../shared/data and is checked from outside.
 
     flock /tmp/cnnlab-cpu.lock python benchmarks/cifar10_folder.py [--budget 600]
-        [--archive ../shared/data/cifar10-train.tar.gz] [--out runs/cifar10_folder_fast]
-        [--skip-brief] [--skip-fast] [--set train.epochs=10 ...]
+        [--archive ../shared/data/cifar10-train.tar.gz] [--out runs/RECIPE]
+        [--skip-brief] [--skip-fast] [--recipe cifar10_folder_fast] [--set train.epochs=10 ...]
 """
 
 from __future__ import annotations
@@ -98,11 +99,11 @@ def run_brief(folder: Path, budget: float, workers: int) -> dict:
             "train_s": sum(seconds), "val_acc": acc, "n_val": len(val_items)}  # fmt: skip
 
 
-def run_fast(folder: Path, out: Path, overrides: list[str]) -> dict:
+def run_fast(folder: Path, out: Path, overrides: list[str], name: str) -> dict:
     from cnnlab.config import load_recipe
     from cnnlab.train.run import train_recipe
 
-    recipe = load_recipe(ROOT / "recipes" / "cifar10_folder_fast.yaml", overrides)
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml", overrides)
     t = time.perf_counter()
     outcome = train_recipe(recipe, str(folder), out, progress=False)
     total = time.perf_counter() - t
@@ -118,7 +119,8 @@ def main() -> None:
     ap.add_argument("--archive", default=str(ROOT.parent / "shared/data/cifar10-train.tar.gz"))
     ap.add_argument("--budget", type=float, default=600, help="seconds of training for (a)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for (a)")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "cifar10_folder_fast"))
+    ap.add_argument("--recipe", default="cifar10_folder_fast", help="cnnlab's recipe for (b)")
+    ap.add_argument("--out", help="run folder for (b) (default: runs/RECIPE)")
     ap.add_argument("--set", action="append", default=[], help="recipe override for (b)")
     ap.add_argument("--skip-brief", action="store_true")
     ap.add_argument("--skip-fast", action="store_true")
@@ -135,8 +137,10 @@ def main() -> None:
     print(f"{args.archive} extracted to {folder}; {threads} threads; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     rows = {}
+    ours = f"(b) cnnlab {args.recipe}"
     if not args.skip_fast:
-        rows["(b) cnnlab cifar10_folder_fast"] = run_fast(folder, Path(args.out), args.set)
+        out = Path(args.out or ROOT / "runs" / args.recipe)
+        rows[ours] = run_fast(folder, out, args.set, args.recipe)
     if not args.skip_brief:
         rows["(a) brief: keras_cifar10_cnn, DataLoader"] = run_brief(
             folder, args.budget, args.workers
@@ -148,8 +152,8 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<42}{r['epochs']:>7}{r['s_per_epoch']:>9.1f}{r['train_s']:>9.0f}"
               f"{r['val_acc']:>9.2%}")  # fmt: skip
-    if "(b) cnnlab cifar10_folder_fast" in rows:
-        r = rows["(b) cnnlab cifar10_folder_fast"]
+    if ours in rows:
+        r = rows[ours]
         print(f"(b) wall time incl. first decode of the folder and the report: {r['total_s']:.0f} s; "
               f"bundle in {r['bundle']}")  # fmt: skip
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
