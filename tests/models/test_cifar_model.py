@@ -101,3 +101,27 @@ def test_airbench_aids_identity_init_frozen_norm_scales_and_norm_momentum():
     assert all(
         m.weight.requires_grad for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)
     )
+
+
+def test_the_94_recipes_train_grey_and_colour_images_with_the_aids(idx_dir, tmp_path, monkeypatch):
+    """fashion_mnist_94 (cifarnet on 28x28 grey images) and cifar10_folder_94 (alternating
+    flips), as written but shortened, train to a bundle that judges held-out images."""
+    from cnnlab.bundle import load_bundle
+    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.train.run import train_recipe
+
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+    short = ["train.epochs=4", "train.batch_size=64"]
+    recipe = load_recipe(ROOT / "recipes" / "fashion_mnist_94.yaml", short)
+    train_recipe(recipe, str(idx_dir), tmp_path / "grey", progress=False)
+    grey = load_bundle(tmp_path / "grey")
+    assert grey.model.tta == "translate" and grey.model.features.stem.weight.shape[1] == 1
+    assert evaluate_bundle(grey, str(idx_dir), "test")["accuracy"] >= 0.8  # toy digits
+    root = write_image_folder(
+        tmp_path / "d", ["c0", "c1", "c2"], 30, size=32, splits=["train", "test"]
+    )
+    recipe = load_recipe(ROOT / "recipes" / "cifar10_folder_94.yaml", [*short, "train.batch_size=32",
+                         "model.args.widths=[16,32,32]", "train.validation_freq=4"])  # fmt: skip
+    assert recipe.augment.horizontal_flip == "alternate" and recipe.train.lookahead
+    outcome = train_recipe(recipe, str(root), tmp_path / "colour", progress=False)
+    assert outcome.metrics["accuracy"] >= 0.9
