@@ -107,8 +107,7 @@ def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
     meta["external"] = [*others, block]
     _write_meta(path, meta)
-    if meta.get("class_mode") == "binary":
-        write_card(path, meta)
+    write_card(path, meta)  # the card's kind (medical or general) follows the bundle
     return meta
 
 

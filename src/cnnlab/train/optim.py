@@ -21,14 +21,14 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
         groups = model.param_groups(t.lr)
     else:
         norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-        in_norm = {
-            id(p) for m in model.modules() if isinstance(m, norms) for p in m.parameters(False)
-        }
+        raised = set()  # ids of the norm layers' parameters, when their rate is raised
+        if t.bias_lr_scale != 1:
+            raised = {id(p) for m in model.modules() if isinstance(m, norms)
+                      for p in m.parameters(False)}  # fmt: skip
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim > 1]
-        raise_norms = t.bias_lr_scale != 1
-        scaled = [p for p in params if p.ndim <= 1 and raise_norms and id(p) in in_norm]
-        no_decay = [p for p in params if p.ndim <= 1 and not (raise_norms and id(p) in in_norm)]
+        scaled = [p for p in params if p.ndim <= 1 and id(p) in raised]
+        no_decay = [p for p in params if p.ndim <= 1 and id(p) not in raised]
         groups = [
             {"params": decay},
             {"params": no_decay, "weight_decay": 0.0},
