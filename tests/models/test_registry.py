@@ -126,3 +126,44 @@ def test_dropout_keeps_a_share_and_scales_like_torch():
     y.sum().backward()
     assert torch.equal(x.grad != 0, kept)
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "keras_cifar10_cnn", "torch_mnist_net"])
+def test_relu_then_max_pool_runs_pooled_first_with_the_same_values_and_gradients(name):
+    """Layers pools before rectifying (cheaper, exact); a copy run as plain nn.Sequential in
+    the written order must agree bit for bit, in values and in every gradient."""
+    import copy
+
+    size = get_entry(name).input_size
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    plain = copy.deepcopy(model)
+    plain.features = torch.nn.Sequential(*plain.features)
+    x = torch.randn(4, *size)
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)  # same dropout draws
+    expected = plain(x)
+    assert torch.equal(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for (pname, p), q in zip(model.named_parameters(), plain.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), pname
+    # the swap happened: the feature stack's last operation is the ReLU, not the pooling
+    model.eval(), plain.eval()  # (no dropout after them)
+    assert "Relu" in model.features(x).grad_fn.name()
+    assert "MaxPool" in plain.features(x).grad_fn.name()
+
+
+def test_watched_or_traced_layers_run_in_the_written_order():
+    """A hook on a layer sees that layer's own output (the 26x26 map after relu1, not a
+    pooled one), and torch.fx traces the net as written, so feature maps and code agree."""
+    model = create_model("keras_mnist_cnn").eval()
+    seen = {}
+    handle = model.features.relu1.register_forward_hook(lambda m, a, o: seen.update(relu1=o.shape))
+    with torch.no_grad():
+        model(torch.randn(2, 1, 28, 28))
+    handle.remove()
+    assert tuple(seen["relu1"]) == (2, 32, 26, 26)
+    traced = [n.target for n in torch.fx.symbolic_trace(model.features).graph.nodes]
+    assert traced.index("relu1") < traced.index("pool1")

@@ -1,5 +1,6 @@
 """The training loop: it learns, it is deterministic, resume continues bit for bit, callbacks work."""
 
+import copy
 import json
 
 import pytest
@@ -292,3 +293,26 @@ def test_bias_lr_scale_raises_only_the_norm_parameters():
     assert id(model[1].weight) not in lr
     with pytest.raises(CnnlabError, match="bias_lr_scale must be positive"):
         recipe_from_dict({"train": {"bias_lr_scale": 0}})
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimisers_update_all_parameters_in_one_fused_kernel(name):
+    """fused=True on a CPU, and the same update as PyTorch's per-tensor loop."""
+    recipe = recipe_from_dict({"train": {"lr": 0.05, "optimizer": name, "weight_decay": 0.01}})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    reference = copy.deepcopy(model)
+    opt = make_optimizer(model, recipe.train)
+    assert opt.defaults["fused"] is True
+    twin = dict(zip(map(id, model.parameters()), reference.parameters(), strict=True))
+    groups = [{**g, "params": [twin[id(p)] for p in g["params"]], "fused": None, "foreach": False}
+              for g in opt.param_groups]  # fmt: skip
+    ref = type(opt)(groups, lr=recipe.train.lr)
+    x = torch.randn(4, 1, 4, 4)
+    for _ in range(3):
+        for m, o in ((model, opt), (reference, ref)):
+            o.zero_grad()
+            m(x).square().sum().backward()
+            o.step()
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q)

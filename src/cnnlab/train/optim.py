@@ -37,13 +37,19 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise CnnlabError("the model has no trainable parameters (is everything frozen?)")
+    # one fused kernel for all parameters: on a CPU PyTorch otherwise updates them one tensor at a
+    # time (Adam on keras_cifar10_cnn's 1.25M parameters, 2 AVX2 cores: 6.0 -> 1.1 ms a step)
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params)
+    kw = {"lr": t.lr, "weight_decay": t.weight_decay, "fused": fused or None}
     if t.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay
-        )
+        return torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, **kw)
     if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(groups, **kw)
+    return torch.optim.AdamW(groups, **kw)
+
+
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int | list[int]):
