@@ -13,7 +13,7 @@ last 10%; cnnlab: a stratified 10%), so both train on the same number of images 
 Training time is the whole `fit` (per-epoch validation included) on each side.
 
     flock /tmp/cnnlab-cpu.lock python benchmarks/keras_parity.py [--models mnist cifar10]
-        [--epochs N] [--keras-python PY] [--out runs/keras-parity]
+        [--epochs N] [--rounds N] [--keras-python PY] [--out runs/keras-parity]
 
 --epochs defaults to the brief's (10 for MNIST, 25 for CIFAR-10). Goal (issue 17): cnnlab at
 least 1.5x Keras's images/s at equal or better accuracy.
@@ -26,6 +26,7 @@ import gzip
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -176,6 +177,9 @@ def main() -> None:
     ap.add_argument("--keras-python", default=sys.executable,
                     help="a Python with TensorFlow and Keras 3 (default: this one)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "runs" / "keras-parity"))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run both sides this many times, alternating who goes first, and give "
+                         "the median ratio: on shared cores one pair can be off by 30%%")  # fmt: skip
     args = ap.parse_args()
     from cnnlab.runtime.device import machine_line
 
@@ -190,20 +194,36 @@ def main() -> None:
         npz = write_npz(which, out)
         print(f"{which}: data {npz} ({time.perf_counter() - t:.0f} s); {epochs} epochs, batch "
               f"{batch}", flush=True)  # fmt: skip
-        k = run_keras(args.keras_python, npz, which, epochs, batch)
-        print(f"  keras {k['keras']} on {k['backend']} {k['tf']} (threads intra/inter "
-              f"{k['threads'][0] or 'default'}/{k['threads'][1] or 'default'}): "
-              f"{k['seconds']:.1f} s", flush=True)  # fmt: skip
-        c = run_cnnlab(npz, which, epochs, out)
-        print(f"  cnnlab ({c['runtime']}): {c['seconds']:.1f} s", flush=True)
-        for side, r in (("Keras/TF (the brief's code)", k), ("cnnlab " + BRIEF[which][0], c)):
-            r["images_s"] = epochs * r["n_fit"] / r["seconds"]
-            rows.append((which, side, r))
-        rows.append((which, "ratio cnnlab / Keras", {
-            "images_s": c["images_s"] / k["images_s"], "test_acc": c["test_acc"] - k["test_acc"]}))  # fmt: skip
+        ratios = []
+        for r in range(args.rounds):  # alternate who goes first: neighbours share the noise
+            first_keras = r % 2 == 0
+            for turn in ("keras", "cnnlab") if first_keras else ("cnnlab", "keras"):
+                if turn == "keras":
+                    k = run_keras(args.keras_python, npz, which, epochs, batch)
+                    print(f"  keras {k['keras']} on {k['backend']} {k['tf']} (threads intra/inter "
+                          f"{k['threads'][0] or 'default'}/{k['threads'][1] or 'default'}): "
+                          f"{k['seconds']:.1f} s", flush=True)  # fmt: skip
+                else:
+                    c = run_cnnlab(npz, which, epochs, out)
+                    print(f"  cnnlab ({c['runtime']}): {c['seconds']:.1f} s", flush=True)
+            tag = f" #{r + 1}" if args.rounds > 1 else ""
+            for side, res in (("Keras/TF (the brief's code)", k), ("cnnlab " + BRIEF[which][0], c)):
+                res["images_s"] = epochs * res["n_fit"] / res["seconds"]
+                rows.append((which, side + tag, res))
+            ratios.append(c["images_s"] / k["images_s"])
+            rows.append((which, "ratio cnnlab / Keras" + tag, {
+                "images_s": ratios[-1], "test_acc": c["test_acc"] - k["test_acc"]}))  # fmt: skip
+        if args.rounds > 1:
+            rows.append((which, f"ratio, median of {args.rounds} rounds",
+                         {"images_s": statistics.median(ratios), "range": [min(ratios), max(ratios)]}))  # fmt: skip
     print(f"\n{'model':<9}{'':<36}{'params':>10}{'train s':>9}{'images/s':>10}{'test acc':>10}")
     for which, side, r in rows:
-        if side.startswith("ratio"):
+        if "range" in r:
+            lo, hi = r["range"]
+            print(
+                f"{which:<9}{side:<36}{'':>10}{'':>9}{r['images_s']:>9.2f}x  ({lo:.2f}-{hi:.2f}x)"
+            )
+        elif side.startswith("ratio"):
             print(f"{which:<9}{side:<36}{'':>10}{'':>9}{r['images_s']:>9.2f}x"
                   f"{r['test_acc'] * 100:>+9.2f}pt")  # fmt: skip
         else:
