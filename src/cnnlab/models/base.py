@@ -98,7 +98,7 @@ class Layers(nn.Sequential):
     Both are monotone, so max-pooling first and rectifying the pooled map gives the same values
     and the same gradients (max(relu(x)) == relu(max(x)); where the max is not positive both
     pass no gradient), and the ReLU and its backward touch a quarter of the pixels: the
-    brief's Keras MNIST CNN (conv-ReLU-pool twice) trains 1.36x as many images/s on 2 AVX2
+    brief's Keras MNIST CNN (conv-ReLU-pool twice) trains 1.28-1.36x as many images/s on 2 AVX2
     cores. The model keeps its written order in every other respect (names, state dict), and
     runs that order whenever a hook watches a layer or torch.fx traces it: feature maps,
     Grad-CAM, the summary and generated code see the net as written."""
