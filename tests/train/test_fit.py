@@ -316,3 +316,19 @@ def test_optimisers_update_all_parameters_in_one_fused_kernel(name):
             o.step()
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_a_pytorch_without_the_fused_kernel_gets_the_per_tensor_optimiser(monkeypatch):
+    from cnnlab.train import optim
+
+    class NoFused(torch.optim.SGD):  # as PyTorch answers where a device has no fused kernel
+        def __init__(self, params, fused=None, **kw):
+            if fused:
+                raise RuntimeError("`fused=True` needs params on supported devices")
+            super().__init__(params, **kw)
+
+    monkeypatch.setitem(optim._OPTIMIZERS, "sgd", NoFused)
+    recipe = recipe_from_dict({"train": {"lr": 0.05, "optimizer": "sgd", "nesterov": True}})
+    opt = make_optimizer(torch.nn.Linear(3, 2), recipe.train)
+    assert isinstance(opt, NoFused) and not opt.defaults["fused"]
+    assert opt.defaults["nesterov"] is True and opt.defaults["lr"] == 0.05

@@ -41,14 +41,17 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     # time (Adam on keras_cifar10_cnn's 1.25M parameters, 2 AVX2 cores: 6.0 -> 1.1 ms a step)
     params = [p for g in groups for p in g["params"]]
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params)
-    kw = {"lr": t.lr, "weight_decay": t.weight_decay, "fused": fused or None}
+    kind = _OPTIMIZERS[t.optimizer]
+    kw = {"lr": t.lr, "weight_decay": t.weight_decay}
     if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=t.momentum, nesterov=t.nesterov, **kw)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, **kw)
-    return torch.optim.AdamW(groups, **kw)
+        kw |= {"momentum": t.momentum, "nesterov": t.nesterov}
+    try:
+        return kind(groups, fused=fused or None, **kw)
+    except RuntimeError:  # a PyTorch (torch>=2.4 is allowed) without this device's fused kernel
+        return kind(groups, **kw)
 
 
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
