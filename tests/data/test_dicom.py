@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from cnnlab.data.dicom import open_dicom
 from cnnlab.data.images import ImageReadError, load_image_tensor, read_image
 
 
@@ -136,3 +141,26 @@ def test_dicom_goes_through_the_model_input_path(tmp_path: Path) -> None:
     t = load_image_tensor(path, 3, [32, 32])
     assert tuple(t.shape) == (3, 32, 32) and t.dtype.is_floating_point is False
     assert bool((t[0] == t[1]).all())  # gray repeated into RGB
+
+
+def test_a_loose_file_pydicom_recovers_is_read_without_its_warning():
+    """File meta says implicit VR, the elements are explicit: pydicom reads it and warns how it
+    recovered; cnnlab's readers (header and pixels) pass on the dataset and keep quiet."""
+
+    def element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+        return struct.pack("<HH", group, elem) + vr + struct.pack("<H", len(value)) + value
+
+    meta = element(2, 0x10, b"UI", b"1.2.840.10008.1.2\x00")  # implicit VR little endian
+    meta = element(2, 0, b"UL", struct.pack("<I", len(meta))) + meta
+    data = (b"\x00" * 128 + b"DICM" + meta + element(0x10, 0x10, b"PN", b"Doe ")
+            + element(0x28, 0x10, b"US", struct.pack("<H", 4)))  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pydicom.dcmread(io.BytesIO(data), force=True)
+        assert any("explicit VR" in str(w.message) for w in caught)  # pydicom does warn
+        caught.clear()
+        assert open_dicom(data).Rows == 4
+        assert open_dicom(data, header_only=True).PatientName == "Doe"
+        with pytest.raises(ImageReadError, match="no pixel data"):
+            read_image(data, "loose.dcm")
+    assert not caught

@@ -10,6 +10,7 @@ BitsStored and the rescale values and is easy to map back wrongly.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,16 +20,27 @@ from cnnlab.errors import ImageReadError
 COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
 
 
+def open_dicom(data: bytes, header_only: bool = False):
+    """pydicom's dataset, read leniently (force=True, as viewers read loose files). pydicom's
+    warnings on how it recovered one (e.g. "Expected implicit VR, but found explicit VR") are
+    silenced: the file is then either shown or refused with a reason, and they would print
+    beneath every upload."""
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
+
+
 def read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode DICOM bytes to uint8 (H, W, C); the first frame of a multi-frame file. Pixel data
     over `max_pixels` is refused before it is decoded."""
     try:
-        import pydicom
         from pydicom.pixels import apply_modality_lut
     except ImportError:  # pragma: no cover - pydicom is a dependency
         raise ImageReadError("DICOM support needs the pydicom package") from None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        ds = open_dicom(data)
     except Exception as e:  # pydicom raises many types for broken files
         raise ImageReadError(f"unreadable DICOM file: {e}") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:

@@ -20,7 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnlab.data.dicom import read_dicom
+from cnnlab.data.dicom import open_dicom, read_dicom
 from cnnlab.errors import ImageReadError
 from cnnlab.fileio import read_capped
 
@@ -152,9 +152,7 @@ def _read_dicom(data: bytes, name: str, draft=None) -> tuple[np.ndarray, SourceF
 
 
 def _dicom_pixels(data: bytes, name: str) -> int:
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    ds = open_dicom(data, header_only=True)
     return int(getattr(ds, "Rows", 0) or 0) * int(getattr(ds, "Columns", 0) or 0)
 
 
