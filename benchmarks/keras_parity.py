@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,9 @@ def run_keras(python: str, npz: Path, which: str, epochs: int, batch: int) -> di
                  f"{proc.stderr[-3000:]}")  # fmt: skip
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["log"] = [ln for ln in proc.stdout.splitlines() if "val_accuracy" in ln]
+    threads = [n or "default" for n in result["threads"]]
+    print(f"  keras {result['keras']} on {result['backend']} {result['tf']} (threads intra/inter "
+          f"{threads[0]}/{threads[1]}): {result['seconds']:.1f} s", flush=True)  # fmt: skip
     return result
 
 
@@ -165,9 +169,10 @@ def run_cnnlab(npz: Path, which: str, epochs: int, out: Path) -> dict:
     outcome = train_recipe(recipe, str(npz), run, progress=False)
     bundle = load_bundle(run)
     test = evaluate_bundle(bundle, str(npz), "test")
-    return {"seconds": outcome.result.train_seconds, "test_acc": test["accuracy"],
-            "params": count_params(bundle.model), "n_fit": len(outcome.data.train),
-            "runtime": outcome.result.runtime, "batch": recipe.train.batch_size}  # fmt: skip
+    seconds, runtime = outcome.result.train_seconds, outcome.result.runtime
+    print(f"  cnnlab ({runtime}): {seconds:.1f} s", flush=True)
+    return {"seconds": seconds, "test_acc": test["accuracy"], "params": count_params(bundle.model),
+            "n_fit": len(outcome.data.train), "runtime": runtime, "batch": recipe.train.batch_size}  # fmt: skip
 
 
 def main() -> None:
@@ -194,18 +199,13 @@ def main() -> None:
         npz = write_npz(which, out)
         print(f"{which}: data {npz} ({time.perf_counter() - t:.0f} s); {epochs} epochs, batch "
               f"{batch}", flush=True)  # fmt: skip
+        sides = {"keras": partial(run_keras, args.keras_python, npz, which, epochs, batch),
+                 "cnnlab": partial(run_cnnlab, npz, which, epochs, out)}  # fmt: skip
         ratios = []
         for r in range(args.rounds):  # alternate who goes first: neighbours share the noise
-            first_keras = r % 2 == 0
-            for turn in ("keras", "cnnlab") if first_keras else ("cnnlab", "keras"):
-                if turn == "keras":
-                    k = run_keras(args.keras_python, npz, which, epochs, batch)
-                    print(f"  keras {k['keras']} on {k['backend']} {k['tf']} (threads intra/inter "
-                          f"{k['threads'][0] or 'default'}/{k['threads'][1] or 'default'}): "
-                          f"{k['seconds']:.1f} s", flush=True)  # fmt: skip
-                else:
-                    c = run_cnnlab(npz, which, epochs, out)
-                    print(f"  cnnlab ({c['runtime']}): {c['seconds']:.1f} s", flush=True)
+            order = ("keras", "cnnlab") if r % 2 == 0 else ("cnnlab", "keras")
+            done = {side: sides[side]() for side in order}
+            k, c = done["keras"], done["cnnlab"]
             tag = f" #{r + 1}" if args.rounds > 1 else ""
             for side, res in (("Keras/TF (the brief's code)", k), ("cnnlab " + BRIEF[which][0], c)):
                 res["images_s"] = epochs * res["n_fit"] / res["seconds"]
