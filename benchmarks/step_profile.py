@@ -1,8 +1,8 @@
 """Where a training step's time goes, and how near the CPU's ceiling it runs.
 
 For a recipe: its model, batch size, precision and memory format, a random batch of the
-model's input shape; times bare training steps (forward, loss, backward, one SGD step: no
-data loading, augmentation or callbacks, so the figure is the model's own cost), prints the
+model's input shape; times bare training steps (forward, loss, backward, a step of the
+recipe's optimiser: no data loading, augmentation or callbacks, so the figure is the model's own cost), prints the
 operators that take the time (torch.profiler), and sets the step's arithmetic (3x the forward
 multiply-adds of one view, from `cnnlab summary`) against the rate of a large matrix multiply
 measured in the same run: the ceiling a convolution net approaches on this CPU. A step far
@@ -50,6 +50,7 @@ def main() -> None:
         machine_line,
         set_threads,
     )
+    from cnnlab.train.optim import make_optimizer
 
     recipe = load_recipe(args.recipe, args.set)
     t = recipe.train
@@ -73,7 +74,7 @@ def main() -> None:
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    opt = make_optimizer(model, t)  # the recipe's: Muon's orthogonalising is part of a step
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:

@@ -83,7 +83,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     eval_batch_size: int = 1024
-    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    optimizer: Literal["sgd", "adam", "adamw", "muon"] = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = False
@@ -123,6 +123,9 @@ class TrainConfig:
     # learning-rate factor for the norm layers' parameters (airbench raises its BatchNorm
     # biases' 64x): with norm scales frozen, their shifts are what must move quickly
     bias_lr_scale: float = 1.0
+    # optimizer: muon (train.optim.Muon): conv filters step along their orthogonalised momentum
+    # at this rate; every other parameter takes SGD at lr (both with momentum and nesterov)
+    muon_lr: float = 0.24
 
 
 @dataclass
@@ -306,6 +309,8 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.ema must be in [0, 1) (a decay per step; 0 = off), got {t.ema}")
     if t.bias_lr_scale <= 0:
         raise CnnlabError(f"train.bias_lr_scale must be positive, got {t.bias_lr_scale}")
+    if t.muon_lr <= 0:
+        raise CnnlabError(f"train.muon_lr must be positive, got {t.muon_lr}")
     if t.ema and t.early_stopping:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip

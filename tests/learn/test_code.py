@@ -112,3 +112,18 @@ def test_models_without_a_keras_sequential_say_why(run_cli):
     r = run_cli("code", "lenet5", "--framework", "keras")
     assert r.returncode == 0 and 'layers.Dense(10, activation="softmax")' in r.stdout
     compile(r.stdout, "lenet5.py", "exec")
+
+
+def test_a_muon_recipe_says_the_scripts_use_sgd(tmp_path):
+    """Neither plain PyTorch nor Keras has cnnlab's Muon for conv filters: the scripts train with
+    Nesterov SGD and say so, rather than silently show another optimiser."""
+    text = (ROOT / "recipes" / "mnist_keras_cnn.yaml").read_text()
+    assert "optimizer: adam" in text
+    recipe = tmp_path / "muon.yaml"
+    recipe.write_text(text.replace("optimizer: adam", "optimizer: muon"))
+    torch_text = generate_code(str(recipe))
+    assert "torch.optim.SGD(model.parameters()" in torch_text and "with Muon" in torch_text
+    compile(torch_text, "muon.py", "exec")
+    keras_text = generate_code(str(recipe), "keras")
+    assert "keras.optimizers.SGD(" in keras_text and "muon is left out" in keras_text
+    compile(keras_text, "muon_keras.py", "exec")

@@ -332,3 +332,71 @@ def test_a_pytorch_without_the_fused_kernel_gets_the_per_tensor_optimiser(monkey
     opt = make_optimizer(torch.nn.Linear(3, 2), recipe.train)
     assert isinstance(opt, NoFused) and not opt.defaults["fused"]
     assert opt.defaults["nesterov"] is True and opt.defaults["lr"] == 0.05
+
+
+def test_muon_trains_and_resumes_exactly(idx_dir, tmp_path):
+    """The momentum of the filters lives in the optimiser's state, so a checkpoint carries it."""
+    recipe = lambda: tiny_recipe(idx_dir, epochs=3, optimizer="muon", nesterov=True)  # noqa: E731
+    full, result = run(recipe(), tmp_path / "full")
+    assert result.history[-1]["val_accuracy"] > 0.9
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe(), tmp_path / "cut", callbacks=[Interrupt()])
+    resumed, _ = run(recipe(), tmp_path / "cut", resume=True)
+    assert same(weights(full), weights(resumed))
+
+
+def test_muon_orthogonalises_the_filters_and_steps_the_rest_as_sgd():
+    recipe = recipe_from_dict({"train": {"optimizer": "muon", "lr": 0.05, "momentum": 0.9,
+                                         "nesterov": True, "weight_decay": 0.01,
+                                         "muon_lr": 0.2}})  # fmt: skip
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16),
+                                torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 3))  # fmt: skip
+    reference = copy.deepcopy(model)
+    opt = make_optimizer(model, recipe.train)
+    conv = model[0].weight
+    filters = [g for g in opt.param_groups if "muon_momentum" in g]
+    assert [g["params"] for g in filters] == [[conv]] and filters[0]["lr"] == 0.2
+    assert opt.param_groups[0]["lr"] == 0.05  # what the log prints stays the recipe's lr
+    r = reference
+    ref = torch.optim.SGD([{"params": [r[3].weight]},
+                           {"params": [r[0].bias, r[1].weight, r[1].bias, r[3].bias],
+                            "weight_decay": 0.0}],
+                          lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)  # fmt: skip
+    x = torch.randn(8, 3, 6, 6)
+    for step in range(3):
+        before = conv.detach().clone()
+        for m, o in ((model, opt), (reference, ref)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+        grad = conv.grad.flatten(1).clone()
+        opt.step()
+        ref.step()
+        update = torch.linalg.svdvals((before - conv.detach()).flatten(1) / 0.2)
+        assert update.min() > 0.5 and update.max() < 1.5, update  # all directions move alike
+        if step == 0:  # which the raw gradient does not; the rest took SGD's step
+            spread = torch.linalg.svdvals(grad)
+            assert spread.max() > 3 * spread.min()
+            for name, p in model.named_parameters():
+                if name != "0.weight":
+                    torch.testing.assert_close(p, dict(reference.named_parameters())[name])
+
+
+@pytest.mark.parametrize("shape", [(16, 27), (40, 8)])
+def test_orthogonalise_approximates_u_v_transposed(shape):
+    from cnnlab.train.optim import orthogonalise
+
+    torch.manual_seed(0)
+    m = torch.randn(shape) @ torch.diag(torch.logspace(0, 2, shape[1]))  # singular values 1-100
+    u, _, vh = torch.linalg.svd(m, full_matrices=False)
+    o = orthogonalise(m)
+    assert o.shape == m.shape
+    cosine = (o * (u @ vh)).sum() / (o.norm() * (u @ vh).norm())
+    assert cosine > 0.95
+    s = torch.linalg.svdvals(o)
+    assert s.min() > 0.5 and s.max() < 1.3
+
+
+def test_muon_settings_are_checked():
+    with pytest.raises(CnnlabError, match="muon_lr must be positive"):
+        recipe_from_dict({"train": {"optimizer": "muon", "muon_lr": 0}})

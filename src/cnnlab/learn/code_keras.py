@@ -168,7 +168,7 @@ def augmentation_layers(aug) -> tuple[list[str], list[str]]:
 
 def _optimizer(t) -> str:
     wd = f", weight_decay={t.weight_decay:g}" if t.weight_decay else ""
-    if t.optimizer == "sgd":
+    if t.optimizer in ("sgd", "muon"):
         return f"keras.optimizers.SGD(learning_rate=lr, momentum={t.momentum:g}, nesterov={t.nesterov}{wd})"
     return f"keras.optimizers.{'Adam' if t.optimizer == 'adam' else 'AdamW'}(learning_rate=lr{wd})"
 
@@ -206,6 +206,9 @@ def keras_script(source) -> str:
         left_out.append(f"# label_smoothing {t.label_smoothing:g} is left out (sparse labels)")
     if t.class_weight == "auto":
         left_out.append("# train.class_weight: auto is left out (model.fit takes class_weight=)")
+    if t.optimizer == "muon":
+        left_out.append("# train.optimizer: muon is left out: cnnlab's Muon steps the conv filters "
+                        "along their orthogonalised momentum; SGD here")  # fmt: skip
     loss = "binary_crossentropy" if source.binary else "sparse_categorical_crossentropy"
     model = "\n".join([
         "def build_model():",

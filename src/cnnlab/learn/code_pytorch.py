@@ -169,10 +169,14 @@ def augmentation(aug, size) -> tuple[str, list[str]]:
     return f"v2.Compose([\n    {inner},\n])", notes
 
 
+MUON_NOTE = "  # cnnlab trained the conv filters with Muon (cnnlab.train.optim.Muon)"
+
+
 def _optimizer(t) -> str:
-    if t.optimizer == "sgd":
-        return (f"torch.optim.SGD(model.parameters(), lr=LR, momentum={t.momentum:g}, "
-                f"nesterov={t.nesterov}, weight_decay={t.weight_decay:g})")  # fmt: skip
+    if t.optimizer in ("sgd", "muon"):
+        sgd = (f"torch.optim.SGD(model.parameters(), lr=LR, momentum={t.momentum:g}, "
+               f"nesterov={t.nesterov}, weight_decay={t.weight_decay:g})")  # fmt: skip
+        return sgd + (MUON_NOTE if t.optimizer == "muon" else "")
     name = "Adam" if t.optimizer == "adam" else "AdamW"
     return f"torch.optim.{name}(model.parameters(), lr=LR, weight_decay={t.weight_decay:g})"
 

@@ -43,15 +43,79 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params)
     kind = _OPTIMIZERS[t.optimizer]
     kw = {"lr": t.lr, "weight_decay": t.weight_decay}
-    if t.optimizer == "sgd":
+    if t.optimizer in ("sgd", "muon"):
         kw |= {"momentum": t.momentum, "nesterov": t.nesterov}
+    if t.optimizer == "muon":
+        groups = Muon.split(groups, t)
     try:
         return kind(groups, fused=fused or None, **kw)
     except RuntimeError:  # a PyTorch (torch>=2.4 is allowed) without this device's fused kernel
         return kind(groups, **kw)
 
 
-_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+class Muon(torch.optim.SGD):
+    """Muon (Keller Jordan, 2024) for conv filters, Nesterov SGD for everything else.
+
+    A filter bank's update is its Nesterov momentum made orthogonal, all singular values near 1
+    (a Newton-Schulz iteration), so every direction the filters can move in moves: fewer epochs
+    to the same accuracy (airbench's CIFAR-10 record; fashion_mnist_94: 94% in 6 epochs where
+    SGD needs 10). Done by handing SGD that update as the gradient, in groups that SGD steps
+    plainly (no momentum or decay of its own), so one fused SGD kernel still updates all.
+    torch.optim.Muon (torch>=2.9, where cnnlab allows 2.4) takes 2D matrices only.
+    """
+
+    def __init__(self, params, **kw) -> None:
+        super().__init__(params, **kw)
+        self._step_supports_amp_scaling = False  # GradScaler unscales before the orthogonalising
+
+    @staticmethod
+    def split(groups: list[dict], t: TrainConfig) -> list[dict]:
+        """Each group's conv filters move to a Muon group after it, at `muon_lr` (times the
+        group's own factor on `lr`, for discriminative rates)."""
+        plain, muon = [], []
+        for g in groups:
+            filters = [p for p in g["params"] if p.ndim >= 3]
+            rest = [p for p in g["params"] if p.ndim < 3]
+            plain.append({**g, "params": rest})
+            factor = g.get("lr", t.lr) / t.lr
+            muon.append({**g, "params": filters, "lr": t.muon_lr * factor, "momentum": 0.0,
+                         "muon_momentum": t.momentum, "nesterov": False, "weight_decay": 0.0})  # fmt: skip
+        return [g for g in plain + muon if g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            if "muon_momentum" not in g:
+                continue
+            mu = g["muon_momentum"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].get("muon_buffer")
+                if buf is None:
+                    buf = self.state[p]["muon_buffer"] = p.grad.clone()
+                else:
+                    buf.mul_(mu).add_(p.grad)
+                update = p.grad.add(buf, alpha=mu) if self.defaults["nesterov"] else buf
+                p.grad.copy_(orthogonalise(update.flatten(1)).view(p.shape))
+        return super().step(closure)
+
+
+def orthogonalise(m: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """U V^T of m = U S V^T, roughly: the quintic Newton-Schulz iteration of Muon, whose
+    coefficients trade exactness (singular values end up in about 0.7-1.2) for few steps."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = m.float() / (m.float().norm() + 1e-7)  # every singular value <= 1
+    wide = x.shape[0] <= x.shape[1]
+    x = x if wide else x.T
+    for _ in range(steps):  # x <- a x + (b G + c G^2) x, G = x x^T, in two fused multiply-adds
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return (x if wide else x.T).to(m.dtype)
+
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+               "muon": Muon}  # fmt: skip
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
