@@ -54,9 +54,10 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
 
 
 class Muon(torch.optim.SGD):
-    """Muon (Keller Jordan, 2024) for conv filters, Nesterov SGD for everything else.
+    """Muon (Keller Jordan, 2024) for conv filters, SGD for everything else (both with the
+    recipe's momentum and nesterov).
 
-    A filter bank's update is its Nesterov momentum made orthogonal, all singular values near 1
+    A filter bank's update is its (Nesterov) momentum made orthogonal, all singular values near 1
     (a Newton-Schulz iteration), so every direction the filters can move in moves: fewer epochs
     to the same accuracy (airbench's CIFAR-10 record; fashion_mnist_94: 94% in 6 epochs where
     SGD needs 10). Done by handing SGD that update as the gradient, in groups that SGD steps
