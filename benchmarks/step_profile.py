@@ -5,8 +5,9 @@ model's input shape; times bare training steps (forward, loss, backward, a step 
 recipe's optimiser: no data loading, augmentation or callbacks, so the figure is the model's
 own cost), prints the operators that take the time (torch.profiler), and sets the step's
 arithmetic (3x the forward multiply-adds of one view, from `cnnlab summary`) against the rate
-of a large matrix multiply measured in the same run: the ceiling a convolution net approaches on this CPU. A step far
-below it is bound by memory traffic and small kernels rather than arithmetic.
+of a large matrix multiply measured in the same run: the ceiling a convolution net approaches
+on this CPU. A step far below it is bound by memory traffic and small kernels rather than
+arithmetic.
 
     flock /tmp/cnnlab-cpu.lock python benchmarks/step_profile.py recipes/fashion_mnist_fast.yaml
         [--steps 20] [--set train.precision=fp32 ...] [--input C,H,W]
