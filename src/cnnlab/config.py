@@ -126,6 +126,9 @@ class TrainConfig:
     # optimizer: muon (train.optim.Muon): conv filters step along their orthogonalised momentum
     # at this rate; every other parameter takes SGD at lr (both with momentum and nesterov)
     muon_lr: float = 0.24
+    # FreezeOut (callbacks.LateFreeze): {layer: N} freezes that layer and every one before it
+    # after N epochs, so the rest of the run's backward passes stop short of them
+    freeze_after: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -311,6 +314,14 @@ def validate(recipe: Recipe) -> None:
         raise CnnlabError(f"train.bias_lr_scale must be positive, got {t.bias_lr_scale}")
     if t.muon_lr <= 0:
         raise CnnlabError(f"train.muon_lr must be positive, got {t.muon_lr}")
+    for layer, after in t.freeze_after.items():
+        if not isinstance(layer, str) or isinstance(after, bool) or not isinstance(after, int):
+            raise CnnlabError(
+                f"train.freeze_after maps layer names to epochs, got {layer!r}: {after!r}"
+            )
+        if not 1 <= after < t.epochs:
+            raise CnnlabError(f"train.freeze_after.{layer} must be 1 to {t.epochs - 1} (epochs it "
+                              f"trains for, of train.epochs {t.epochs}), got {after}")  # fmt: skip
     if t.ema and t.early_stopping:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip

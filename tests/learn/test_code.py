@@ -127,3 +127,16 @@ def test_a_muon_recipe_says_the_scripts_use_sgd(tmp_path):
     keras_text = generate_code(str(recipe), "keras")
     assert "keras.optimizers.SGD(" in keras_text and "muon is left out" in keras_text
     compile(keras_text, "muon_keras.py", "exec")
+
+
+def test_the_scripts_name_the_training_aids_they_leave_out(tmp_path):
+    text = (ROOT / "recipes" / "mnist_keras_cnn.yaml").read_text()
+    recipe = tmp_path / "aids.yaml"
+    recipe.write_text(text.replace("  optimizer: adam", "  optimizer: adam\n  lookahead: true\n"
+                                   "  freeze_after: {conv1: 5}"))  # fmt: skip
+    for framework in ("pytorch", "keras"):
+        script = generate_code(str(recipe), framework)
+        assert "# train.lookahead, train.freeze_after: cnnlab's training aids, left out" in script
+        compile(script, f"aids_{framework}.py", "exec")
+    plain = generate_code(str(ROOT / "recipes" / "mnist_keras_cnn.yaml"))
+    assert "training aids" not in plain

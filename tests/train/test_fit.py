@@ -400,3 +400,59 @@ def test_orthogonalise_approximates_u_v_transposed(shape):
 def test_muon_settings_are_checked():
     with pytest.raises(CnnlabError, match="muon_lr must be positive"):
         recipe_from_dict({"train": {"optimizer": "muon", "muon_lr": 0}})
+
+
+class Snapshot(Callback):
+    """The weights and which parameters train, as they stood after each epoch."""
+
+    def __init__(self):
+        self.after = {}
+
+    def on_epoch_end(self, state, row):
+        trainable = {n for n, p in state.model.named_parameters() if p.requires_grad}
+        self.after[state.epoch] = (weights(state.model), trainable)
+
+
+def test_freeze_after_stops_a_layer_and_those_before_it_then_thaws_them(idx_dir):
+    snap = Snapshot()
+    model, _ = run(tiny_recipe(idx_dir, freeze_after={"stage1": 1}), callbacks=[snap])
+    first = [n for n in snap.after[1][0] if n.startswith("features.stage1")]
+    later = [n for n in snap.after[1][0] if n.startswith("features.stage2_conv")]
+    assert first and later
+    for n in first:  # frozen after epoch 1: no step, no weight decay, BatchNorm's statistics move
+        if "running" not in n and "num_batches" not in n:
+            assert torch.equal(snap.after[1][0][n], snap.after[3][0][n]), n
+    assert all(not torch.equal(snap.after[1][0][n], snap.after[3][0][n]) for n in later)
+    assert not any(n.startswith("features.stage1") for n in snap.after[2][1])
+    assert "features.stage2_conv1.weight" in snap.after[2][1]
+    assert all(p.requires_grad for p in model.parameters())  # trainable again at the end
+
+
+def test_freeze_after_resumes_frozen(idx_dir, tmp_path):
+    recipe = lambda: tiny_recipe(idx_dir, epochs=4, freeze_after={"stage1": 1})  # noqa: E731
+    full, _ = run(recipe(), tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe(), tmp_path / "cut", callbacks=[Interrupt()])
+    resumed, _ = run(recipe(), tmp_path / "cut", resume=True)
+    assert same(weights(full), weights(resumed))
+    plain, _ = run(tiny_recipe(idx_dir, epochs=4))
+    assert not same(weights(full), weights(plain))
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"stage1": 0}, "must be 1 to 2"),
+        ({"stage1": 3}, "must be 1 to 2"),
+        ({"stage1": "late"}, "maps layer names to epochs"),
+        ({"stage1": True}, "maps layer names to epochs"),
+    ],
+)
+def test_freeze_after_settings_are_checked(idx_dir, plan, message):
+    with pytest.raises(CnnlabError, match=message):
+        tiny_recipe(idx_dir, freeze_after=plan)
+
+
+def test_freeze_after_an_unknown_layer_names_the_models(idx_dir):
+    with pytest.raises(CnnlabError, match="no trainable layer is called 'stage9'.*stage1_conv1"):
+        run(tiny_recipe(idx_dir, freeze_after={"stage9": 1}))

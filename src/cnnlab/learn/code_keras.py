@@ -7,7 +7,7 @@ from __future__ import annotations
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.arithmetic import conv_output_size
 from cnnlab.learn.code_data import KERAS_NAMED, LOAD, READERS
-from cnnlab.learn.code_pytorch import header, settings, shape_text
+from cnnlab.learn.code_pytorch import aids_left_out, header, settings, shape_text
 from cnnlab.learn.plain_layers import PlainLayer, PlainModel
 
 FOLDABLE = {"relu", "tanh", "sigmoid", "gelu", "silu", "relu6"}
@@ -201,7 +201,7 @@ def keras_script(source) -> str:
         lines.append("        # augmentation: active in model.fit only")
         lines += [f"        {op}," for op in ops]
     lines += [f"        {code},  # {note}" for code, note in body]
-    left_out = [f"# {n}" for n in notes]
+    left_out = [f"# {n}" for n in notes] + aids_left_out(t)
     if t.label_smoothing:
         left_out.append(f"# label_smoothing {t.label_smoothing:g} is left out (sparse labels)")
     if t.class_weight == "auto":

@@ -226,6 +226,15 @@ def header(source, framework: str, run: str) -> str:
     ])  # fmt: skip
 
 
+def aids_left_out(t) -> list[str]:
+    """cnnlab's training aids that the plain scripts leave out, named in a comment so that a
+    script never passes for the whole recipe."""
+    on = {"prune_easy": t.prune_easy, "lookahead": t.lookahead, "ema": t.ema,
+          "freeze_after": t.freeze_after}  # fmt: skip
+    names = [f"train.{k}" for k, v in on.items() if v]
+    return [f"# {', '.join(names)}: cnnlab's training aids, left out here"] if names else []
+
+
 def pytorch_script(source) -> str:
     r = source.recipe
     t = r.train
@@ -233,7 +242,7 @@ def pytorch_script(source) -> str:
     aug, notes = augmentation(r.augment, source.size)
     smoothing = f"label_smoothing={t.label_smoothing:g}" if t.label_smoothing else ""
     loss = "nn.BCEWithLogitsLoss()" if source.binary else f"nn.CrossEntropyLoss({smoothing})"
-    left_out = [f"# {n}" for n in notes]
+    left_out = [f"# {n}" for n in notes] + aids_left_out(t)
     if t.class_weight == "auto":
         left_out.append("# train.class_weight: auto (loss weighted by class frequency) is left out")
     if r.finetune.epochs:

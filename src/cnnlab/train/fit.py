@@ -37,6 +37,7 @@ from cnnlab.train.callbacks import (
     EarlyStopping,
     FitState,
     HistoryWriter,
+    LateFreeze,
     Lookahead,
     WeightAverage,
 )
@@ -182,6 +183,8 @@ def set_up(
         raise CnnlabError(f"train.batch_size {batch} is too small for {world} processes (2 each)")
     if ddp is not None and t.prune_easy:
         raise CnnlabError("train.prune_easy does not work with several processes yet; set it to 0")
+    if ddp is not None and t.freeze_after:
+        raise CnnlabError("train.freeze_after does not work with several processes yet; remove it")
     pruner = EasySamplePruning(n, t.prune_easy, t.epochs, rt.device) if t.prune_easy else None
 
     def count_steps(m: int) -> int:
@@ -210,6 +213,8 @@ def set_up(
     stateful: list[Callback] = [c for c in (stopper, pruner, lookahead, average) if c]
     stateful += list(callbacks or [])
     cbs = list(stateful)
+    if t.freeze_after:  # no state of its own: the epoch count decides
+        cbs.append(LateFreeze(model, t.freeze_after))
     if out_dir is not None and distributed.is_main():
         cbs.append(HistoryWriter(out_dir))
         if t.checkpoint:
