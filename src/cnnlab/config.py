@@ -127,7 +127,8 @@ class TrainConfig:
     # at this rate; every other parameter takes SGD at lr (both with momentum and nesterov)
     muon_lr: float = 0.24
     # FreezeOut (callbacks.LateFreeze): {layer: N} freezes that layer and every one before it
-    # after N epochs, so the rest of the run's backward passes stop short of them
+    # after N epochs, so the rest of the run's backward passes stop short of them (a run of N
+    # epochs or fewer never freezes it, so a recipe shortened with --set still trains)
     freeze_after: dict[str, int] = field(default_factory=dict)
 
 
@@ -319,9 +320,9 @@ def validate(recipe: Recipe) -> None:
             raise CnnlabError(
                 f"train.freeze_after maps layer names to epochs, got {layer!r}: {after!r}"
             )
-        if not 1 <= after < t.epochs:
-            raise CnnlabError(f"train.freeze_after.{layer} must be 1 to {t.epochs - 1} (epochs it "
-                              f"trains for, of train.epochs {t.epochs}), got {after}")  # fmt: skip
+        if after < 1:  # at or past train.epochs it never applies: a shortened run is fine
+            raise CnnlabError(f"train.freeze_after.{layer} must be at least 1 (the epochs it "
+                              f"trains for), got {after}")  # fmt: skip
     if t.ema and t.early_stopping:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip

@@ -112,7 +112,10 @@ def test_the_94_recipes_train_grey_and_colour_images_with_the_aids(idx_dir, tmp_
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
     short = ["train.epochs=4", "train.batch_size=64"]
-    recipe = load_recipe(ROOT / "recipes" / "fashion_mnist_94.yaml", short)
+    recipe = load_recipe(
+        ROOT / "recipes" / "fashion_mnist_94.yaml", [*short, "train.freeze_after.group1=3"]
+    )
+    assert recipe.train.optimizer == "muon"
     train_recipe(recipe, str(idx_dir), tmp_path / "grey", progress=False)
     grey = load_bundle(tmp_path / "grey")
     assert grey.model.tta == "translate" and grey.model.features.stem.weight.shape[1] == 1

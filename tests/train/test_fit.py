@@ -442,8 +442,7 @@ def test_freeze_after_resumes_frozen(idx_dir, tmp_path):
 @pytest.mark.parametrize(
     ("plan", "message"),
     [
-        ({"stage1": 0}, "must be 1 to 2"),
-        ({"stage1": 3}, "must be 1 to 2"),
+        ({"stage1": 0}, "must be at least 1"),
         ({"stage1": "late"}, "maps layer names to epochs"),
         ({"stage1": True}, "maps layer names to epochs"),
     ],
@@ -456,3 +455,13 @@ def test_freeze_after_settings_are_checked(idx_dir, plan, message):
 def test_freeze_after_an_unknown_layer_names_the_models(idx_dir):
     with pytest.raises(CnnlabError, match="no trainable layer is called 'stage9'.*stage1_conv1"):
         run(tiny_recipe(idx_dir, freeze_after={"stage9": 1}))
+
+
+def test_freeze_after_the_whole_run_never_freezes_and_says_so(idx_dir, caplog):
+    """A recipe shortened with --set train.epochs=N still trains; its late freezing is logged
+    as not applying rather than refused."""
+    snap = Snapshot()
+    with caplog.at_level("INFO", logger="cnnlab"):
+        run(tiny_recipe(idx_dir, epochs=2, freeze_after={"stage1": 2}), callbacks=[snap])
+    assert "features.stage1_conv1.weight" in snap.after[2][1]
+    assert "train.freeze_after.stage1: 2 epochs is the whole run" in caplog.text

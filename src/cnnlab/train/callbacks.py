@@ -187,6 +187,10 @@ class LateFreeze(Callback):
                          state.epoch + 1, layer, len(params))  # fmt: skip
 
     def on_train_start(self, state: FitState) -> None:
+        for epochs, layer, _ in self.stages:
+            if epochs >= state.epochs:
+                log.info("train.freeze_after.%s: %d epochs is the whole run (train.epochs %d), "
+                         "so it never freezes", layer, epochs, state.epochs)  # fmt: skip
         self._apply(state)  # a resumed run past the freezing point
 
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
