@@ -10,7 +10,6 @@ field. The weights file's size and sha256 are recorded at save and compared at l
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import file_digest, read_capped
 from cnnlab.runtime.decision import Decision
+from cnnlab.strict import strict_json
 
 FORMAT = "cnnlab-bundle"
 VERSION = 1
@@ -41,12 +41,12 @@ class Check:
 
 
 def read_meta(path: Path, name: str) -> dict[str, Any]:
-    """bundle.json as a mapping (capped in size). NaN and Infinity, which older cnnlab wrote
+    """bundle.json as a mapping (capped in size, a duplicated key refused). NaN and Infinity, which older cnnlab wrote
     for undefined figures, read as floats: `check_meta` refuses them where they matter."""
     where = path / name
     try:
-        meta = json.loads(read_capped(where, META_MAX_BYTES))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        meta = strict_json(read_capped(where, META_MAX_BYTES), str(where), nonfinite=True)
+    except OSError as e:
         raise CnnlabError(f"{where} is unreadable: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CnnlabError(f"{where} is not a cnnlab bundle description")

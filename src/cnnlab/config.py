@@ -19,6 +19,7 @@ import yaml
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import read_capped
+from cnnlab.strict import Refused, strict_yaml
 
 RECIPE_MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML
 MAX_INPUT_PIXELS = 4096 * 4096  # a model input larger than this is a mistake, not a model
@@ -427,14 +428,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise CnnlabError(f"recipe {path} cannot be read: {e}") from None
     except UnicodeDecodeError:
         raise CnnlabError(f"recipe {path} is not a text file") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise CnnlabError(
-            f"recipe {path} is not valid YAML{at}: {getattr(e, 'problem', e)}"
-        ) from None
+    raw = strict_yaml(text, f"recipe {path}")
     if raw is None:  # an empty file must not silently train the defaults
         raise CnnlabError(
             f"recipe {path} is empty: write its sections (data, model, train, ...); see recipes/"
@@ -453,8 +447,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise CnnlabError(f"--set expects key=value, got {item!r}")
     key, _, text = item.partition("=")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = strict_yaml(text, f"--set {key.strip()}") if text.strip() else None
+    except Refused:  # a bomb or a duplicate key, not merely text that is not YAML
+        raise
+    except CnnlabError:
         value = text
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
