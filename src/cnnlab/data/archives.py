@@ -2,7 +2,12 @@
 
 The extraction folder is keyed by the archive's path, size and mtime, and appears by one
 rename when complete, so an interrupted extraction is never mistaken for a finished one.
-Member paths are checked: nothing is written outside the extraction folder, no links.
+
+An image folder needs only files and folders, so an archive holding anything else (a symbolic
+or hard link, a device, a FIFO) or a path that could reach outside (absolute, `..`, a drive) is
+refused whole, naming the member, before anything is written. This does not lean on the Python's
+tarfile filters: `filter="data"` on Python 3.11.7 lets a chain of symlinks past PATH_MAX write
+outside the folder (CVE-2025-4517). With no link in the archive, no path can leave the folder.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zipfile
@@ -24,6 +30,21 @@ log = logging.getLogger("cnnlab")
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
 MAX_EXPANDED_BYTES = 64 * 2**30  # refuse archives claiming more than this once unpacked
+MAX_MEMBERS = 500_000  # each member listed costs memory before a byte is extracted
+# a pax or GNU long-name header holds a path and a few attributes: a few KB. tarfile reads one
+# whole into memory and runs regular expressions over it, so a header claiming gigabytes (a
+# small file, once compressed) would exhaust memory or time before any member is seen
+MAX_HEADER_BYTES = 64 * 1024
+_LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                 tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)  # fmt: skip
+
+
+class ArchiveRefused(CnnlabError):
+    """An archive cnnlab will not extract; the message names the member and why."""
+
+
+class _HeaderTooLarge(Exception):  # not a tarfile.HeaderError: tarfile would read it as the end
+    pass
 
 
 def is_archive(path: Path) -> bool:
@@ -37,36 +58,120 @@ def extraction_dir(archive: Path) -> Path:
     return cache_dir() / "extracted" / f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
-def _safe_member(name: str) -> bool:
+def _stays_inside(name: str, dest: Path) -> bool:
+    """Whether `name` lands inside `dest`: relative, no `..`, no drive, and (links being refused,
+    so the lexical path is the real one) its normalised path under `dest`."""
     p = PurePosixPath(name.replace("\\", "/"))
-    return not p.is_absolute() and ".." not in p.parts and not (p.parts and ":" in p.parts[0])
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]) or "\0" in name:
+        return False
+    final = os.path.normpath(os.path.join(dest, *p.parts))
+    return final == str(dest) or final.startswith(str(dest) + os.sep)
 
 
-def _check_room(total: int, where: Path, archive: Path) -> None:
+def _shown(name: str) -> str:
+    """A member name fit for one line of a terminal: escaped if it holds control characters,
+    its middle cut if long (a chain of links past PATH_MAX has names of kilobytes)."""
+    shown = name if name.isprintable() else ascii(name)
+    return shown if len(shown) <= 100 else f"{shown[:60]}...{shown[-30:]}"
+
+
+def _refuse(archive: Path, member: str, what: str) -> ArchiveRefused:
+    return ArchiveRefused(
+        f"{archive.name}: {_shown(member)} {what}; cnnlab extracts only plain files and folders, so the "
+        "archive is refused (nothing was extracted)"
+    )
+
+
+def _check_member(archive: Path, dest: Path, name: str, kind: str | None) -> None:
+    """`kind` is what the member is when it is not a file or a folder ("a symbolic link", ...)."""
+    if kind:
+        raise _refuse(archive, name, f"is {kind}")
+    if not _stays_inside(name, dest):
+        raise _refuse(archive, name, "has a path that could reach outside the extraction folder")
+
+
+def _check_room(total: int, count: int, where: Path, archive: Path) -> None:
     free = shutil.disk_usage(where).free
     if total > MAX_EXPANDED_BYTES or total > free:
-        raise CnnlabError(
+        raise ArchiveRefused(
             f"{archive.name} would unpack to {total / 2**30:.1f} GiB "
             f"({free / 2**30:.1f} GiB free in {where}); extract it yourself and pass the folder"
         )
+    if count > MAX_MEMBERS:
+        raise ArchiveRefused(
+            f"{archive.name} holds more than {MAX_MEMBERS:,} members; extract it yourself and "
+            "pass the folder"
+        )
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str | None:
+    """Unix zips keep the file type in the high bits of external_attr: a link is stored as a
+    file whose content is its target, and other tools (unzip, bsdtar) would make the link."""
+    mode = info.external_attr >> 16
+    if not stat.S_IFMT(mode) or stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "neither a file nor a folder"
 
 
 def _extract_zip(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
-        bad = [m.filename for m in members if not _safe_member(m.filename)]
-        if bad:
-            raise CnnlabError(f"{archive.name} holds unsafe paths (e.g. {bad[0]}); not extracting")
-        _check_room(sum(m.file_size for m in members), dest, archive)
+        _check_room(sum(m.file_size for m in members), len(members), dest, archive)
+        for m in members:
+            _check_member(archive, dest, m.filename, _zip_kind(m))
         zf.extractall(dest)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's member header, refused when it announces a pax or long-name block bigger than
+    any real one (`frombuf` is tarfile's public hook for reading one header)."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):  # type: ignore[no-untyped-def]
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _LONG_HEADERS and info.size > MAX_HEADER_BYTES:
+            raise _HeaderTooLarge(info.size)
+        return info
+
+
+def _tar_kind(m: tarfile.TarInfo) -> str | None:
+    if m.isfile() or m.isdir():
+        return None
+    if m.issym():
+        return f"a symbolic link (to {_shown(m.linkname)})"
+    if m.islnk():
+        return f"a hard link (to {_shown(m.linkname)})"
+    if m.isfifo():
+        return "a FIFO"
+    if m.ischr() or m.isblk():
+        return "a device"
+    return f"neither a file nor a folder (tar type {m.type!r})"
+
+
 def _extract_tar(archive: Path, dest: Path) -> None:
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        _check_room(sum(m.size for m in members if m.isfile()), dest, archive)
-        # the "data" filter refuses absolute paths, '..', links out of dest and device files
-        tf.extractall(dest, members=members, filter="data")
+    try:
+        with tarfile.open(archive, tarinfo=_BoundedTarInfo) as tf:
+            members = []
+            for m in tf:  # one at a time: a member-count bomb stops before it is all listed
+                members.append(m)
+                if len(members) > MAX_MEMBERS:
+                    break
+            _check_room(sum(m.size for m in members if m.isfile()), len(members), dest, archive)
+            for m in members:
+                _check_member(archive, dest, m.name, _tar_kind(m))
+            # checked above; the filter stays as a second lock (it also drops set-uid bits)
+            tf.extractall(dest, members=members, filter="data")
+    except _HeaderTooLarge as e:
+        raise ArchiveRefused(
+            f"{archive.name}: a tar header announces {e.args[0]:,} bytes of extended attributes "
+            f"(at most {MAX_HEADER_BYTES:,} are plausible); the archive is refused"
+        ) from None
 
 
 def extract_archive(archive: Path) -> Path:
