@@ -45,8 +45,8 @@ def read_meta(path: Path, name: str) -> dict[str, Any]:
     for undefined figures, read as floats: `check_meta` refuses them where they matter."""
     where = path / name
     try:
-        meta = strict_json(read_capped(where, META_MAX_BYTES), str(where), nonfinite=True)
-    except OSError as e:
+        meta = strict_json(read_capped(where, META_MAX_BYTES), name, nonfinite=True)
+    except (OSError, CnnlabError) as e:
         raise CnnlabError(f"{where} is unreadable: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CnnlabError(f"{where} is not a cnnlab bundle description")
