@@ -7,6 +7,7 @@ settings its native input suggests). The script needs only its framework, numpy 
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,13 @@ def generate_code(ref: str, framework: str = "pytorch") -> str:
     if framework == "keras":
         from cnnlab.learn.code_keras import keras_script
 
-        return keras_script(source)
-    from cnnlab.learn.code_pytorch import pytorch_script
+        text = keras_script(source)
+    else:
+        from cnnlab.learn.code_pytorch import pytorch_script
 
-    return pytorch_script(source)
+        text = pytorch_script(source)
+    try:  # values are literals (code_text); a script that does not parse is never handed out
+        ast.parse(text)
+    except SyntaxError as e:  # pragma: no cover - a bug in the generators, not in the input
+        raise CnnlabError(f"cnnlab code wrote a script that does not parse ({e}); a bug") from None
+    return text

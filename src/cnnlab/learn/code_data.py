@@ -3,6 +3,8 @@ the PyTorch and the Keras script, plus each framework's own download of a named 
 
 from __future__ import annotations
 
+from cnnlab.learn.code_text import literal
+
 READERS = '''
 def read_idx(path):
     """An IDX file (MNIST's format), gzipped or not, as a numpy array."""
@@ -106,5 +108,6 @@ def normalisation(normalize: str, channels: int, mean, std) -> tuple[str, str, s
             m, s = IMAGENET_MEAN, IMAGENET_STD
         return str(m), str(s), "ImageNet's mean and std"
     if normalize == "custom" and mean and std:
-        return str(list(mean)), str(list(std)), "the recipe's own mean and std"
+        means, stds = literal([float(m) for m in mean]), literal([float(s) for s in std])
+        return means, stds, "the recipe's own mean and std"
     return "None", "None", "the training images' own mean and std"

@@ -8,6 +8,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.inspect.arithmetic import conv_output_size
 from cnnlab.learn.code_data import KERAS_NAMED, LOAD, READERS
 from cnnlab.learn.code_pytorch import aids_left_out, header, settings, shape_text
+from cnnlab.learn.code_text import literal, model_word
 from cnnlab.learn.plain_layers import PlainLayer, PlainModel
 
 FOLDABLE = {"relu", "tanh", "sigmoid", "gelu", "silu", "relu6"}
@@ -144,7 +145,7 @@ def augmentation_layers(aug) -> tuple[list[str], list[str]]:
     if aug.horizontal_flip == "alternate":
         notes.append("horizontal_flip alternate: cnnlab mirrors each image in every other epoch; "
                      "RandomFlip flips at random")  # fmt: skip
-    fill = f'fill_mode="{aug.fill_mode}"'
+    fill = f"fill_mode={literal(aug.fill_mode)}"
     if aug.rotation_range:
         ops.append(f"layers.RandomRotation({aug.rotation_range:g} / 360, {fill})")
     if aug.width_shift_range or aug.height_shift_range:
@@ -185,6 +186,9 @@ def _schedule(t) -> str:
     return "LR"
 
 
+RUN = "KERAS_BACKEND=torch python train.py [--data PATH] [--epochs N]"
+
+
 def keras_script(source) -> str:
     if source.plain is None:
         raise CnnlabError(
@@ -212,15 +216,16 @@ def keras_script(source) -> str:
     loss = "binary_crossentropy" if source.binary else "sparse_categorical_crossentropy"
     model = "\n".join([
         "def build_model():",
-        f'    """{source.model_name} as a keras.Sequential ({source.params:,} parameters in cnnlab)."""',
+        f'    """{model_word(source.model_name)} as a keras.Sequential ({source.params:,} '
+        'parameters in cnnlab)."""',
         "    return keras.Sequential([",
         *lines,
-        f'    ], name="{source.model_name}")',
+        f"    ], name={literal(source.model_name)})",
     ])  # fmt: skip
     train = (TRAIN.strip("\n").replace("{optimizer}", _optimizer(t))
              .replace("{schedule}", _schedule(t)).replace("{loss}", loss))  # fmt: skip
     parts = [
-        header(source, "Keras 3", "KERAS_BACKEND=torch python train.py [--data PATH] [--epochs N]"),
+        header("Keras 3", source.model_name, source.params, RUN),
         "",
         "import argparse\nimport gzip\nimport math\nimport os\nimport struct\nfrom pathlib import Path\n",
         'os.environ.setdefault("KERAS_BACKEND", "torch")  # or "tensorflow", "jax": any Keras 3 backend\n',

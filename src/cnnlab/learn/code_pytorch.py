@@ -4,6 +4,7 @@ loading, augmentation, optimiser, schedule and training loop, in one readable fi
 from __future__ import annotations
 
 from cnnlab.learn.code_data import LOAD, READERS, TORCH_NAMED, normalisation
+from cnnlab.learn.code_text import literal, model_word
 from cnnlab.learn.plain_layers import PlainLayer, PlainModel
 
 HEAD_KINDS = ("flatten", "adaptive_avg", "adaptive_max", "linear")
@@ -91,7 +92,8 @@ def model_class(plain: PlainModel) -> str:
     c, h, w = plain.input_shape
     lines = [
         "class Net(nn.Module):",
-        f'    """{plain.name}, layer for layer: input {h}x{w}x{c}, {plain.params:,} parameters."""',
+        f'    """{model_word(plain.name)}, layer for layer: input {h}x{w}x{c}, '
+        f'{plain.params:,} parameters."""',
         "",
         "    def __init__(self):",
         "        super().__init__()",
@@ -113,14 +115,17 @@ def library_model(source) -> str:
     return "\n".join([
         "from cnnlab import create_model  # noqa: E402",
         "",
+        f"NOT_PLAIN = {literal(source.why_not_plain)}  # why the layers are not spelt out",
+        "",
         "",
         "class Net(nn.Module):",
-        f'    """{source.model_name}: not a plain stack of layers ({source.why_not_plain}),',
+        f'    """{model_word(source.model_name)}: not a plain stack of layers (NOT_PLAIN says why),',
         '    so cnnlab builds it (`pip install cnnlab`); `cnnlab summary` shows its layers."""',
         "",
         "    def __init__(self):",
         "        super().__init__()",
-        f"        self.net = create_model({source.model_name!r}, **{source.model_args!r})",
+        f"        self.net = create_model({literal(source.model_name)}, "
+        f"**{literal(source.model_args)})",
         "",
         "    def forward(self, x):",
         "        return self.net(x)",
@@ -198,8 +203,10 @@ def settings(source, size_note: str = "") -> str:
     d, t = r.data, r.train
     mean, std, how = normalisation(d.normalize, source.channels, d.mean, d.std)
     return "\n".join([
-        f"DATA = {d.source!r}  # a dataset name (mnist, fashion-mnist, cifar10) or a folder",
-        f"IMAGE_SIZE = {tuple(source.size)!r}  # (height, width){size_note}",
+        f"MADE_FROM = {literal(source.what)}  # what `cnnlab code` was given",
+        f"DESCRIPTION = {literal((r.description or '').strip())}",
+        f"DATA = {literal(d.source)}  # a dataset name (mnist, fashion-mnist, cifar10) or a folder",
+        f"IMAGE_SIZE = {literal(tuple(source.size))}  # (height, width){size_note}",
         f"CHANNELS = {source.channels}",
         f"MEAN, STD = {mean}, {std}  # {how}",
         f"VAL_FRACTION = {d.val_fraction:g}  # held out for validation",
@@ -212,15 +219,17 @@ def settings(source, size_note: str = "") -> str:
     ])  # fmt: skip
 
 
-def header(source, framework: str, run: str) -> str:
-    r = source.recipe
-    desc = (r.description or "").strip()
+def header(framework: str, model_name: str, params: int, run: str) -> str:
+    """The module docstring: fixed sentences only. What the script was made from, its data and
+    the recipe's description are the MADE_FROM, DATA and DESCRIPTION settings below it."""
     return "\n".join([
-        f'"""{source.model_name} trained on {r.data.source} in {framework}: written by '
-        f"`cnnlab code {source.ref}`",
-        f"from {source.what}{' (' + desc.rstrip('.') + ')' if desc else ''}.",
+        f'"""{model_word(model_name)} in {framework}: a training script written by `cnnlab code`.',
         "",
-        f"Model: {source.params:,} parameters, as `cnnlab summary` counts them.",
+        "MADE_FROM (below) names the recipe, bundle or model it was written from, DESCRIPTION",
+        "holds that recipe's description, and DATA the images it trains on unless --data says",
+        "otherwise.",
+        "",
+        f"Model: {params:,} parameters, as `cnnlab summary` counts them.",
         f"Run:   {run}",
         '"""',
     ])  # fmt: skip
@@ -235,6 +244,9 @@ def aids_left_out(t) -> list[str]:
     return [f"# {', '.join(names)}: cnnlab's training aids, left out here"] if names else []
 
 
+RUN = "python train.py [--data PATH] [--epochs N] [--out model.pt]"
+
+
 def pytorch_script(source) -> str:
     r = source.recipe
     t = r.train
@@ -247,9 +259,9 @@ def pytorch_script(source) -> str:
         left_out.append("# train.class_weight: auto (loss weighted by class frequency) is left out")
     if r.finetune.epochs:
         left_out.append(f"# the recipe's fine-tuning phase ({r.finetune.epochs} epochs, unfreezing "
-                        f"{r.finetune.unfreeze}) is left out")  # fmt: skip
+                        f"{literal(r.finetune.unfreeze)}) is left out")  # fmt: skip
     parts = [
-        header(source, "PyTorch", "python train.py [--data PATH] [--epochs N] [--out model.pt]"),
+        header("PyTorch", source.model_name, source.params, RUN),
         "",
         "import argparse\nimport gzip\nimport struct\nfrom pathlib import Path\n",
         "import numpy as np\nimport torch\nimport torch.nn as nn\nfrom PIL import Image",
