@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,17 @@ def plain_torch(ckpt: bytes) -> bytes:
     return buf.getvalue()
 
 
+def deflated(ckpt: bytes) -> bytes:
+    """The same payload with its zip records compressed (torch.load reads them): a few KB that
+    could expand to gigabytes, past any cap on the file's size."""
+    body = zipfile.ZipFile(io.BytesIO(ckpt[len(MAGIC) + 65 :]))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in body.infolist():
+            z.writestr(info.filename, body.read(info))
+    return MAGIC + hashlib.sha256(out.getvalue()).hexdigest().encode() + b"\n" + out.getvalue()
+
+
 def _set(key, value):
     def change(p):
         p[key] = value
@@ -156,6 +168,7 @@ BAD_CHECKPOINTS = {
     "not a dict": (lambda c: tampered(c, lambda p: [1, 2]), "not a cnnlab checkpoint"),
     "no model": (lambda c: tampered(c, _drop("model")), "'model' is missing"),
     "step past the end": (lambda c: tampered(c, _set("step", 3)), "step must be a whole number inside"),
+    "compressed records": (deflated, "compressed records"),
 }  # fmt: skip
 
 
@@ -196,3 +209,28 @@ def test_the_checkpoint_round_trips_and_is_written_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
     with pytest.raises(CnnlabError, match="no checkpoint at"):
         read_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_10_gb_sparse_checkpoint_is_refused_before_it_is_read(interrupted, capsys):
+    """The cap follows the model (its weights times the copies a checkpoint holds, plus the
+    one-file cap): a 10 GB file for a tiny model is refused from its size, unread, and
+    --max-file-mb raises the cap."""
+    import resource
+
+    from cnnlab.cli import main
+
+    data, out = interrupted
+    ckpt = out / CHECKPOINT
+    good = ckpt.read_bytes()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        os.truncate(ckpt, 10 * 2**30)  # sparse: no disk used
+        code = main(["train", str(out / "recipe.yaml"), "--data", str(data), "--out", str(out),
+                     "--resume", "--no-progress"])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, err
+        assert f"--resume: {ckpt}: file is 10,240 MB, over the" in err, err
+        assert "--max-file-mb" in err
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak < 2**30
+    finally:
+        ckpt.write_bytes(good)

@@ -1,7 +1,8 @@
 """Checkpoints for `--resume`: a schema, a checksum, atomic writes, and points inside an epoch.
 
 The file is a header line, the sha256 of the rest, then `torch.save`'s bytes (read back with
-`weights_only=True`: no code runs). A flipped byte, a truncated copy, a file from another
+`weights_only=True`: no code runs; read capped by `checkpoint_limit`, and compressed records,
+which would inflate past that cap, refused). A flipped byte, a truncated copy, a file from another
 program or a hand-edited `epoch: 99` is refused with a message that says which, before
 anything in the run folder changes. Besides one at every epoch's end, a checkpoint is written
 every `train.checkpoint_minutes` inside an epoch, holding where the epoch stands (the image
@@ -16,6 +17,7 @@ import io
 import logging
 import math
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.fileio import atomic_write_bytes, max_file_bytes, read_capped
 from cnnlab.train.callbacks import Callback, FitState
 
 log = logging.getLogger("cnnlab")
@@ -32,6 +34,9 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT, VERSION = "cnnlab-checkpoint", 2
 MAGIC = f"{FORMAT} {VERSION}\n".encode()
 DIGEST_BYTES = 64  # sha256 in hex, then a newline
+# copies of the weights a checkpoint may hold: the weights, the optimiser's two moments (Adam;
+# SGD keeps one), the EMA average and lookahead's slow weights, and one to spare
+WEIGHT_COPIES = 6
 
 
 # ----------------------------------------------------------------------------- the file
@@ -47,12 +52,28 @@ def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, MAGIC + digest + b"\n" + body)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def checkpoint_limit(model: torch.nn.Module | None) -> int:
+    """The most bytes `model`'s checkpoint may have. A checkpoint is legitimately large (VGG-16
+    with Adam's moments is about 1.6 GB), so the one-file cap alone would refuse real ones;
+    the cap is the one-file cap (`--max-file-mb`, for the history and the epoch's position)
+    plus `WEIGHT_COPIES` times the model's own weights and buffers. A file past it (a 10 GB
+    sparse file for a small model) is refused from its size, before a byte is read."""
+    if model is None:
+        return max_file_bytes()
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return max_file_bytes() + WEIGHT_COPIES * weights
+
+
+def read_checkpoint(path: Path, limit: int | None = None) -> dict[str, Any]:
     """A checkpoint's payload, its checksum verified and its schema checked (`check_schema`
-    also needs the recipe: see `check_resumable`)."""
+    also needs the recipe: see `check_resumable`); over `limit` bytes (`checkpoint_limit`) it
+    is refused unread."""
     if not path.is_file():
         raise CnnlabError(f"--resume: no checkpoint at {path}")
-    data = path.read_bytes()
+    try:
+        data = read_capped(path, checkpoint_limit(None) if limit is None else limit)
+    except OSError as e:
+        raise CnnlabError(f"--resume: {path}: {e}") from None
     if not data.startswith(MAGIC):
         older = " (or one written by an older cnnlab)" if data[:2] == b"PK" else ""
         raise CnnlabError(f"--resume: {path} is not a cnnlab checkpoint{older}; start a new run")
@@ -62,6 +83,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CnnlabError(
             f"--resume: {path} fails its checksum (damaged or truncated); start a new run"
         )
+    if _compressed(body):
+        raise CnnlabError(f"--resume: {path} holds compressed records (torch.save never writes "
+                          "them; they could expand past any cap); start a new run")  # fmt: skip
     try:
         ckpt = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged file
@@ -71,6 +95,16 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("version") != VERSION:
         raise CnnlabError(f"--resume: {path} is not a cnnlab checkpoint; start a new run")
     return ckpt
+
+
+def _compressed(body: bytes) -> bool:
+    """Whether torch.save's zip holds a compressed record: torch.load inflates those, so a few
+    KB could become gigabytes after the size cap has passed them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            return any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return False  # not a zip: torch.load refuses it below
 
 
 def _int(value: Any) -> bool:
@@ -121,11 +155,13 @@ def _first_difference(a, b, where: str = "") -> str | None:
     return None if a == b else f"{where} (checkpoint: {a!r}, now: {b!r})"
 
 
-def check_resumable(out_dir: Path, key: dict, epochs: int) -> dict[str, Any]:
-    """The run folder's checkpoint, verified and written by this recipe (`key`); called before
-    a resumed run writes anything, so a refused `--resume` changes nothing in the folder."""
+def check_resumable(
+    out_dir: Path, key: dict, epochs: int, model: torch.nn.Module | None = None
+) -> dict[str, Any]:
+    """The run folder's checkpoint, verified and written by this recipe (`key`) for `model`;
+    called before a resumed run writes anything, so a refused `--resume` changes nothing."""
     path = out_dir / CHECKPOINT
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, checkpoint_limit(model))
     check_schema(ckpt, epochs, path)
     diff = _first_difference(ckpt["recipe"], key)
     if diff:
@@ -184,7 +220,7 @@ class Checkpointer(Callback):
 def restore(state: FitState, cbs: list[Callback], out_dir: Path | None, key: dict) -> None:
     """Put a run's checkpoint back into `state` and the stateful callbacks (`--resume`)."""
     path = (out_dir or Path(".")) / CHECKPOINT
-    ckpt = check_resumable(out_dir or Path("."), key, state.epochs)
+    ckpt = check_resumable(out_dir or Path("."), key, state.epochs, state.model)
     try:
         state.model.load_state_dict(ckpt["model"])
         state.optimizer.load_state_dict(ckpt["optimizer"])

@@ -106,7 +106,7 @@ def train_recipe(
         if not (out / CHECKPOINT).is_file():
             raise CnnlabError(f"--resume: no {CHECKPOINT} in {out}")
         check_resume_phases(model, recipe)
-        check_resumable(out, resume_key(recipe), recipe.train.epochs)
+        check_resumable(out, resume_key(recipe), recipe.train.epochs, model)
     if not distributed.is_main():  # the other ranks train their share; rank 0 writes
         return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
     with run_folder(out):
