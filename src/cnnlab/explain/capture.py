@@ -1,4 +1,6 @@
-"""Layer outputs by name, through forward hooks (tracing-based extractors break on timm/torchvision).
+"""Layer outputs by name, through `runtime.taps` (hooks that act for their caller only, so
+concurrent callers of one loaded model never see each other's layers; why hooks and not
+tracing is said there).
 
 Names are the ones `cnnlab summary` prints: module paths, with "#2", "#3" for a module's
 second and third call in one forward pass (torchvision's ResNet block reuses its ReLU).
@@ -7,13 +9,12 @@ second and third call in one forward pass (torchvision's ResNet block reuses its
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runtime.taps import evaluating, hooked
 
 
 def resolve_layer(valid: list[str], wanted: str) -> str:
@@ -37,47 +38,6 @@ def resolve_layer(valid: list[str], wanted: str) -> str:
     raise CnnlabError(f"no layer {wanted!r}{hint}; valid layers: {shown}")
 
 
-def split_name(name: str) -> tuple[str, int]:
-    """'layer1.0.relu#2' -> ('layer1.0.relu', 2)."""
-    path, _, call = name.partition("#")
-    return path, int(call) if call else 1
-
-
-@contextmanager
-def hooked(
-    model: nn.Module,
-    names: list[str],
-    on_output: Callable[[str, torch.Tensor], torch.Tensor | None],
-) -> Iterator[None]:
-    """While active, `on_output(name, output)` runs for each named layer's call; what it returns
-    (if anything) replaces the output downstream."""
-    modules = dict(model.named_modules())
-    wanted: dict[str, dict[int, str]] = {}
-    for name in names:
-        path, call = split_name(name)
-        if path not in modules:
-            raise CnnlabError(f"no layer {name!r} in this model")
-        wanted.setdefault(path, {})[call] = name
-    counts: dict[str, int] = {}
-
-    def make(path: str):
-        def hook(module, args, output):
-            counts[path] = counts.get(path, 0) + 1
-            name = wanted[path].get(counts[path])
-            if name is not None and isinstance(output, torch.Tensor):
-                return on_output(name, output)
-            return None
-
-        return hook
-
-    handles = [modules[p].register_forward_hook(make(p)) for p in wanted]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def capture_outputs(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """One forward pass in eval mode, without gradients; the outputs of the named layers (batch kept).
 
@@ -88,11 +48,6 @@ def capture_outputs(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict
     def keep(name: str, out: torch.Tensor) -> None:
         outputs[name] = out.detach().float().clone()
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), hooked(model, names, keep):
-            model(x)
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), hooked(model, names, keep):
+        model(x)
     return outputs

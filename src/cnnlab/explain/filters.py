@@ -9,8 +9,8 @@ import numpy as np
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.capture import split_name
 from cnnlab.explain.render import Mosaic, mosaic, normalise_each, render_mosaic
+from cnnlab.runtime.taps import split_name
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.capture import hooked
+from cnnlab.runtime.taps import evaluating, hooked, tapped
 
 
 @dataclass
@@ -29,23 +29,15 @@ class GradCam:
 
 def conv_layers(model: nn.Module, x: torch.Tensor, features_only: bool = True) -> list[str]:
     """Conv layers in the order they run (through `forward_features` when the model has it)."""
-    names = {id(m): n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     order: list[str] = []
-    handles = [
-        m.register_forward_hook(lambda mod, a, o: order.append(names[id(mod)]))
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d)
-    ]
+
+    def note(name: str):
+        return lambda module, args, output: order.append(name)
+
     run = getattr(model, "forward_features", None) if features_only else None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            (run or model)(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), tapped(post=[(m, note(n)) for n, m in convs]):
+        (run or model)(x)
     return list(dict.fromkeys(order))
 
 
@@ -81,27 +73,21 @@ def gradcam(
         kept[name] = out
         return out.clone()  # later in-place ops (ReLU(inplace=True)) act on the copy
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), hooked(model, [layer], keep):
-            inp = x.detach().clone().requires_grad_(True)  # gradients flow even if frozen
+    with evaluating(model), torch.enable_grad():
+        inp = x.detach().clone().requires_grad_(True)  # gradients flow even if frozen
+        with hooked(model, [layer], keep):
             logits = model(inp)
-            if layer not in kept:
-                raise CnnlabError(f"layer {layer!r} did not run for this input")
-            acts = kept[layer]
-            if acts.dim() != 4:
-                raise CnnlabError(f"layer {layer!r} has no spatial output for Grad-CAM")
-            if logits.dim() != 2:
-                raise CnnlabError("Grad-CAM needs a model that outputs (1, classes) logits")
-            if class_index is None:
-                class_index = (
-                    int(logits[0, 0] > 0) if logits.shape[1] == 1 else int(logits.argmax())
-                )
-            score = class_score(logits, class_index)
-            (grads,) = torch.autograd.grad(score, acts)
-    finally:
-        model.train(was_training)
+        if layer not in kept:
+            raise CnnlabError(f"layer {layer!r} did not run for this input")
+        acts = kept[layer]
+        if acts.dim() != 4:
+            raise CnnlabError(f"layer {layer!r} has no spatial output for Grad-CAM")
+        if logits.dim() != 2:
+            raise CnnlabError("Grad-CAM needs a model that outputs (1, classes) logits")
+        if class_index is None:
+            class_index = int(logits[0, 0] > 0) if logits.shape[1] == 1 else int(logits.argmax())
+        score = class_score(logits, class_index)
+        (grads,) = torch.autograd.grad(score, acts)
     weights = grads.float().mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * acts.detach().float()).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]

@@ -1,6 +1,7 @@
 """A Keras-style model summary: per layer the output shape, parameters, mult-adds and receptive field.
 
-One forward pass of one image, with forward hooks for the layer rows and a `FieldRecorder`
+One forward pass of one image, with hooks for the layer rows (`runtime.taps`: they see this
+call only, so a summary made while others use the model mixes nothing) and a `FieldRecorder`
 for receptive fields and mult-adds. Layer names are the module paths; `cnnlab explain`
 selects layers by the same names.
 """
@@ -15,6 +16,7 @@ import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.receptive import SPATIAL, Field, FieldRecorder
+from cnnlab.runtime.taps import evaluating, tapped
 
 
 @dataclass
@@ -104,7 +106,6 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str = "
     order: list[str] = []
     rows: dict[str, LayerRow] = {}
     seen_params: set[int] = set()
-    handles = []
 
     def pre_hook(mod_name: str):
         def hook(module, args):
@@ -138,22 +139,17 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str = "
 
         return hook
 
-    for mod_name, module in layer_modules(model).items():
-        handles.append(module.register_forward_pre_hook(pre_hook(mod_name)))
-        handles.append(module.register_forward_hook(post_hook(mod_name)))
-    was_training = model.training
-    model.eval()
+    layers = layer_modules(model).items()
+    taps = tapped(
+        pre=[(m, pre_hook(n)) for n, m in layers], post=[(m, post_hook(n)) for n, m in layers]
+    )
     try:
-        with torch.no_grad(), recorder:
+        with evaluating(model), torch.no_grad(), taps, recorder:
             output = model(image)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         shape = "x".join(map(str, input_shape))
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CnnlabError(f"{name} fails on input {shape} (C x H x W): {first}") from None
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     ordered = [rows[k] for k in order if k in rows]
     for row in ordered:
         row.mult_adds = recorder.mult_adds.get(row.name, 0)

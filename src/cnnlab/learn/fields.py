@@ -19,9 +19,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.capture import hooked, resolve_layer
+from cnnlab.explain.capture import resolve_layer
 from cnnlab.inspect.receptive import SPATIAL
 from cnnlab.inspect.summary import LayerRow, Summary
+from cnnlab.runtime.taps import evaluating, hooked
 
 
 @dataclass
@@ -122,20 +123,15 @@ def effective_field(model: torch.nn.Module, x: torch.Tensor, field: UnitField) -
         kept[name] = out
         raise _Stop
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), hooked(model, [field.layer], keep):
-            inp = x.detach().clone().requires_grad_(True)
-            with contextlib.suppress(_Stop):  # the layer ran: the rest is not needed
-                model(inp)
-            if field.layer not in kept:
-                raise CnnlabError(f"layer {field.layer!r} did not run for this input")
-            out = kept[field.layer]
-            y, xx = field.unit
-            (grad,) = torch.autograd.grad(out[0, :, y, xx].sum(), inp)
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.enable_grad():
+        inp = x.detach().clone().requires_grad_(True)
+        with hooked(model, [field.layer], keep), contextlib.suppress(_Stop):
+            model(inp)  # stops once the layer has run: the rest is not needed
+        if field.layer not in kept:
+            raise CnnlabError(f"layer {field.layer!r} did not run for this input")
+        out = kept[field.layer]
+        y, xx = field.unit
+        (grad,) = torch.autograd.grad(out[0, :, y, xx].sum(), inp)
     field.gradient = grad[0].abs().sum(0).float().cpu().numpy()
     return field
 

@@ -1,9 +1,10 @@
 """A model as a plain list of layers, when it is one: the shared input of the PyTorch and Keras
 code generators and of the block diagram.
 
-`torch.fx` traces the forward pass; the model is a plain stack when every operation takes
-the previous one's output and nothing else (no skip connection, no custom module). Shapes
-come from running the chain on one empty image (on the meta device for a fresh model).
+One image of zeros runs through the model (on the meta device for a fresh model), and the
+layers it calls and the torch functions it runs between them are recorded in order; the
+model is a plain stack when each takes the previous one's output and nothing else (no skip
+connection, no custom module). Shapes come from that same pass.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runtime.taps import evaluating, tapped
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu",
                nn.SiLU: "silu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu"}  # fmt: skip
@@ -104,80 +107,137 @@ def plain_layers(
     model: nn.Module, input_shape: tuple[int, int, int], name: str = "model"
 ) -> PlainModel:
     """The model as a chain of standard layers with their output shapes, or NotPlain saying why."""
-    import torch.fx as fx
-
-    was_training = model.training
-    model.train()  # cnnlab models average test-time views in eval mode: trace the plain path
-
-    class LayerTracer(fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # cnnlab's Dropout too
-            return isinstance(m, nn.Dropout) or super().is_leaf_module(m, qualname)
-
-    try:
-        graph = LayerTracer().trace(model)
-    except Exception as e:  # noqa: BLE001 - any tracing failure means: not a plain stack
-        raise NotPlain(f"its forward pass cannot be traced ({type(e).__name__})") from None
-    finally:
-        model.train(was_training)
-    modules = dict(model.named_modules())
+    x, calls, output = _run_once(model, input_shape)
     layers: list[PlainLayer] = []
-    previous = None
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            previous = node
-            continue
-        if node.op == "output":
-            if node.args[0] is not previous:
-                raise NotPlain("its output is not the last layer's")
-            break
-        inputs = [a for a in node.all_input_nodes]
-        if inputs != [previous] or (node.args and node.args[0] is not previous):
-            raise NotPlain(f"{node.name} does not simply take the previous layer's output "
+    previous = x
+    for call in calls:
+        inputs = list({id(t): t for t in call.tensors}.values())
+        if len(inputs) != 1 or inputs[0] is not previous or call.first is not previous:
+            raise NotPlain(f"{call.name} does not simply take the previous layer's output "
                            "(a skip connection or a merge)")  # fmt: skip
-        if node.op == "call_module":
-            layer = describe_module(modules[node.target], str(node.target))
-        elif node.op in ("call_function", "call_method") and _is_flatten(node):
+        if call.module is not None:
+            layer = describe_module(call.module, call.name)
+            layer.params = sum(p.numel() for p in call.module.parameters())
+        elif _is_flatten(call.name, call.rest):
             layer = PlainLayer("flatten", {}, "flatten")
         else:
-            what = getattr(node.target, "__name__", str(node.target))
-            raise NotPlain(f"it runs `{what}` between its layers")
+            raise NotPlain(f"it runs `{call.name}` between its layers")
+        if not isinstance(call.output, torch.Tensor):
+            raise NotPlain(f"{call.name} does not give one tensor")
+        layer.in_shape, layer.out_shape = tuple(previous.shape[1:]), tuple(call.output.shape[1:])
         if layer.kind != "identity":
             layers.append(layer)
-        previous = node
-    plain = PlainModel(name, tuple(input_shape), layers)  # type: ignore[arg-type]
-    _fill_shapes(model, plain, modules)
-    return plain
+        previous = call.output
+    if output is not previous:
+        raise NotPlain("its output is not the last layer's")
+    return PlainModel(name, tuple(input_shape), layers)  # type: ignore[arg-type]
 
 
-def _is_flatten(node) -> bool:
-    target = getattr(node.target, "__name__", node.target)
-    if target not in ("flatten", "view", "reshape"):
+@dataclass
+class _Call:
+    """A layer called, or a torch function run between layers, during the recorded pass."""
+
+    name: str  # the module's path, or the function's name
+    module: nn.Module | None
+    args: tuple
+    kwargs: dict
+    output: Any = None
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        flat = [*self.args, *self.kwargs.values()]
+        return [t for t in flat if isinstance(t, torch.Tensor)]
+
+    @property
+    def first(self) -> Any:
+        return self.args[0] if self.args else None
+
+    @property
+    def rest(self) -> list:
+        return [*self.args[1:], *self.kwargs.values()]
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    """torch.fx's leaf modules (PyTorch's own layers, not containers) and cnnlab's Dropout."""
+    own = module.__module__.startswith(("torch.nn", "torch.ao.nn"))
+    return isinstance(module, nn.Dropout) or (own and not isinstance(module, nn.Sequential))
+
+
+class _BetweenLayers(TorchFunctionMode):
+    """Records the torch functions run outside every layer (flatten, view, add, ...)."""
+
+    def __init__(self, calls: list[_Call], depth: list[int]) -> None:
+        super().__init__()
+        self.calls, self.depth = calls, depth
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.depth[0] == 0:
+            name = getattr(func, "__name__", str(func))
+            if name == "__get__":  # a tensor property: `x.shape`
+                name = getattr(getattr(func, "__self__", None), "__name__", name)
+            self.calls.append(_Call(name, None, tuple(args), dict(kwargs), out))
+        return out
+
+
+def _run_once(
+    model: nn.Module, input_shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, list[_Call], Any]:
+    """One image of zeros through the model, eagerly, recording the layers called and the
+    functions run between them: (the input, the calls, the output).
+
+    Not torch.fx: its tracer patches `nn.Module.__call__` for the whole process while it
+    traces, so another thread's forward pass at that moment runs into the trace. Here the
+    hooks act for this call only (`runtime.taps`) and a TorchFunctionMode is this thread's.
+    cnnlab models average test-time views in eval mode: the plain (training) path is run
+    through a shallow copy whose own flag says training; its layers are the model's, in eval
+    mode, and the model, which others may be running, keeps its mode."""
+    import copy
+
+    modules = [(n, m) for n, m in model.named_modules() if n and _is_leaf(m)]
+    calls: list[_Call] = []
+    depth = [0]
+
+    def enter(name: str, module: nn.Module):
+        def hook(m: nn.Module, args: tuple) -> None:
+            if depth[0] == 0:
+                calls.append(_Call(name, module, tuple(args), {}))
+            depth[0] += 1
+
+        return hook
+
+    def leave(name: str, module: nn.Module):
+        def hook(m: nn.Module, args: tuple, output: Any) -> None:
+            depth[0] -= 1
+            if depth[0] == 0:
+                calls[-1].output = output
+
+        return hook
+
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    pre = [(m, enter(n, m)) for n, m in modules]
+    post = [(m, leave(n, m)) for n, m in modules]
+    with evaluating(model), torch.no_grad():
+        plain_path = copy.copy(model)
+        plain_path.training = True
+        try:
+            with tapped(pre=pre, post=post), _BetweenLayers(calls, depth):
+                output = plain_path(x)
+        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            shape = "x".join(map(str, input_shape))
+            raise CnnlabError(f"the model fails on input {shape} (C x H x W): {first}") from None
+    return x, calls, output
+
+
+def _is_flatten(name: str, rest: list) -> bool:
+    if name not in ("flatten", "view", "reshape"):
         return False
-    rest = list(node.args[1:]) + list(node.kwargs.values())
     return (
-        target == "flatten"
+        name == "flatten"
         and rest in ([1], [1, -1])
-        or target != "flatten"
+        or name != "flatten"
         and (rest in ([-1], [[-1]]) or (len(rest) == 2 and rest[1] == -1))
     )
-
-
-def _fill_shapes(model: nn.Module, plain: PlainModel, modules: dict[str, nn.Module]) -> None:
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros(1, *plain.input_shape, device=device)
-    with torch.no_grad():
-        for layer in plain.layers:
-            layer.in_shape = tuple(x.shape[1:])
-            module = modules.get(layer.name)
-            if layer.kind == "flatten":
-                x = x.flatten(1)
-            elif layer.kind == "dropout":
-                pass
-            else:
-                was = module.training
-                module.eval()
-                x = module(x)
-                module.train(was)
-                layer.params = sum(p.numel() for p in module.parameters())
-            layer.out_shape = tuple(x.shape[1:])

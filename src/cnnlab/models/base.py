@@ -100,8 +100,9 @@ class Layers(nn.Sequential):
     pass no gradient), and the ReLU and its backward touch a quarter of the pixels: the
     brief's Keras MNIST CNN (conv-ReLU-pool twice) trains 1.28-1.36x as many images/s on 2 AVX2
     cores. The model keeps its written order in every other respect (names, state dict), and
-    runs that order whenever a hook watches a layer or torch.fx traces it: feature maps,
-    Grad-CAM, the summary and generated code see the net as written."""
+    runs that order whenever a hook watches a layer (another caller's too: the values are the
+    same) or torch.fx traces it: feature maps, Grad-CAM, the summary and generated code see
+    the net as written."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self)

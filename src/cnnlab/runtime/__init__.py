@@ -1,6 +1,8 @@
 """Runtime: where and how a model runs (device, precision, threads), batched inference, the
 Decision that turns its logits into labels, and the out-of-distribution check that says when
-an input is unlike the training images (runtime.ood). Below the bundle, which owns one of each."""
+an input is unlike the training images (runtime.ood), and `runtime.taps`: reading a layer's
+features during one call without touching a model other callers share. Below the bundle,
+which owns one of each."""
 
 from cnnlab.runtime.decision import Decision, probabilities
 from cnnlab.runtime.device import Runtime, choose_runtime, set_threads

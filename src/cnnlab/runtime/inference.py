@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.runtime.device import Runtime
+from cnnlab.runtime.taps import evaluating
 
 
 @torch.inference_mode()
@@ -17,19 +18,18 @@ def predict_logits(
     runtime: Runtime,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """uint8 (N, C, H, W) in, float32 logits (N, K) out on the CPU; the model is put in eval mode."""
-    was_training = model.training
-    model.eval()
+    """uint8 (N, C, H, W) in, float32 logits (N, K) out on the CPU, in eval mode (a model in it
+    already, as a loaded bundle's, is not touched: concurrent callers share it)."""
     scale, shift = preprocess.affine(runtime.device)
     outs = []
-    for chunk in images.split(batch_size):
-        x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with runtime.autocast():
-            out = model(x)
-        outs.append(out.float().cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for chunk in images.split(batch_size):
+            x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
+            if runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with runtime.autocast():
+                out = model(x)
+            outs.append(out.float().cpu())
     if not outs:
         return torch.zeros(0, 0)
     return torch.cat(outs)

@@ -37,6 +37,7 @@ import torch.nn as nn
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.runtime.device import Runtime
+from cnnlab.runtime.taps import evaluating, hooked
 
 OOD_FILE = "ood.safetensors"
 SENTENCE = "Does not look like the training images"
@@ -171,32 +172,24 @@ def stage_names(model: nn.Module) -> list[str]:
 def early_stage(model: nn.Module, input_shape: tuple[int, int, int]) -> str | None:
     """The first stage whose feature map is at a quarter of the input's height or less (the
     last stage with a feature map when none is), found by one forward pass of a blank image."""
-    names = stage_names(model)
     modules = dict(model.named_modules())
+    names = [n for n in stage_names(model) if n in modules]
     shapes: dict[str, tuple[int, ...]] = {}
 
-    def note(name: str):
-        def hook(module, args, out) -> None:  # returns None: the output stays as it is
-            if isinstance(out, torch.Tensor):
-                shapes.setdefault(name, tuple(out.shape))
+    def note(name: str, out: torch.Tensor) -> None:
+        shapes[name] = tuple(out.shape)
 
-        return hook
-
-    hooks = [modules[n].register_forward_hook(note(n)) for n in names if n in modules]
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
-    was = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    x = torch.zeros(1, *input_shape, device=_device(model))
+    with evaluating(model), torch.inference_mode(), hooked(model, names, note):
+        model(x)
     maps = [n for n in names if len(shapes.get(n, ())) == 4]
     small = [n for n in maps if shapes[n][2] <= math.ceil(input_shape[1] / 4)]
     return small[0] if small else (maps[-1] if maps else None)
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def default_parts(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tuple[str, str]]:
@@ -208,45 +201,41 @@ def default_parts(model: nn.Module, input_shape: tuple[int, int, int]) -> list[t
 # ----------------------------------------------------------------------------- capturing
 
 
-class _Capture:
-    """One part's features, once per forward pass (`reset` before each pass): the image itself,
-    not the extra views test-time augmentation runs."""
-
-    def __init__(self, module: nn.Module, take: str) -> None:
-        if take not in TAKES:
-            raise CnnlabError(f"unknown feature kind {take!r} (use {' or '.join(TAKES)})")
-        self.seen: list[torch.Tensor] = []
-        self.calls = 0
-        if take == "input":
-            self.handle = module.register_forward_pre_hook(lambda m, args: self._keep(args[0]))
-        else:
-            self.handle = module.register_forward_hook(lambda m, args, out: self._keep(out, True))
-
-    def _keep(self, t: torch.Tensor, stats: bool = False) -> None:
-        self.calls += 1
-        if self.calls > 1:
-            return
-        t = t.detach().float()
-        if stats:  # each channel's mean and spread over the map
-            t = torch.cat([t.mean((2, 3)), t.flatten(2).std(2, correction=0)], 1)
-        self.seen.append(t.flatten(1).cpu())
-
-    def reset(self) -> None:
-        self.calls = 0
+def _features(take: str, t: torch.Tensor) -> torch.Tensor:
+    """A part's features of one batch: each channel's mean and spread over the map ("stats"),
+    or the tensor flattened ("input"), as float32 on the CPU."""
+    t = t.detach().float()
+    if take == "stats":
+        t = torch.cat([t.mean((2, 3)), t.flatten(2).std(2, correction=0)], 1)
+    return t.flatten(1).cpu()
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, parts: list[tuple[str, str]]) -> Iterator[list[_Capture]]:
+def capture(model: nn.Module, parts: list[tuple[str, str]]) -> Iterator[dict[str, torch.Tensor]]:
+    """The parts' features of the forward pass run inside the block, in this caller's dict:
+    each layer's first call only (the image itself, not the extra views test-time
+    augmentation runs). One block per pass."""
     modules = dict(model.named_modules())
     missing = [layer for layer, _ in parts if layer not in modules]
     if missing:
         raise CnnlabError(f"the model has no layer {missing[0]!r} to read features from")
-    captures = [_Capture(modules[layer], take) for layer, take in parts]
-    try:
-        yield captures
-    finally:
-        for c in captures:
-            c.handle.remove()
+    unknown = [take for _, take in parts if take not in TAKES]
+    if unknown:
+        raise CnnlabError(f"unknown feature kind {unknown[0]!r} (use {' or '.join(TAKES)})")
+    seen: dict[str, torch.Tensor] = {}
+
+    def keeper(take: str):
+        def keep(layer: str, t: torch.Tensor) -> None:
+            seen[f"{layer}:{take}"] = _features(take, t)
+
+        return keep
+
+    with contextlib.ExitStack() as stack:
+        for take in TAKES:
+            layers = list(dict.fromkeys(layer for layer, t in parts if t == take))
+            if layers:
+                stack.enter_context(hooked(model, layers, keeper(take), inputs=take == "input"))
+        yield seen
 
 
 @torch.inference_mode()
@@ -259,21 +248,21 @@ def logits_and_features(
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One eval-mode pass over uint8 (N, C, H, W): float32 logits (N, K) and each part's
-    features (N, D_i), all on the CPU."""
-    was_training = model.training
-    model.eval()
+    features (N, D_i), all on the CPU. Safe for concurrent callers on one model."""
     scale, shift = preprocess.affine(runtime.device)
-    logits = []
-    with capture(model, parts) as captures:
+    logits: list[torch.Tensor] = []
+    features: list[list[torch.Tensor]] = [[] for _ in parts]
+    with evaluating(model):
         for chunk in images.split(batch_size):
             x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
             if runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            for c in captures:
-                c.reset()
-            with runtime.autocast():
+            with capture(model, parts) as seen, runtime.autocast():
                 logits.append(model(x).float().cpu())
-    model.train(was_training)
+            for i, (layer, take) in enumerate(parts):
+                if f"{layer}:{take}" not in seen:
+                    raise CnnlabError(f"layer {layer!r} did not run for this input")
+                features[i].append(seen[f"{layer}:{take}"])
     if not logits:
         return torch.zeros(0, 0), [torch.zeros(0, 0) for _ in parts]
-    return torch.cat(logits), [torch.cat(c.seen) for c in captures]
+    return torch.cat(logits), [torch.cat(f) for f in features]
