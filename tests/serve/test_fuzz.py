@@ -15,6 +15,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from fastapi.testclient import TestClient
+
 from cnnlab.serve import ServeLimits, create_app
 
 OPERATIONS = ["GET /healthz", "GET /v1/health/live", "GET /v1/health/ready", "GET /v1/models",
@@ -55,3 +57,18 @@ def test_no_server_errors(api_schema, label, mode):
 
     fuzz()
     assert calls and all(code < 500 for code in calls)
+
+
+def test_probes_allow_get_and_head_and_a_prediction_needs_a_file(digit_bundle):
+    """OPTIONS (or any other method) on a probe names every method it answers (schemathesis'
+    allow_header_conformance), and the schema says `files` holds at least one image, as the
+    API requires."""
+    with TestClient(create_app(digit_bundle)) as c:
+        for path in ("/healthz", "/v1/health/live", "/v1/health/ready"):
+            r = c.options(path)
+            assert r.status_code == 405, (path, r.text)
+            assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD"}, path
+            assert r.json()["error"] == "method_not_allowed"
+        schema = c.get("/openapi.json").json()
+    body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["properties"]["files"]["minItems"] == 1

@@ -264,3 +264,31 @@ def test_a_slow_pace_never_refuses_a_request_to_an_empty_queue(tmp_path, digits)
         assert r.status_code == 200, r.text  # it runs, and the pace is measured again
         assert c.app.state.batchers["digits"].per_image < 5.0
         assert "app;dur=" in r.headers["server-timing"]
+
+
+def test_requests_past_the_cap_get_json_503_while_probes_answer(tmp_path, digits):
+    """--max-requests bounds the requests being read or answered at once (each may hold
+    --max-request-mb): past it a JSON 503 with Retry-After at once; probes are never refused."""
+    bundle = make_bundle(tmp_path / "digits")
+    bundle.backend = SlowBackend(bundle, delay=0.5)
+    answers: list = []
+    with TestClient(create_app(bundle, ServeLimits(max_requests=2, max_batch=1))) as c:
+
+        def call(i: int) -> None:
+            answers.append(c.post("/v1/predict", files=files(png_bytes(digits[i]))))
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 10
+        while len(answers) < 4 and time.time() < deadline:  # 4 refused at once, 2 running
+            time.sleep(0.01)
+        for path in ("/v1/health/live", "/v1/health/ready", "/healthz"):
+            assert c.get(path).status_code == 200, path  # while 2 requests are under way
+        for t in threads:
+            t.join(30)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 503, 503, 503, 503], codes
+    for r in answers:
+        if r.status_code == 503:
+            assert r.json()["error"] == "at_capacity" and int(r.headers["retry-after"]) >= 1
