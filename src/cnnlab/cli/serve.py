@@ -22,29 +22,51 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how many images the parity check uses (default 64)")  # fmt: skip
     p.set_defaults(func=cmd_export)
 
+    from cnnlab.serve.limits import ServeLimits  # loads nothing heavy
+
+    d = ServeLimits()
     p = sub.add_parser("serve", help="serve bundles over HTTP (FastAPI + uvicorn)")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE",
                    help="bundle folder(s) or shipped model name(s); the first is the default")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allowed-host", action="append", metavar="NAME", dest="allowed_hosts",
+                   help="a Host name clients use to reach the server; repeat for more; "
+                   "'*.example.com' for subdomains, '*' for any (default localhost, "
+                   "127.0.0.1, ::1 and --host). Others get 400; probes answer any")  # fmt: skip
     add_backend_arguments(p)
-    p.add_argument("--max-images", type=int, default=32, help="images per request (default 32)")
-    p.add_argument("--max-request-mb", type=float, default=32.0, help="request size (MiB)")
-    p.add_argument("--max-batch", type=int, default=32, help="images per forward pass")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for requests on their way (default 5)")  # fmt: skip
-    p.add_argument("--max-request-mp", type=float, default=128.0,
-                   help="megapixels per request, summed over its images (default 128)")  # fmt: skip
-    p.add_argument("--time-budget-s", type=float, default=10.0,
+    p.add_argument("--max-images", type=int, default=d.max_images,
+                   help=f"images per request (default {d.max_images})")  # fmt: skip
+    p.add_argument("--max-request-mb", type=float, default=d.max_request_bytes / 2**20,
+                   help=f"request size (MiB; default {d.max_request_bytes / 2**20:g})")  # fmt: skip
+    p.add_argument("--max-batch", type=int, default=d.max_batch,
+                   help=f"images per forward pass (default {d.max_batch})")  # fmt: skip
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help=f"how long a batch waits for requests on their way (default "
+                   f"{d.max_wait_ms:g})")  # fmt: skip
+    p.add_argument("--max-request-mp", type=float, default=d.max_request_pixels / 1e6,
+                   help=f"megapixels per request, summed over its images (default "
+                   f"{d.max_request_pixels / 1e6:g})")  # fmt: skip
+    p.add_argument("--time-budget-s", type=float, default=d.time_budget_s,
                    help="seconds from a received request to its answer, queue included; a "
-                   "request that would wait longer gets 503 at once (default 10)")  # fmt: skip
-    p.add_argument("--read-timeout-s", type=float, default=30.0,
-                   help="seconds for a request body to arrive, else 408 (default 30)")  # fmt: skip
-    p.add_argument("--max-connections", type=int, default=64,
-                   help="concurrent connections; more get 503 (default 64)")  # fmt: skip
-    p.add_argument("--shutdown-timeout-s", type=float, default=10.0,
+                   "request that would wait longer gets 503 at once (default "
+                   f"{d.time_budget_s:g})")  # fmt: skip
+    p.add_argument("--read-timeout-s", type=float, default=d.read_timeout_s,
+                   help=f"seconds for a request body to arrive, else 408 (default "
+                   f"{d.read_timeout_s:g})")  # fmt: skip
+    p.add_argument("--max-requests", type=int, default=d.max_requests,
+                   help="requests read or answered at once; more get 503 with Retry-After "
+                   f"(probes never do; default {d.max_requests})")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="open connections, idle ones included; one opened past it gets 503 "
+                   f"with Retry-After and is closed (probes are answered; default "
+                   f"{d.max_connections})")  # fmt: skip
+    p.add_argument("--header-timeout-s", type=float, default=d.header_timeout_s,
+                   help="seconds a connection has, from opening or from its last answer, to "
+                   f"send a whole request head, else it is closed (default {d.header_timeout_s:g})")  # fmt: skip
+    p.add_argument("--shutdown-timeout-s", type=float, default=d.shutdown_timeout_s,
                    help="on SIGTERM: answer requests in flight, then exit within this many "
-                   "seconds whatever clients do (default 10)")  # fmt: skip
+                   f"seconds whatever clients do (default {d.shutdown_timeout_s:g})")  # fmt: skip
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
@@ -81,26 +103,27 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.runtime.device import set_threads
     from cnnlab.serve import ServeLimits, create_app
+    from cnnlab.serve.guards import LOCAL_HOSTS, allowed_host_patterns
+    from cnnlab.serve.server import serve
 
     if not 0 <= args.port <= 65535:
         raise CnnlabError(f"--port must be 0-65535, got {args.port}")
-    for name in ("max_images", "max_batch", "max_connections"):
+    for name in ("max_images", "max_batch", "max_requests", "max_connections"):
         if getattr(args, name) < 1:
             raise CnnlabError(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("max_request_mb", "max_request_mp", "time_budget_s", "read_timeout_s",
-                 "shutdown_timeout_s"):  # fmt: skip
+                 "header_timeout_s", "shutdown_timeout_s"):  # fmt: skip
         if not 0 < getattr(args, name) < float("inf"):
             raise CnnlabError(f"--{name.replace('_', '-')} must be a positive number")
     if not 0 <= args.max_wait_ms < float("inf"):
         raise CnnlabError("--max-wait-ms must not be negative")
     if args.onnx and len(args.bundles) > 1:
         raise CnnlabError("--onnx FILE names one model's export; serve one bundle with it")
+    hosts = allowed_host_patterns(args.allowed_hosts or [*LOCAL_HOSTS, args.host])
     set_threads()
     bundles = [use_backend(load_bundle(b), args.backend, args.onnx) for b in args.bundles]
     limits = ServeLimits(
@@ -108,24 +131,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
-        max_queue=max(512, 4 * args.max_batch),
+        max_queue=max(ServeLimits.max_queue, 4 * args.max_batch),
         max_request_pixels=int(args.max_request_mp * 1e6),
         read_timeout_s=args.read_timeout_s,
         time_budget_s=args.time_budget_s,
+        max_requests=args.max_requests,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout_s,
+        shutdown_timeout_s=args.shutdown_timeout_s,
     )
-    app = create_app(bundles, limits)
+    app = create_app(bundles, limits, hosts)
     if not _is_loopback(args.host):
         log.warning(
             "binding to %s: the API has no authentication; expose it only behind a proxy that has",
             args.host,
         )
+    if "*" in hosts:
+        log.warning("--allowed-host '*': any Host is answered, so a web page can reach the API "
+                    "through a name it points at this machine (DNS rebinding)")  # fmt: skip
+    elif not args.allowed_hosts and not _is_loopback(args.host):
+        log.warning("requests must name %s in their Host header; add --allowed-host NAME for "
+                    "the names clients use", ", ".join(hosts))  # fmt: skip
     names = ", ".join(b.name for b in bundles)
     log.info("serving %s (%s backend) on http://%s:%d  (OpenAPI: /docs, /openapi.json)",
              names, args.backend, args.host, args.port)  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                access_log=args.access_log, server_header=False,
-                limit_concurrency=args.max_connections,
-                timeout_graceful_shutdown=args.shutdown_timeout_s)  # fmt: skip
+    serve(app, args.host, args.port, limits, access_log=args.access_log)
     return 0
 
 

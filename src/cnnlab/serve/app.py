@@ -9,7 +9,8 @@
 
 Every refusal is a 4xx JSON body {"error": code, "detail": message}; a request that cannot be
 answered within its time budget is a 503 with Retry-After, at once when the queue's pace says
-so. Uploads stay in memory.
+so, and so is one past the cap on requests under way; a Host the server does not answer to is
+a 400 (guards.py: the probes pass both). Uploads stay in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cnnlab.bundle import Bundle
 from cnnlab.bundle_check import check_meta
@@ -39,6 +40,9 @@ from cnnlab.fileio import finite_values
 from cnnlab.predict import label_probabilities
 from cnnlab.report.rows import prediction_rows
 from cnnlab.serve.batcher import MicroBatcher, Overloaded
+from cnnlab.serve.guards import HEALTHZ, LIVE, READY, AllowedHosts, RequestCap
+from cnnlab.serve.guards import json_error as _error
+from cnnlab.serve.limits import ServeLimits
 from cnnlab.serve.multipart import FIELD, UploadError, parse_uploads, read_body
 from cnnlab.serve.schemas import (
     ERRORS,
@@ -49,22 +53,6 @@ from cnnlab.serve.schemas import (
     PredictResponse,
     Ready,
 )
-
-
-@dataclass
-class ServeLimits:
-    """What one request may hold, how long it may take, and how requests are batched.
-    (`cnnlab serve` also caps connections and bounds shutdown: cnnlab.cli.serve.)"""
-
-    max_request_bytes: int = 32 * 2**20
-    max_images: int = 32  # per request
-    max_request_pixels: int = 128_000_000  # per request, summed over its images' headers
-    max_batch: int = 32  # images per forward pass
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests on their way
-    max_queue: int = 512  # images waiting before new requests get 503
-    read_timeout_s: float = 30.0  # for the whole body to arrive (else 408)
-    time_budget_s: float = 10.0  # from a received body to its answer: decoding, queue, model
-
 
 UPLOAD_SCHEMA = {
     "requestBody": {
@@ -78,6 +66,7 @@ UPLOAD_SCHEMA = {
                         FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
                             "description": "one or more images (JPEG, PNG, DICOM, ...)",
                         }
                     },
@@ -86,10 +75,6 @@ UPLOAD_SCHEMA = {
         },
     }
 }
-
-
-def _error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def summary(bundle: Bundle) -> dict[str, Any]:
@@ -156,8 +141,13 @@ def model_problems(bundle: Bundle, batcher: MicroBatcher, limits: ServeLimits) -
     return problems
 
 
-def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = None) -> FastAPI:
-    """An app serving `bundles` (the first is the default model); one micro-batcher per model."""
+def create_app(
+    bundles: Bundle | Sequence[Bundle],
+    limits: ServeLimits | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
+    """An app serving `bundles` (the first is the default model); one micro-batcher per model.
+    `allowed_hosts`: the Host names it answers (guards.AllowedHosts); None answers any."""
     from cnnlab import __version__
 
     bundles = [bundles] if isinstance(bundles, Bundle) else list(bundles)
@@ -196,7 +186,10 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         lifespan=lifespan,
     )
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
-    app.add_middleware(ServerTiming)
+    app.add_middleware(RequestCap, limit=limits.max_requests)
+    if allowed_hosts is not None:
+        app.add_middleware(AllowedHosts, hosts=allowed_hosts)
+    app.add_middleware(ServerTiming)  # the last added is the outermost: it times the others
     # decoding runs in threads: at most one per core at a time, or 32 large images per request
     # times many requests would all be in memory at once
     decoding = asyncio.Semaphore(available_cpus())
@@ -216,7 +209,17 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the first route's methods, not the path's
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.scope))}
+        return _error(exc.status_code, code, str(exc.detail), headers)
+
+    def allowed_methods(scope: dict) -> list[str]:
+        """Every method some route answers on this path."""
+        any_method = {**scope, "method": ""}  # no route takes it: a path match is PARTIAL
+        found = {m for r in app.routes if r.matches(any_method)[0] is not Match.NONE
+                 for m in getattr(r, "methods", None) or ()}  # fmt: skip
+        return sorted(found)
 
     def lookup(name: str | None) -> Bundle:
         bundle = models.get(name or default)
@@ -227,7 +230,8 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         return bundle
 
     def probe(path: str, **kw: Any):
-        """GET `path`, and HEAD for probes that send it (the schema lists the GET)."""
+        """GET `path`, and HEAD for probes that send it (the schema lists the GET: one route
+        for both would give both operations one operationId)."""
 
         def register(fn):
             app.head(path, include_in_schema=False, **kw)(fn)
@@ -235,7 +239,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
 
         return register
 
-    @probe("/healthz", response_model=Health, tags=["service"])
+    @probe(HEALTHZ, response_model=Health, tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness, with batching statistics and readiness (kept for existing probes: a load
         balancer should route by /v1/health/ready)."""
@@ -246,7 +250,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         ready = all(m["ready"] for m in readiness().values())
         return {"status": "ok", "ready": ready, "models": list(models), "batching": stats}
 
-    @probe("/v1/health/live", response_model=Live, tags=["service"])
+    @probe(LIVE, response_model=Live, tags=["service"])
     async def live() -> dict[str, Any]:
         """Liveness: the server answers (restart it when this fails)."""
         return {"status": "live"}
@@ -260,7 +264,7 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
                          "expected_wait_s": round(batchers[name].expected_wait(), 3)}  # fmt: skip
         return out
 
-    @probe("/v1/health/ready", response_model=Ready, tags=["service"],
+    @probe(READY, response_model=Ready, tags=["service"],
            responses={503: {"model": Ready, "description": "not ready"}})  # fmt: skip
     async def ready() -> JSONResponse:
         """Readiness: every model loaded with a valid bundle, and its queue below its bounds
@@ -271,13 +275,17 @@ def create_app(bundles: Bundle | Sequence[Bundle], limits: ServeLimits | None = 
         return JSONResponse(body, status_code=200 if ok else 503,
                             headers=None if ok else {"Retry-After": "1"})  # fmt: skip
 
-    @app.get("/v1/models", response_model=list[ModelSummary], tags=["models"])
+    @app.get("/v1/models", response_model=list[ModelSummary], tags=["models"],
+             responses=ERRORS([400, 503]))  # fmt: skip
     async def list_models() -> list[dict[str, Any]]:
         """The models this server answers for; the first is the default."""
         return [summary(b) for b in models.values()]
 
     @app.get(
-        "/v1/models/{name}", response_model=ModelDetail, tags=["models"], responses=ERRORS([404])
+        "/v1/models/{name}",
+        response_model=ModelDetail,
+        tags=["models"],
+        responses=ERRORS([400, 404, 503]),
     )
     async def model_detail(name: str) -> dict[str, Any]:
         """A model's metadata (bundle.json, without the training recipe) and its card."""

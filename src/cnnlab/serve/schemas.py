@@ -15,14 +15,14 @@ class ErrorBody(BaseModel):
 def ERRORS(statuses: list[int]) -> dict[int | str, dict[str, Any]]:  # noqa: N802 - a constant table
     """OpenAPI `responses` entries for the refusals an endpoint can give."""
     what = {
-        400: "malformed request or no images",
+        400: "malformed request or no images, or a Host header the server does not answer to",
         404: "unknown model",
         408: "the request body did not arrive within the read timeout",
         413: "request too large, too many images, or too many pixels",
         415: "not multipart/form-data",
         422: "an upload is not a usable image, or a bad query parameter",
-        503: "cannot answer within the time budget (queue), or the model is not ready; "
-        "retry after the Retry-After seconds",
+        503: "cannot answer within the time budget (queue), the model is not ready, or the "
+        "server is at its cap of requests or connections; retry after the Retry-After seconds",
     }
     return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
 
