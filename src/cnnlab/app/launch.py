@@ -24,6 +24,7 @@ DEFAULTS: dict[str, str] = {
     "browser.gatherUsageStats": "false",  # medical images: nothing leaves the machine
     "server.fileWatcherType": "none",  # an installed app, not a script being edited
     "client.toolbarMode": "minimal",  # no "Deploy" button for the people using it
+    "client.showErrorDetails": "none",  # no traceback in the browser; it goes to the log
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cnnlab.app.page_guard import plain_errors
 from cnnlab.app.sidebar import render_sidebar
 
 st.set_page_config(page_title="cnnlab: chest X-ray and image classifier", page_icon=":material/image_search:",
@@ -27,5 +28,7 @@ pages = [
     st.Page(VIEWS / "runs.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"),
 ]
 page = st.navigation(pages, position="sidebar")
-render_sidebar()
-page.run()
+with plain_errors("the sidebar"):
+    render_sidebar()
+with plain_errors(f"the {page.title} page"):  # never a traceback: a message with an error id
+    page.run()

@@ -11,6 +11,7 @@ import io
 import numpy as np
 import streamlit as st
 
+from cnnlab.app.page_guard import plain_errors
 from cnnlab.app.resources import get_summary, require_bundle, upload_limit_mb
 from cnnlab.app.sample_input import sample_input
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
@@ -108,6 +109,7 @@ def arithmetic() -> None:
 
 def animate(setting: ConvSetting, play: bool) -> None:
     @st.fragment(run_every=0.8 if play else None)
+    @plain_errors("the convolution animation")  # a fragment reruns alone, outside the page guard
     def frame() -> None:
         n = setting.positions
         if play:
