@@ -23,6 +23,16 @@ from cnnlab.strict import Refused, strict_yaml
 
 RECIPE_MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML
 MAX_INPUT_PIXELS = 4096 * 4096  # a model input larger than this is a mistake, not a model
+# counts that size an allocation or a list, or start threads: far past any real recipe, short
+# of exhausting a machine (`threads: 100000` started threads until Python could start no more;
+# `epochs` sizes per-epoch lists). What the machine can hold is checked again at run time
+# (runtime.device.set_threads, train.budget).
+MAX_THREADS = 1024
+MAX_BATCH = 65_536
+MAX_EPOCHS = 10_000
+MAX_RANDOM_CROP = 1024  # pixels of padding on each side
+MAX_CUTOUT = 4096  # the side of the blanked square
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -283,6 +293,7 @@ def validate(recipe: Recipe) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if getattr(t, key) < 1:
             raise CnnlabError(f"train.{key} must be at least 1, got {getattr(t, key)}")
+    _check_bounds(recipe)
     if t.validation_freq < 0:
         raise CnnlabError(f"train.validation_freq must be 0 or more, got {t.validation_freq}")
     if t.lr <= 0:
@@ -341,6 +352,32 @@ def validate(recipe: Recipe) -> None:
     if not 50.0 <= dc.ood_percentile < 100.0:
         raise CnnlabError(f"decision.ood_percentile must be in [50, 100), got {dc.ood_percentile}")
     _check_augment(recipe)
+
+
+def _at_most(key: str, value: int, top: int) -> None:
+    if value > top:
+        raise CnnlabError(f"{key} must be at most {top:,}, got {value}")
+
+
+def _check_bounds(recipe: Recipe) -> None:
+    """Upper bounds on what allocates, spawns or sizes a list, before anything does."""
+    d, t, f, a = recipe.data, recipe.train, recipe.finetune, recipe.augment
+    _at_most("train.threads", t.threads, MAX_THREADS)
+    for key, value in (("train.batch_size", t.batch_size),
+                       ("train.eval_batch_size", t.eval_batch_size),
+                       ("finetune.batch_size", f.batch_size)):  # fmt: skip
+        _at_most(key, value, MAX_BATCH)
+    for key, value in (("train.epochs", t.epochs), ("finetune.epochs", f.epochs),
+                       ("train.step_size", t.step_size), ("train.early_stopping", t.early_stopping),
+                       ("train.validation_freq", t.validation_freq),
+                       *((f"train.freeze_after.{k}", v) for k, v in t.freeze_after.items()
+                         if isinstance(v, int))):  # fmt: skip
+        _at_most(key, value, MAX_EPOCHS)
+    _at_most("augment.random_crop", a.random_crop, MAX_RANDOM_CROP)
+    _at_most("augment.cutout", a.cutout, MAX_CUTOUT)
+    for key, seed in (("train.seed", t.seed), ("data.split_seed", d.split_seed)):
+        if not 0 <= seed <= MAX_SEED:
+            raise CnnlabError(f"{key} must be from 0 to {MAX_SEED:,}, got {seed}")
 
 
 def _check_augment(recipe: Recipe) -> None:

@@ -15,6 +15,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from cnnlab.data.cache import decode_cache_dir, enforce_limit, touch
 from cnnlab.data.images import ImageReadError, fit_image, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
+from cnnlab.machine import memory_bytes
 
 log = logging.getLogger("cnnlab")
 
@@ -112,8 +114,9 @@ def parallel_map(
 ) -> Iterator:
     """`fn(item, *args)` for each item, in order, in chunks over `workers` processes (or threads).
 
-    `fn` must be a module-level function that never raises (return the error instead)."""
-    workers = workers or available_cpus()
+    `fn` must be a module-level function that never raises (return the error instead).
+    At most 4 workers per core (`--workers 100000` would fork until the machine stops)."""
+    workers = min(workers or available_cpus(), 4 * available_cpus())
     n = len(items)
     if workers <= 1 or n < PARALLEL_FROM or backend == "serial":
         for item in items:
@@ -202,17 +205,35 @@ def _writable_cache() -> bool:
 
 
 class _Sink:
-    """Collects decoded images of one shape, in memory or streamed to an open file."""
+    """Collects decoded images of one shape, in memory or streamed to an open file; the first
+    image's size times the number of files must fit where they go (`room`)."""
 
-    def __init__(self, root: Path, color_mode: str, fh: BinaryIO | None) -> None:
+    def __init__(self, root: Path, color_mode: str, fh: BinaryIO | None, expected: int) -> None:
         self.root, self.color_mode, self.fh = root, color_mode, fh
         self.shape: tuple[int, ...] | None = None
         self.first = ""
         self.parts: list[np.ndarray] = []
         self.count = 0
+        self.expected = expected
+
+    def _check_room(self, arr: np.ndarray) -> None:
+        need = self.expected * arr.nbytes
+        if self.fh is not None:
+            room = shutil.disk_usage(decode_cache_dir()).free
+            where = f"in the decode cache ({room / 1e6:,.1f} MB free in {decode_cache_dir()})"
+        else:
+            room = memory_bytes()
+            where = f"in memory ({room / 1e6:,.1f} MB here)"
+        if need > room:
+            c, h, w = arr.shape  # decoded images are (C, H, W)
+            raise CnnlabError(
+                f"{self.expected} images at {h}x{w}x{c} need {need / 1e6:,.1f} MB {where}: "
+                "lower data.image_size, or make room"
+            )
 
     def add(self, arr: np.ndarray, rel: str) -> None:
         if self.shape is None:
+            self._check_room(arr)
             self.shape, self.first = arr.shape, rel
         elif arr.shape != self.shape:
             if arr.shape[1:] == self.shape[1:] and self.color_mode == "auto":
@@ -286,7 +307,7 @@ def _decode_into(
         if key is not None:
             tmp = stack.enter_context(atomic_path(decode_cache_dir() / f"{key}.u8"))
             fh = stack.enter_context(open(tmp, "wb"))  # noqa: SIM115 - closed by the stack
-        sink = _Sink(lst.root, color_mode, fh)
+        sink = _Sink(lst.root, color_mode, fh, len(paths))
         decoding = decode_many(paths, color_mode, size, resize, workers, backend)
         results = stack.enter_context(contextlib.closing(decoding))  # stops workers on error
         for (rel, _, _, label), (arr, reason) in zip(lst.files, results, strict=True):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
@@ -90,12 +91,43 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         raise CnnlabError(
             f"model {name} has no argument {unknown[0]!r}; valid arguments: {listing}"
         )
+    _check_size(entry, kwargs)
     try:
         model = entry.builder(**kwargs)
     except (ValueError, TypeError, RuntimeError) as e:
         raise CnnlabError(f"cannot build {name} with {kwargs}: {e}") from None
     model.cnnlab_name = name  # type: ignore[assignment]
     return model
+
+
+def meta_model(entry: ModelEntry, kwargs: dict[str, Any]) -> nn.Module | None:
+    """`entry` built with `kwargs` on the meta device, without pretrained weights and without
+    touching the random generators; None if the builder cannot run there (then no estimate)."""
+    if "pretrained" in entry.arguments():
+        kwargs = {**kwargs, "pretrained": False}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            return entry.builder(**kwargs)
+    except Exception:  # noqa: BLE001 - the real build reports a builder's own errors
+        return None
+
+
+MAX_PARAMS = 1_000_000_000  # 4 GB of float32 weights, 7x VGG-16: past what cnnlab trains or serves
+
+
+def _check_size(entry: ModelEntry, kwargs: dict[str, Any]) -> None:
+    """Refuse a model over `MAX_PARAMS` from its meta-device build, before any allocation:
+    `input_size: [4096, 4096]` gave keras_mnist_cnn a 34 GB dense layer."""
+    model = meta_model(entry, kwargs)
+    params = sum(p.numel() for p in model.parameters()) if model is not None else 0
+    if params > MAX_PARAMS:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()
+                         if k not in ("in_channels", "num_classes"))  # fmt: skip
+        raise CnnlabError(
+            f"{entry.name} ({args[:200]}) would have {params / 1e6:,.0f} M parameters "
+            f"({params * 4 / 1e9:.1f} GB); cnnlab builds at most {MAX_PARAMS / 1e6:,.0f} M: "
+            "a smaller data.image_size or smaller model.args"
+        )
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

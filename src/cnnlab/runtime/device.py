@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -115,15 +118,23 @@ def choose_runtime(
     return Runtime(dev, amp, cl)
 
 
+THREADS_PER_CORE = 4  # past this, more threads only contend (and enough of them fail to start)
+
+
 def set_threads(threads: int = 0) -> int:
-    """Use `threads` intra-op threads (0 = every core this process may use)."""
+    """Use `threads` intra-op threads (0 = every core this process may use), at most
+    `THREADS_PER_CORE` per core: a recipe written on a big machine still runs on a small one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
     if threads <= 0:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            threads = os.cpu_count() or 1
         # processes started together by torchrun on one machine share its cores
-        threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    elif threads > THREADS_PER_CORE * cores:
+        log.warning("train.threads %d is more than %d per core on %d cores: using %d",
+                    threads, THREADS_PER_CORE, cores, THREADS_PER_CORE * cores)  # fmt: skip
+        threads = THREADS_PER_CORE * cores
     torch.set_num_threads(threads)
     return threads
 

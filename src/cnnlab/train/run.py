@@ -33,6 +33,7 @@ from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.runtime.ood import save_ood
 from cnnlab.train import distributed
+from cnnlab.train.budget import check_fits
 from cnnlab.train.callbacks import TensorBoardLogger, write_history
 from cnnlab.train.checkpoint import CHECKPOINT, check_resumable
 from cnnlab.train.evaluate import full_report, save_confusion_matrix, save_mistakes
@@ -73,8 +74,10 @@ def model_arguments(recipe: Recipe, data: PreparedData) -> dict[str, Any]:
 
 
 def build_model(recipe: Recipe, data: PreparedData) -> tuple[nn.Module, dict[str, Any]]:
+    """The recipe's model, once its size and a training step are known to fit (train.budget)."""
     torch.manual_seed(recipe.train.seed)
     args = model_arguments(recipe, data)
+    check_fits(recipe, recipe.model.name, args, (data.train.channels, *data.train.size))
     return create_model(recipe.model.name, **args), args
 
 
