@@ -11,10 +11,13 @@ server without batching would at best do.
     python benchmarks/serve_load.py --standin             # an EfficientNet-Lite0 stand-in
     python benchmarks/serve_load.py --checks trust        # SIGTERM, overload, memory only
 
-The trust checks: SIGTERM with 8 requests in flight and a client stalled mid-body (answered,
-exit within --shutdown-deadline); an overload (--overload-requests x 4 images at
---overload-concurrency, --time-budget): every answer a 200 or a 503 with Retry-After within
-the budget, p95 of the 200s; resident memory before and after --memory-requests requests.
+The trust checks, each printed beside its bound: idle connections (100, then 200 against
+--max-connections 150): liveness within 1 s, a prediction answered under the cap and a JSON
+503 with Retry-After past it, every idle socket closed by the header timeout; SIGTERM with 8
+requests in flight, 8 clients stalled mid-body and idle connections (the in-flight ones
+answered, exit within --shutdown-deadline); an overload (--overload-requests x 4 images at
+--overload-concurrency, --time-budget): only 200s and JSON 503s with Retry-After, counted by
+code, none past the budget; resident memory before and after --memory-requests requests.
 
 Images: real chest X-rays from ../shared/data/chest_xray (or --images PATH). Only loopback.
 """
@@ -165,10 +168,12 @@ def multipart(images, n: int, start: int = 0) -> tuple[bytes, str]:
     return b"".join(parts) + b"--cnnlabbench--\r\n", "multipart/form-data; boundary=cnnlabbench"
 
 
-def shutdown_check(model: str, images, deadline_s: float, inflight: int) -> dict:
+def shutdown_check(model: str, images, deadline_s: float, inflight: int, stalled: int = 8,
+                   idle: int = 50) -> dict:  # fmt: skip
     """SIGTERM with `inflight` requests under way (8 images each, all received and in the
-    model's queue) and one client that sent half a body and waits: the requests under way are
-    answered, and the server exits within the deadline."""
+    model's queue), `stalled` clients that sent half a body and wait, and `idle` connections
+    that sent nothing: the requests under way are answered, and the server exits within the
+    deadline."""
     import signal
     import socket
 
@@ -179,13 +184,14 @@ def shutdown_check(model: str, images, deadline_s: float, inflight: int) -> dict
 
     def send(body: bytes, ctype: str, cut: int | None = None) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", port))
-        head = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+        head = (f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
         sock.sendall(head + body[:cut])
         return sock
 
     body, ctype = multipart(images, 8)
-    slow = send(body, ctype, len(body) // 2)  # half a body, then nothing
+    slow = [send(body, ctype, len(body) // 2) for _ in range(stalled)]  # half, then nothing
+    quiet = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
     socks = [send(*multipart(images, 8, 8 * i)) for i in range(inflight)]
     deadline = time.time() + 60
     while time.time() < deadline:  # until every request is decoded (queued or answered)
@@ -211,15 +217,28 @@ def shutdown_check(model: str, images, deadline_s: float, inflight: int) -> dict
     except subprocess.TimeoutExpired:
         proc.kill()
     exited = time.perf_counter() - started
-    slow.close()
+    stalled_codes = []
+    for sock in slow:
+        sock.settimeout(1)
+        try:
+            reply = sock.recv(4096)
+            stalled_codes.append("503 shutting_down" if b'"shutting_down"' in reply
+                                 else reply[:12].decode(errors="replace") or "closed")  # fmt: skip
+        except OSError:
+            stalled_codes.append("reset")
+        sock.close()
+    for sock in quiet:
+        sock.close()
     stderr = proc.stderr.read() if proc.stderr else ""
     return {"deadline_s": deadline_s, "exit_s": exited, "inflight": inflight, "queued": queued,
-            "answered_200": codes.count(200), "codes": sorted(set(codes)),
-            "traceback": "Traceback" in stderr}  # fmt: skip
+            "answered_200": codes.count(200), "codes": sorted(set(codes)), "stalled": stalled,
+            "idle": idle, "stalled_answers": sorted(set(stalled_codes)),
+            "returncode": proc.returncode, "traceback": "Traceback" in stderr}  # fmt: skip
 
 
 async def _overload(url: str, images, requests: int, concurrency: int, per_request: int) -> dict:
-    answers: list[tuple[int, float]] = []
+    answers: list[tuple[int, float, float]] = []
+    reasons: dict[str, int] = {}  # "200", "503 overloaded", "503 at_capacity", "0 ReadError"...
     next_index = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -232,18 +251,22 @@ async def _overload(url: str, images, requests: int, concurrency: int, per_reque
                 body, ctype = multipart(images, per_request, i)
                 t = time.perf_counter()
                 server = float("nan")
+                why = ""
                 try:
                     r = await client.post("/v1/predict", content=body,
                                           headers={"content-type": ctype})  # fmt: skip
                     code = r.status_code
-                    if code == 503 and "retry-after" not in r.headers:
-                        code = -503  # a 503 without Retry-After: not what the API promises
+                    if code == 503:
+                        why = _json_error(r)
+                        if "retry-after" not in r.headers:
+                            why = "no Retry-After"  # not what the API promises
                     timing = r.headers.get("server-timing", "")
                     if "dur=" in timing:
                         server = float(timing.split("dur=")[1]) / 1e3
-                except httpx.HTTPError:
-                    code = 0
+                except httpx.HTTPError as e:
+                    code, why = 0, type(e).__name__
                 answers.append((code, time.perf_counter() - t, server))
+                reasons[f"{code} {why}".strip()] = reasons.get(f"{code} {why}".strip(), 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -256,16 +279,26 @@ async def _overload(url: str, images, requests: int, concurrency: int, per_reque
             "other": sorted({c for c, _, _ in answers if c not in (200, 503)}),
             "max_s": max(t for _, t, _ in answers), "max_200_s": max(ok, default=0.0),
             "max_503_s": max(refused, default=0.0), "max_server_s": max(server, default=0.0),
-            "p95_200_ms": percentile(ok, 95) * 1e3, "p50_200_ms": percentile(ok, 50) * 1e3}  # fmt: skip
+            "p95_200_ms": percentile(ok, 95) * 1e3, "p50_200_ms": percentile(ok, 50) * 1e3,
+            "reasons": dict(sorted(reasons.items()))}  # fmt: skip
+
+
+def _json_error(r: httpx.Response) -> str:
+    """The API's error code of a refusal, or what was wrong with its body."""
+    try:
+        body = r.json()
+    except ValueError:
+        return "not JSON"
+    return body.get("error", "no error code") if isinstance(body, dict) else "not an object"
 
 
 def overload_check(model: str, images, budget_s: float, requests: int, concurrency: int,
                    per_request: int) -> dict:  # fmt: skip
-    """More work than the server can do within its time budget: every answer is a 200 or an
-    honest 503 with Retry-After, none waits past the budget (plus the upload and decoding)."""
+    """More work than the server can do within its time budget, and more clients than its
+    cap on requests under way: every answer is a 200 or an honest JSON 503 with Retry-After,
+    none waits past the budget (plus the upload and decoding)."""
     port = free_port()
-    proc = serve(model, "torch", None, port, ["--time-budget-s", str(budget_s),
-                                              "--max-connections", str(concurrency * 2)])  # fmt: skip
+    proc = serve(model, "torch", None, port, ["--time-budget-s", str(budget_s)])  # default caps
     try:
         httpx.post(f"http://127.0.0.1:{port}/v1/predict", files=[("files", images[0])], timeout=60)
         out = asyncio.run(_overload(f"http://127.0.0.1:{port}", images, requests, concurrency,
@@ -275,6 +308,74 @@ def overload_check(model: str, images, budget_s: float, requests: int, concurren
         proc.wait(30)
     out["budget_s"] = budget_s
     return out
+
+
+def idle_check(model: str, images, cap: int, header_timeout_s: float, under: int = 100,
+               past: int = 200, probes: int = 10) -> dict:  # fmt: skip
+    """Connections that send nothing: `under` of them (under the cap `cap`), then `past` in all.
+    Liveness and readiness must answer within 1 s whatever their number, a prediction is
+    answered under the cap and gets a JSON 503 with Retry-After past it, and the server
+    closes every one of them after the header timeout."""
+    import select
+    import socket
+
+    port = free_port()
+    proc = serve(model, "torch", None, port, ["--max-connections", str(cap),
+                                              "--header-timeout-s", str(header_timeout_s)])  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def fresh(method: str, path: str, **kw) -> tuple[httpx.Response, float]:
+        t = time.perf_counter()
+        r = httpx.request(method, url + path, timeout=30, **kw)  # a new connection each time
+        return r, time.perf_counter() - t
+
+    def probe_round() -> dict:
+        times, codes = [], []
+        for i in range(probes):
+            r, took = fresh("GET", "/v1/health/live" if i % 2 == 0 else "/v1/health/ready")
+            times.append(took)
+            codes.append(r.status_code)
+        r, took = fresh("POST", "/v1/predict", files=[("files", images[0])])
+        why = _json_error(r) if r.status_code != 200 else ""
+        return {"probe_codes": sorted(set(codes)), "probe_max_s": max(times),
+                "predict": f"{r.status_code} {why}".strip(), "predict_s": took,
+                "retry_after": r.headers.get("retry-after")}  # fmt: skip
+
+    try:
+        fresh("POST", "/v1/predict", files=[("files", images[0])])  # warm-up
+        opened: dict[socket.socket, float] = {}  # each idle socket: when it was opened
+
+        def open_idle(n: int) -> None:
+            for _ in range(n):
+                opened[socket.create_connection(("127.0.0.1", port))] = time.perf_counter()
+
+        open_idle(under)
+        time.sleep(0.2)
+        first = probe_round()
+        open_idle(past - under)
+        time.sleep(0.2)
+        second = probe_round()
+        idle, open_socks, closed_at = list(opened), set(opened), []
+        while open_socks and time.perf_counter() - max(opened.values()) < header_timeout_s + 30:
+            readable, _, _ = select.select(list(open_socks), [], [], 0.05)
+            for sock in readable:
+                try:
+                    gone = sock.recv(1) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    closed_at.append(time.perf_counter() - opened[sock])
+                    open_socks.discard(sock)
+        for sock in idle:
+            sock.close()
+        after = probe_round()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"cap": cap, "under": under, "past": past, "header_timeout_s": header_timeout_s,
+            "first": first, "second": second, "after": after, "closed": len(closed_at),
+            "first_closed_s": min(closed_at, default=float("nan")),
+            "last_closed_s": max(closed_at, default=float("nan"))}  # fmt: skip
 
 
 def memory_check(model: str, images, requests: int, concurrency: int) -> dict:
@@ -296,21 +397,42 @@ def memory_check(model: str, images, requests: int, concurrency: int) -> dict:
             "before_mb": before, "half_mb": half, "after_mb": after}  # fmt: skip
 
 
-def trust_checks(model: str, images, args) -> None:
-    s = shutdown_check(model, images, args.shutdown_deadline, 8)
-    print(f"\nSIGTERM with {s['inflight']} requests of 8 images in flight ({s['queued']} images "
-          f"still queued) and a client stalled mid-body: "
-          f"{s['answered_200']}/{s['inflight']} answered 200 (codes {s['codes']}), exited in "
-          f"{s['exit_s']:.2f} s (deadline {s['deadline_s']:g} s); traceback in the log: "
+def shutdown_line(s: dict) -> None:
+    print(f"SIGTERM with {s['inflight']} requests of 8 images in flight ({s['queued']} images "
+          f"still queued), {s['stalled']} clients stalled mid-body and {s['idle']} idle "
+          f"connections: {s['answered_200']}/{s['inflight']} answered 200 (codes {s['codes']}); "
+          f"stalled clients got {s['stalled_answers']}; exited in {s['exit_s']:.2f} s (bound: "
+          f"deadline {s['deadline_s']:g} s; status {s['returncode']}); traceback in the log: "
           f"{'yes' if s['traceback'] else 'no'}")  # fmt: skip
+
+
+def trust_checks(model: str, images, args) -> None:
+    i = idle_check(model, images, 150, args.header_timeout)
+    print()
+    for label, r in ((f"{i['under']} idle connections (cap {i['cap']})", i["first"]),
+                     (f"{i['past']} idle connections ({i['past'] - i['cap']} past the cap)",
+                      i["second"])):  # fmt: skip
+        print(f"{label}: liveness/readiness {r['probe_codes']}, slowest "
+              f"{r['probe_max_s'] * 1e3:.0f} ms (bound 1000 ms); a prediction: {r['predict']} "
+              f"in {r['predict_s'] * 1e3:.0f} ms (Retry-After {r['retry_after']})")  # fmt: skip
+    print(f"the {i['past']} idle connections: {i['closed']} closed by the server "
+          f"{i['first_closed_s']:.2f}-{i['last_closed_s']:.2f} s after opening (bound: "
+          f"--header-timeout-s {i['header_timeout_s']:g}); then a prediction: "
+          f"{i['after']['predict']}, liveness {i['after']['probe_codes']}")  # fmt: skip
+    for deadline in args.shutdown_deadline:
+        shutdown_line(shutdown_check(model, images, deadline, 8))
     o = overload_check(model, images, args.time_budget, args.overload_requests,
                        args.overload_concurrency, 4)  # fmt: skip
+    counted = ", ".join(f"{n} x {k}" for k, n in o["reasons"].items())
     print(f"overload: {o['requests']} requests x {o['images_each']} images at concurrency "
-          f"{o['concurrency']}, time budget {o['budget_s']:g} s: {o['200']} x 200, {o['503']} x "
-          f"503 with Retry-After, other {o['other'] or 'none'}; slowest 200 {o['max_200_s']:.2f} s, "
+          f"{o['concurrency']}, time budget {o['budget_s']:g} s, default caps: {counted} (bound: "
+          f"only 200 and JSON 503 with Retry-After); slowest 200 {o['max_200_s']:.2f} s, "
           f"slowest 503 {o['max_503_s']:.2f} s at the client, {o['max_server_s']:.2f} s in the "
-          f"server (Server-Timing); 200s p50 {o['p50_200_ms']:.0f} ms, p95 {o['p95_200_ms']:.0f} "
-          f"ms; {o['seconds']:.1f} s in all")  # fmt: skip
+          f"server (Server-Timing; bound: the {o['budget_s']:g} s budget plus reading and "
+          f"decoding); 200s p50 {o['p50_200_ms']:.0f} ms, p95 {o['p95_200_ms']:.0f} ms; "
+          f"{o['seconds']:.1f} s in all")  # fmt: skip
+    if not args.memory_requests:
+        return
     m = memory_check(model, images, args.memory_requests, 8)
     print(f"memory: RSS {m['before_mb']:.0f} MB after warm-up, {m['half_mb']:.0f} MB after "
           f"{m['requests'] // 2} more requests, {m['after_mb']:.0f} MB after {m['requests']} "
@@ -327,13 +449,14 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     ap.add_argument("--loop", type=int, default=300, help="images in the baseline loop")
     ap.add_argument("--checks", choices=["all", "throughput", "trust"], default="all",
-                    help="throughput levels, the trust checks (SIGTERM with a stalled client, "
-                    "overload, memory over many requests), or both")  # fmt: skip
-    ap.add_argument("--shutdown-deadline", type=float, default=5.0)
+                    help="throughput levels, the trust checks (idle connections, SIGTERM with "
+                    "stalled clients, overload, memory over many requests), or both")  # fmt: skip
+    ap.add_argument("--shutdown-deadline", type=float, nargs="+", default=[5.0, 10.0])
     ap.add_argument("--time-budget", type=float, default=2.0)
-    ap.add_argument("--overload-requests", type=int, default=320)
-    ap.add_argument("--overload-concurrency", type=int, default=160)
-    ap.add_argument("--memory-requests", type=int, default=2000)
+    ap.add_argument("--header-timeout", type=float, default=5.0)
+    ap.add_argument("--overload-requests", type=int, default=640)
+    ap.add_argument("--overload-concurrency", type=int, default=320)
+    ap.add_argument("--memory-requests", type=int, default=2000, help="0: no memory check")
     args = ap.parse_args()
     from cnnlab.runtime.device import machine_line
 
