@@ -41,8 +41,8 @@ class GuardedH11Protocol(H11Protocol):
     limits: Any  # a ServeLimits, set on the subclass
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
         self.head_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
         lim = self.limits
         if len(self.connections) > lim.max_connections:
             self.app = over_capacity(self.app, lim.max_connections, lim.max_request_bytes,
