@@ -142,3 +142,31 @@ def test_training_warns_in_one_line_and_in_the_card_when_the_model_learns_nothin
     assert "for 100% of the 30 validation images" in warnings[0]
     assert "is never recognised (recall 0)" in warnings[0]
     assert f"**{warnings[0]}**" in (out / "card.md").read_text()
+
+
+def test_a_hostile_run_folder_is_one_clear_error(tiny_runs, tmp_path, capsys):
+    """`cnnlab runs` reads folders others may have made: bundle.json and the history are read
+    capped and strictly (a 1 GB sparse history.jsonl, 5,000-deep JSON, a duplicated key)."""
+    import os
+    import resource
+    import shutil
+
+    from cnnlab.cli import main
+
+    cases = {
+        "deep": ("bundle.json", "[" * 5000 + "]" * 5000, "nested more than"),
+        "duplicate": ("bundle.json", '{"format": "cnnlab-bundle", "format": "x"}', "duplicate"),
+        "huge history": ("history.jsonl", None, "over the 256 MB limit"),
+    }
+    for name, (file, text, message) in cases.items():
+        run = tmp_path / name
+        shutil.copytree(tiny_runs[0], run)
+        if text is None:
+            os.truncate(run / file, 2**30)  # sparse: no disk used
+        else:
+            (run / file).write_text(text)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        code = main(["runs", str(run)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and file in err and "Traceback" not in err, (name, err)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak < 2**28, name

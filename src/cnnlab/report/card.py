@@ -346,13 +346,12 @@ def model_card(meta: dict[str, Any]) -> str:
 def write_card(folder: Path, meta: dict[str, Any] | None = None) -> Path:
     """(Re)write a bundle folder's card.md, atomically, from `meta` or its bundle.json: after
     anything that changes what the card says (training, evaluate --record, recalibrate, ood-fit)."""
-    import json
-
     from cnnlab.bundle import CARD, META
+    from cnnlab.bundle_check import read_meta
     from cnnlab.fileio import atomic_write_text
 
     folder = Path(folder)
     if meta is None:
-        meta = json.loads((folder / META).read_text())
+        meta = read_meta(folder, META)
     atomic_write_text(folder / CARD, model_card(meta))
     return folder / CARD

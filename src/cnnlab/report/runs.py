@@ -11,13 +11,15 @@ bundle.json and the history files are read: no model is loaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.bundle_check import read_meta
 from cnnlab.catalog import META, bundles_under
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import read_capped
+from cnnlab.strict import strict_json
 
 HISTORY, STEPS = "history.jsonl", "steps.jsonl"
 
@@ -92,14 +94,20 @@ def compute_text(training: dict[str, Any]) -> str:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a history file, read capped (a run folder may come from anyone); a line
+    that is not one JSON mapping (cut short by an interrupted run) is skipped."""
     if not path.is_file():
         return []
+    try:
+        text = read_capped(path).decode(errors="replace")
+    except OSError as e:
+        raise CnnlabError(f"{path} cannot be read: {e}") from None
     rows = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by an interrupted run
+            row = strict_json(line, str(path), nonfinite=True)
+        except CnnlabError:
+            continue
         if isinstance(row, dict):
             rows.append(row)
     return rows
@@ -109,8 +117,8 @@ def read_run(path: str | Path) -> RunRecord:
     """One run folder; a folder without a readable bundle.json is a CnnlabError."""
     path = Path(path)
     try:
-        meta = json.loads((path / META).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        meta = read_meta(path, META)
+    except CnnlabError as e:
         raise CnnlabError(f"{path} is not a run folder with a readable {META} ({e})") from None
     return RunRecord(path, meta, _jsonl(path / HISTORY), _jsonl(path / STEPS))
 
