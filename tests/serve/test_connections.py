@@ -247,3 +247,14 @@ def test_the_deadline_holds_when_the_apps_own_shutdown_hangs():
     log = proc.stderr.read()
     assert DEADLINE - 0.5 < took < DEADLINE, (took, log)
     assert proc.returncode == 1 and f"shutdown deadline of {DEADLINE:g} s reached" in log, log
+
+
+@pytest.mark.parametrize("flags", [["--allowed-host", "api*.example"], ["--allowed-host", ""],
+                                   ["--header-timeout-s", "0"], ["--max-requests", "0"],
+                                   ["--max-connections", "0"], ["--shutdown-timeout-s", "nan"]])  # fmt: skip
+def test_bad_connection_limits_are_refused_in_one_line(flags, capsys):
+    from cnnlab.cli import main
+
+    assert main(["serve", "no-such-bundle", *flags]) == 2  # refused before any bundle is read
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flags[0] in err, err

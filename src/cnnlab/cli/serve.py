@@ -7,6 +7,7 @@ import ipaddress
 import logging
 
 from cnnlab.errors import CnnlabError
+from cnnlab.serve.limits import ServeLimits  # loads nothing heavy: the parser reads defaults
 
 log = logging.getLogger("cnnlab")
 
@@ -21,8 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parity-images", type=int, default=64, metavar="N",
                    help="how many images the parity check uses (default 64)")  # fmt: skip
     p.set_defaults(func=cmd_export)
-
-    from cnnlab.serve.limits import ServeLimits  # loads nothing heavy
 
     d = ServeLimits()
     p = sub.add_parser("serve", help="serve bundles over HTTP (FastAPI + uvicorn)")
@@ -106,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.runtime.device import set_threads
-    from cnnlab.serve import ServeLimits, create_app
+    from cnnlab.serve import create_app
     from cnnlab.serve.guards import LOCAL_HOSTS, allowed_host_patterns
     from cnnlab.serve.server import serve
 
