@@ -15,6 +15,7 @@ import torch
 
 from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import read_capped
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -31,16 +32,33 @@ _ALLOWED = {
 }
 
 
+def _plain_dtype(*args: object) -> np.dtype:
+    """numpy.dtype for the unpickler, numbers only: an object array's elements are pointers
+    allocated from its pickled shape alone (10**9 of them, 8 GB, from a few hundred bytes),
+    and CIFAR holds only uint8 pixels."""
+    dtype = np.dtype(*args)  # type: ignore[call-overload]
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an array of Python objects in a data file")
+    return dtype
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
 
 
 def safe_unpickle(path: Path) -> object:
+    """A CIFAR batch, read capped (`read_capped`) and unpickled with numbers-only arrays."""
     try:
-        return _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        data = read_capped(path)
+    except OSError as e:
+        raise CnnlabError(f"{path} cannot be read: {e}") from None
+    try:
+        return _ArrayOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except (
         pickle.UnpicklingError,
         EOFError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -12,6 +12,7 @@ import torch
 
 from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import MAX_FILE_ENV, MIB, max_file_bytes, read_capped
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -28,13 +29,33 @@ FASHION_CLASSES = [
 ]  # fmt: skip
 
 
+def _gunzip_capped(raw: bytes, limit: int, path: Path) -> bytes:
+    """Every gzip member of `raw` inflated, refused as soon as the output passes `limit` (a
+    10 MB gzip of zeros inflates to 10 GB)."""
+    out, rest = bytearray(), raw
+    while rest:
+        inflate = zlib.decompressobj(wbits=31)
+        out += inflate.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit or inflate.unconsumed_tail:
+            raise CnnlabError(
+                f"cannot read IDX file {path}: it inflates to over the {limit // MIB:,} MB limit "
+                f"on one file (raise it with --max-file-mb or {MAX_FILE_ENV})"
+            )
+        if not inflate.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        rest = inflate.unused_data
+    return bytes(out)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file; a wrong magic number or a truncated file is a clear error."""
+    """Parse one IDX file; a wrong magic number or a truncated file is a clear error. Read
+    capped (`read_capped`), inflated capped, and the header's shape checked before it is used."""
     path = Path(path)
+    limit = max_file_bytes()
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, limit)
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            raw = _gunzip_capped(raw, limit, path)
     except (OSError, EOFError, zlib.error) as e:
         raise CnnlabError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
@@ -47,12 +68,13 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise CnnlabError(f"{path} is truncated: its IDX header is incomplete")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    count = math.prod(shape)  # Python's integers: np.prod wraps past 2**63 (to 0, say)
+    expected = count * dtype.itemsize
     if len(raw) - header < expected:
         raise CnnlabError(
             f"{path} is truncated: header says {shape} ({expected} bytes of data), file has {len(raw) - header}"
         )
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
 
 
 def find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +12,60 @@ import torch
 
 from cnnlab.data.dataset import LoadedData, from_arrays
 from cnnlab.errors import CnnlabError
+from cnnlab.machine import memory_bytes
+
+
+def _declared(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's shape and dtype from its .npy header, read without reading the array."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, _, dtype = read(f)
+            out[info.filename.removesuffix(".npy")] = (shape, dtype)
+    return out
+
+
+def check_sizes(path: Path) -> None:
+    """Refuse arrays whose headers claim more than half this machine's memory, or Python
+    objects, before numpy allocates what a header claims (a deflated file of a few MB can
+    claim terabytes, or fill gigabytes with zeros)."""
+    declared = _declared(path)
+    total = 0
+    for name, (shape, dtype) in declared.items():
+        if dtype.hasobject:
+            raise CnnlabError(f"{path}: {name} holds Python objects, not numbers")
+        total += math.prod(shape) * dtype.itemsize
+    room = memory_bytes() // 2
+    if total > room:
+        name, (shape, _) = max(declared.items(), key=lambda kv: math.prod(kv[1][0]))
+        dims = "x".join(f"{d:,}" for d in shape)
+        raise CnnlabError(
+            f"{path}: {name} ({dims}) and the other arrays would take {total / 1e9:,.1f} GB once "
+            f"read; at most half this machine's memory ({room / 1e9:,.1f} GB) is used for data"
+        )
 
 
 def load_npz(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Every split present in the file, as uint8 (N, C, H, W) images and int64 labels."""
+    """Every split present in the file, as uint8 (N, C, H, W) images and int64 labels; the
+    sizes the headers claim are checked first (`check_sizes`)."""
     try:
+        check_sizes(path)
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         raise CnnlabError(f"cannot read {path} as a .npz archive: {e}") from None
+    try:
+        return _splits(path, archive)
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+        raise CnnlabError(f"cannot read {path} as a .npz archive: {e}") from None
+
+
+def _splits(path: Path, archive) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
     out = {}
     with archive:
         for split in ("train", "val", "test"):
