@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.errors import CnnlabError
 from cnnlab.report.figures import confusion_figure, save_figure
 from cnnlab.report.metrics import degenerate_warning
 from cnnlab.runtime.decision import predictions, probabilities
@@ -93,7 +94,6 @@ def load_splits_for(bundle, data_path: str, splits: tuple[str, ...], need_val: b
     from one preparation). Without `need_val`, a bundle trained without a validation split
     gives no `val` entry instead of an error."""
     from cnnlab.data.sources import load_source
-    from cnnlab.errors import CnnlabError
 
     pre = bundle.preprocess
     mode = "grayscale" if pre.channels == 1 else "rgb"
@@ -153,7 +153,6 @@ def _prepare_as_trained(bundle, data_path: str):
 
 def _as_bundle_classes(bundle, data, data_path: str, named: bool):
     """Labels in the bundle's class order: by name for folders; numbers checked for the others."""
-    from cnnlab.errors import CnnlabError
 
     if named:
         try:
@@ -173,8 +172,11 @@ def evaluate_bundle(
     bundle, data_path: str, split: str = "test", out_dir: Path | None = None, batch_size: int = 512
 ) -> dict[str, Any]:
     """Evaluate a loaded bundle on a split of `data_path`, with its own threshold and temperature."""
+    from cnnlab.config import MAX_BATCH
     from cnnlab.runtime.inference import predict_logits
 
+    if not 1 <= batch_size <= MAX_BATCH:  # 0 stepped a range() by 0; a huge one held all at once
+        raise CnnlabError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {batch_size}")
     data = load_split_for(bundle, data_path, split)
     logits = predict_logits(
         bundle.model, data.images, bundle.preprocess, bundle.runtime, batch_size
