@@ -10,6 +10,7 @@ from cnnlab.bundle import load_bundle, save_bundle
 from cnnlab.data import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
+from tests.bundle_edit import reseal
 
 
 @pytest.fixture
@@ -44,27 +45,31 @@ def test_missing_weights(bundle_dir):
 
 
 def forget_hash(path):
-    """As a bundle saved before cnnlab recorded its weights' size and hash."""
+    """As a bundle saved before cnnlab recorded its weights' size and hash (then sealed)."""
     meta = json.loads((path / "bundle.json").read_text())
     del meta["files"]
     (path / "bundle.json").write_text(json.dumps(meta))
+    reseal(path)
+
+
+def replace_weights(path, state):
+    """Other weights under the right name, the seal recomputed: what bundle.json's own record
+    of the weights, and then the load, make of them."""
+    save_file(state, str(path / "model.safetensors"))
+    reseal(path)
 
 
 def test_replaced_weights_fail_the_hash_and_without_one_say_what_is_wrong(bundle_dir):
     path, _ = bundle_dir
     other = create_model("fastnet", widths=[4, 16])
-    save_file(
-        {k: v.contiguous() for k, v in other.state_dict().items()}, str(path / "model.safetensors")
-    )
+    replace_weights(path, {k: v.contiguous() for k, v in other.state_dict().items()})
     with pytest.raises(CnnlabError, match="bundle.json records .*truncated or replaced"):
         load_bundle(path)
     forget_hash(path)
-    save_file(
-        {k: v.contiguous() for k, v in other.state_dict().items()}, str(path / "model.safetensors")
-    )
+    replace_weights(path, {k: v.contiguous() for k, v in other.state_dict().items()})
     with pytest.raises(CnnlabError, match="wrong shape .*stage2_conv1.weight"):
         load_bundle(path)
-    save_file({"nonsense": torch.zeros(1)}, str(path / "model.safetensors"))
+    replace_weights(path, {"nonsense": torch.zeros(1)})
     with pytest.raises(CnnlabError, match="missing .*unexpected"):
         load_bundle(path)
 
@@ -73,10 +78,12 @@ def test_corrupt_files(bundle_dir, tmp_path):
     path, _ = bundle_dir
     forget_hash(path)
     (path / "model.safetensors").write_bytes(b"\x00" * 20)
+    reseal(path)
     with pytest.raises(CnnlabError, match="not a readable safetensors file"):
         load_bundle(path)
     (path / "bundle.json").write_text("{not json")
-    with pytest.raises(CnnlabError, match="unreadable"):
+    reseal(path)
+    with pytest.raises(CnnlabError, match="unreadable|not valid JSON"):
         load_bundle(path)
     with pytest.raises(CnnlabError, match="no bundle at"):
         load_bundle(tmp_path / "nothing-here")
@@ -89,6 +96,7 @@ def test_pickled_weights_are_never_loaded(bundle_dir):
     path, model = bundle_dir
     forget_hash(path)
     torch.save(model.state_dict(), path / "model.safetensors")  # a pickle under the right name
+    reseal(path)
     with pytest.raises(CnnlabError, match="not a readable safetensors file"):
         load_bundle(path)
 

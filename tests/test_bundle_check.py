@@ -18,6 +18,7 @@ from cnnlab.data import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.predict import label_probabilities
+from tests.bundle_edit import reseal
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,13 @@ def good(tmp_path_factory) -> Path:
 
 def variant(good: Path, tmp_path: Path, change) -> Path:
     """A copy of the good bundle with bundle.json changed by `change(meta)` (NaN allowed, as
-    a hand edit or an older cnnlab would write it)."""
+    a hand edit or an older cnnlab would write it), resealed: the load reaches the field."""
     out = tmp_path / "bad"
     shutil.copytree(good, out)
     meta = json.loads((out / "bundle.json").read_text())
     change(meta)
     (out / "bundle.json").write_text(json.dumps(meta))
+    reseal(out)
     return out
 
 
@@ -109,10 +111,12 @@ def test_head_must_match_the_classes(tmp_path):
     meta = json.loads((path / "bundle.json").read_text())
     meta["classes"] = [str(i) for i in range(9)]
     (path / "bundle.json").write_text(json.dumps(meta))
+    reseal(path)
     with pytest.raises(CnnlabError, match="classes has 9 names but the model has 10 outputs"):
         load_bundle(path)
     checks, _ = check_bundle(path)
-    assert [c.name for c in checks] == ["bundle.json", "fields", "files", "architecture",
+    assert [c.name for c in checks] == ["seal", "seal", "bundle.json", "paths", "seal", "seal",
+                                        "signature", "fields", "bounds", "files", "architecture",
                                         "weights", "head"]  # fmt: skip
     assert not checks[-1].ok
 
@@ -127,6 +131,7 @@ def rewrite_weights(path: Path, change) -> None:
     meta = json.loads((path / "bundle.json").read_text())
     meta["files"] = files_record(path, ("model.safetensors",))
     (path / "bundle.json").write_text(json.dumps(meta))
+    reseal(path)
 
 
 def test_nan_weights_flipped_bytes_and_truncation(good, tmp_path):
@@ -140,9 +145,13 @@ def test_nan_weights_flipped_bytes_and_truncation(good, tmp_path):
     data[-10] ^= 0xFF
     data[-20] ^= 0x01  # two flipped bytes in the weights: same size, other content
     (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CnnlabError, match="model.safetensors changed since it was sealed"):
+        load_bundle(bad)
+    reseal(bad)  # past the seal, bundle.json's own record of the weights
     with pytest.raises(CnnlabError, match="does not match the sha256 bundle.json records"):
         load_bundle(bad)
     (bad / "model.safetensors").write_bytes(bytes(data[:-100]))
+    reseal(bad)
     with pytest.raises(CnnlabError, match="bytes but bundle.json records"):
         load_bundle(bad)
 
@@ -178,10 +187,12 @@ def test_cnnlab_check_and_every_surface_that_loads(good, tmp_path, capsys):
     code, out, _ = cli(capsys, "check", "pneumonia", "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"]
-    assert "sha256 verified" in report["checks"][2]["detail"]  # the shipped model's, recorded
+    files = next(c for c in report["checks"] if c["name"] == "files")
+    assert "sha256 verified" in files["detail"]  # the shipped model's, recorded
     old = variant(good, tmp_path / "old", lambda meta: meta.pop("files"))  # saved before hashes
     code, out, _ = cli(capsys, "check", old, "--json")
-    assert code == 0 and "no content hash recorded" in json.loads(out)["checks"][2]["detail"]
+    files = next(c for c in json.loads(out)["checks"] if c["name"] == "files")
+    assert code == 0 and "no content hash recorded" in files["detail"]
     bad = variant(good, tmp_path, setter("decision.threshold", math.nan))
     code, out, err = cli(capsys, "check", bad)
     assert code == 2 and "FAIL  fields" in out and "decision.threshold" in err

@@ -268,7 +268,7 @@ def test_a_huge_card_is_refused_before_it_is_read(copy):
 def test_the_card_shown_is_the_one_verified_at_load(copy):
     bundle = load_bundle(copy)
     card = bundle.card
-    assert card.startswith("# copy")
+    assert card.startswith("# xray")
     (copy / "card.md").unlink()
     (copy / "card.md").symlink_to("/etc/passwd")
     assert bundle.card == card  # the API and the app show what the load verified

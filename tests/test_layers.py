@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("data", {"data", "samples"}),
     ("models", {"models"}),
     ("runtime", {"runtime"}),
-    ("bundle", {"bundle", "bundle_check", "catalog", "predict"}),
+    ("bundle", {"bundle", "bundle_check", "bundle_seal", "bundle_sign", "catalog", "predict"}),
     ("report", {"report", "deploy"}),
     ("train", {"train", "inspect", "explain", "learn"}),
     ("surfaces", {"cli", "app", "serve", "__main__"}),

@@ -5,18 +5,22 @@
                         metrics, the resolved recipe, versions, the `ood` check's cut-off
     card.md             the model card, for people
     ood.safetensors     the out-of-distribution check's means and covariance (when fitted)
+    manifest.json       the seal: every file's size and sha256, written last (`cnnlab.bundle_seal`)
+    bundle.sig          a signature over them all, when signed (`cnnlab.bundle_sign`)
 
 `load_bundle` is the only way the CLI, the app and the API load a model, so all of them
-preprocess and decide exactly as training did; it checks everything first
-(`cnnlab.bundle_check`), and `check_bundle` reports those checks one by one (`cnnlab check`).
+preprocess and decide exactly as training did; it checks everything first (the seal, paths,
+fields and bounds: `cnnlab.bundle_check`; a signature when asked), and `check_bundle` reports
+those checks one by one (`cnnlab check`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,19 +28,35 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from cnnlab.bundle_check import (
     FORMAT,
+    META_MAX_BYTES,
     VERSION,
     Check,
+    check_bounds,
+    check_fields,
     check_files,
     check_head,
     check_meta,
     check_weights,
     describe_fields,
     files_record,
-    read_meta,
+    parse_meta,
+)
+from cnnlab.bundle_seal import (
+    CARD,
+    MANIFEST,
+    SIGNATURE,
+    WEIGHTS,
+    bundle_files,
+    check_listed,
+    read_manifest,
+    read_sealed,
+    seal_bundle,
+    sealed_line,
+    write_manifest,
 )
 from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
@@ -51,9 +71,7 @@ from cnnlab.fileio import (
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
-from cnnlab.runtime.ood import OOD_FILE, OODCheck, load_ood, logits_and_features
-
-WEIGHTS, CARD = "model.safetensors", "card.md"
+from cnnlab.runtime.ood import OODCheck, load_ood, logits_and_features
 
 
 @dataclass
@@ -66,6 +84,8 @@ class Bundle:
     runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
     backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
     ood: OODCheck | None = field(default=None, repr=False)  # None: a bundle without the check
+    card_text: str | None = field(default=None, repr=False)  # card.md as the load verified it
+    sealed: dict[str, Any] = field(default_factory=dict, repr=False)  # manifest of what loaded
 
     @property
     def name(self) -> str:
@@ -93,9 +113,9 @@ class Bundle:
 
     @property
     def card(self) -> str:
-        if self.path and (self.path / CARD).is_file():
-            return (self.path / CARD).read_text()
-        return ""
+        """card.md as verified at load (what the app and the API show): never re-read, so a
+        file swapped for a link or a 2 GB one later is never served."""
+        return self.card_text or ""
 
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
@@ -168,12 +188,7 @@ def save_bundle(
         "preprocess": preprocess.to_dict(),
         "classes": list(classes),
         "class_mode": class_mode,
-        "decision": decision
-        or (
-            {"threshold": 0.5, "temperature": 1.0, "policy": "0.5"}
-            if class_mode == "binary"
-            else {"temperature": 1.0}
-        ),
+        "decision": _complete_decision(decision, class_mode == "binary"),
         "metrics": metrics or {},
         "recipe": recipe or {},
         "versions": versions(),
@@ -188,7 +203,18 @@ def save_bundle(
     meta["files"] = files_record(out, (WEIGHTS,))  # size and sha256, checked at every load
     write_meta(out, meta)
     atomic_write_text(out / CARD, card or default_card(meta))
+    seal_bundle(out)  # last: the manifest of every file (an OOD file saved before included)
     return out
+
+
+def _complete_decision(decision: dict[str, Any] | None, binary: bool) -> dict[str, Any]:
+    """The decision block as written: every number a load requires, the defaults where the
+    caller gave none (a load never fills them in: a block without them was edited)."""
+    if not decision:
+        return {"threshold": 0.5, "temperature": 1.0, "policy": "0.5"} if binary else {
+            "temperature": 1.0}  # fmt: skip
+    complete = {"temperature": 1.0, **({"threshold": 0.5} if binary else {})}
+    return {**complete, **decision}
 
 
 def meta_text(meta: dict[str, Any]) -> str:
@@ -202,9 +228,11 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
 
 
 def update_bundle_meta(path: Path, **changes: Any) -> dict[str, Any]:
-    meta = json.loads((path / META).read_text())
+    """Change top-level fields of bundle.json and re-seal."""
+    meta = parse_meta((path / META).read_bytes(), path / META)
     meta.update(changes)
     write_meta(path, meta)
+    seal_bundle(path)
     return meta
 
 
@@ -258,10 +286,16 @@ def default_card(meta: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- load
 
 
-def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -> Bundle:
-    """Load and check a bundle (`cnnlab.bundle_check`); anything missing, mismatched or out of
-    range is a CnnlabError that names it."""
-    steps = _load_steps(resolve_bundle(ref), device, precision)
+def load_bundle(
+    ref: str | Path,
+    device: str = "cpu",
+    precision: str = "fp32",
+    require_signed: str | Path | None = None,
+) -> Bundle:
+    """Load and check a bundle (its seal, `cnnlab.bundle_check`, and with `require_signed` a
+    PEM public key or CA certificate, its signature); anything missing, changed, mismatched or
+    out of range is a CnnlabError that names it."""
+    steps = _load_steps(resolve_bundle(ref), device, precision, require_signed)
     try:
         while True:
             next(steps)
@@ -269,68 +303,152 @@ def load_bundle(ref: str | Path, device: str = "cpu", precision: str = "fp32") -
         return done.value
 
 
-def check_bundle(ref: str | Path) -> tuple[list[Check], Bundle | None]:
+def check_bundle(
+    ref: str | Path, require_signed: str | Path | None = None
+) -> tuple[list[Check], Bundle | None]:
     """Every check `load_bundle` makes, each reported (what it found), up to the first that
     fails: what `cnnlab check BUNDLE` prints. Returns the bundle when all passed."""
     checks: list[Check] = []
     try:
-        path = resolve_bundle(ref)
-        steps = _load_steps(path, "cpu", "fp32")
+        steps = _load_steps(resolve_bundle(ref), "cpu", "fp32", require_signed, report=True)
         while True:
             name, detail = next(steps)
             checks.append(Check(name, True, detail))
     except StopIteration as done:
         return checks, done.value
+    except StepFailed as e:
+        checks.append(Check(e.step, False, str(e)))
     except CnnlabError as e:
-        names = [c.name for c in checks]
-        failed = next((n for n in CHECK_NAMES if n not in names), "bundle")
-        checks.append(Check(failed, False, str(e)))
+        checks.append(Check("bundle", False, str(e)))
     return checks, None
 
 
-CHECK_NAMES = ("bundle.json", "fields", "files", "architecture", "weights", "head")
+def seal_reviewed(ref: str | Path) -> tuple[Path, list[str]]:
+    """`cnnlab seal`: a person has reviewed a bundle (made before sealing, or changed by hand)
+    and trusts it as it is. Every check but the seal runs first: a bundle that would not load
+    is not sealed. Returns the folder and what the new seal accepts that the old did not."""
+    path = resolve_bundle(ref)
+    if path in shipped_bundles().values():
+        raise CnnlabError(f"{ref} ships with cnnlab, sealed; it is read-only")
+    steps = _load_steps(path, "cpu", "fp32", sealed=False)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        bundle = done.value
+    return path, write_manifest(path, bundle.sealed)
+
+
+class StepFailed(CnnlabError):
+    """A load's check failed: which one (`cnnlab check` names it), and why."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@contextlib.contextmanager
+def _step(name: str) -> Iterator[None]:
+    try:
+        yield
+    except StepFailed:
+        raise
+    except CnnlabError as e:
+        raise StepFailed(name, str(e)) from None
 
 
 def _load_steps(
-    path: Path, device: str, precision: str
+    path: Path,
+    device: str,
+    precision: str,
+    require_signed: str | Path | None = None,
+    sealed: bool = True,
+    report: bool = False,
 ) -> Generator[tuple[str, str], None, Bundle]:
-    """The load, one checked step at a time; each yields (check name, what it found)."""
+    """The load, one checked step at a time; each yields (check name, what it found). Every
+    file is read once, capped, and the bytes checked against the seal are the bytes used."""
     from cnnlab.models import create_model, get_entry
 
-    meta = read_meta(path, META)
-    yield "bundle.json", f"{path / META}: {FORMAT} version {meta.get('version', VERSION)}"
-    pre, decision = check_meta(meta, path / META)
-    meta = finite_values(meta)  # an undefined figure (NaN) reaches no JSON answer: null
-    yield "fields", describe_fields(meta, pre, decision)
-    yield "files", check_files(path, meta, (WEIGHTS,))
-    name = meta["model"]["name"]
-    args = dict(meta["model"].get("args", {}))
-    try:
-        if "pretrained" in get_entry(name).arguments():
-            args["pretrained"] = False  # the bundle's own weights replace any download
-        model = create_model(name, **args)
-    except CnnlabError as e:
-        raise CnnlabError(f"{path / META}: model: {e}") from None
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise CnnlabError(f"{path / META}: model.args do not build {name}: {e}") from None
-    weights = path / WEIGHTS
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise CnnlabError(f"{weights} is not a readable safetensors file: {e}") from None
-    check_state(model, state, weights)
-    yield "architecture", f"{name}: {len(state)} tensors match the model's"
-    yield "weights", check_weights(state, weights)
+    manifest, manifest_bytes, record, signed = None, b"", {}, None
+    if require_signed is not None:  # before anything of the bundle is read
+        from cnnlab.bundle_sign import verify_signature
+
+        with _step("signature"):
+            signed, said = verify_signature(path, require_signed)
+            yield "signature", said
+    with _step("seal"):
+        if sealed:
+            manifest, manifest_bytes = read_manifest(path)
+            yield "seal", f"{MANIFEST}: {len(manifest)} files sealed"
+        meta_bytes, record[META] = read_sealed(path, META, META_MAX_BYTES, manifest)
+        yield "seal", sealed_line(META, record[META], sealed)
+    with _step("bundle.json"):
+        meta = parse_meta(meta_bytes, path / META)
+        yield "bundle.json", f"{path / META}: {FORMAT} version {meta.get('version', VERSION)}"
+    with _step("paths"):
+        files = bundle_files(meta)
+        yield "paths", check_listed(path, files, manifest)
+    data = {META: meta_bytes}
+    with _step("seal"):
+        for name, limit in files.items():
+            if name != META:
+                data[name], record[name] = read_sealed(path, name, limit, manifest)
+                yield "seal", sealed_line(name, record[name], sealed)
+    with _step("signature"):
+        if signed is not None:
+            from cnnlab.bundle_sign import match_signed
+
+            yield "signature", match_signed(path, signed, {MANIFEST: manifest_bytes, **data})
+        elif report:
+            from cnnlab.bundle_sign import describe_signature
+
+            yield "signature", describe_signature(path)
+    with _step("fields"):
+        pre, decision = check_fields(meta, path / META)
+        meta = finite_values(meta)  # an undefined figure (NaN) reaches no JSON answer: null
+        yield "fields", describe_fields(meta, pre, decision)
+    with _step("bounds"):
+        yield "bounds", check_bounds(meta, pre, decision, path / META)
+    with _step("files"):
+        yield "files", check_files(path, meta, {WEIGHTS: data[WEIGHTS]})
+    with _step("architecture"):
+        name = meta["model"]["name"]
+        args = dict(meta["model"].get("args", {}))
+        try:
+            if "pretrained" in get_entry(name).arguments():
+                args["pretrained"] = False  # the bundle's own weights replace any download
+            model = create_model(name, **args)
+        except CnnlabError as e:
+            raise CnnlabError(f"{path / META}: model: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise CnnlabError(f"{path / META}: model.args do not build {name}: {e}") from None
+        weights = path / WEIGHTS
+        try:
+            state = load(data.pop(WEIGHTS))  # the verified bytes; freed once they are tensors
+        except (SafetensorError, OSError) as e:
+            raise CnnlabError(f"{weights} is not a readable safetensors file: {e}") from None
+        check_state(model, state, weights)
+        yield "architecture", f"{name}: {len(state)} tensors match the model's"
+    with _step("weights"):
+        yield "weights", check_weights(state, weights)
     model.load_state_dict(state)
-    yield "head", check_head(model, meta, pre, path / META)
+    with _step("head"):
+        yield "head", check_head(model, meta, pre, path / META)
+    ood = None
+    if meta.get("ood"):
+        with _step("ood"):
+            ood_name = meta["ood"].get("file", "ood.safetensors")
+            ood = load_ood(path, meta["ood"], data.pop(ood_name))
+            yield "ood", (f"{ood_name}: {len(ood.parts)} parts, every tensor finite and of the "
+                          "shape its record gives")  # fmt: skip
     rt = choose_runtime(device, precision, "auto")
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
-    return Bundle(
-        model, pre, list(meta["classes"]), meta, path, rt, ood=load_ood(path, meta.get("ood"))
-    )
+    card = data[CARD].decode("utf-8", errors="replace")
+    return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
+                  sealed=record)  # fmt: skip
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
@@ -356,10 +474,13 @@ def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -
 
 
 def copy_bundle(src: Path, dst: Path) -> Path:
-    """Copy the bundle files (used to ship a trained bundle inside the package): the three
-    always, the out-of-distribution check and the mistakes gallery when the run has them."""
+    """Copy a bundle (to ship a trained one inside the package): its sealed files, the seal
+    and the signature as they are (the copy verifies as the source does), and the mistakes
+    gallery when the run has one. The source's seal is verified first: nothing unsealed ships."""
+    load_bundle(src)
+    files = list(read_manifest(src)[0])
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, META, CARD, OOD_FILE, "mistakes.png"):
-        if name in (WEIGHTS, META, CARD) or (src / name).is_file():
+    for name in (*files, MANIFEST, SIGNATURE, "mistakes.png"):
+        if name in files or name == MANIFEST or (src / name).is_file():
             shutil.copy2(src / name, dst / name)
     return dst

@@ -5,6 +5,7 @@ file meant to ship names no machine's absolute path."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
 import os
@@ -127,6 +128,57 @@ def read_capped(path: str | Path, limit: int | None = None) -> bytes:
     if len(data) > limit:  # grew while being read
         raise OSError(f"file is over the {_size(limit)} limit on one file")
     return data
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def plain_name(name: Any, what: str) -> str:
+    """`name` when it names a file directly inside a folder: no folder part, no absolute path,
+    no `..`, no hidden name. A bundle that names `/etc/passwd` or `../x` is refused, not read."""
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+        raise CnnlabError(f"{what} must be a plain file name inside the bundle folder (no folder, "
+                          f"absolute path or '..'), got {_shown(name)}")  # fmt: skip
+    return name
+
+
+@contextlib.contextmanager
+def open_inside(folder: str | Path, name: str, limit: int) -> Iterator[tuple[Any, int]]:
+    """(binary file, size) of the regular file `name` directly in `folder`, opened without
+    following a link (a symlink is refused, even one that points inside) and without blocking
+    (a FIFO is refused, not waited on); over `limit` bytes it is refused before any read."""
+    path = Path(folder) / plain_name(name, "a bundle file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise CnnlabError(f"{path} is missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CnnlabError(f"{path} is a symbolic link; a bundle's files must be plain files "
+                              "inside its folder") from None  # fmt: skip
+        raise CnnlabError(f"{path} is unreadable: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CnnlabError(f"{path} is not a regular file (a FIFO, device or folder)")
+        if st.st_size > limit:
+            raise CnnlabError(f"{path} is {_size(st.st_size)}, over the {_size(limit)} such a "
+                              "file may be")  # fmt: skip
+        yield f, st.st_size
+
+
+def read_inside(folder: str | Path, name: str, limit: int) -> bytes:
+    """The bytes of `open_inside`'s file (refused if it grew past `limit` while being read)."""
+    with open_inside(folder, name, limit) as (f, _):
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise CnnlabError(f"{Path(folder) / name} is over the {_size(limit)} such a file may be")
+    return data
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _size(n: int) -> str:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from cnnlab.bundle import save_bundle
+from cnnlab.bundle_seal import seal_bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.models import create_model
 from cnnlab.report.card import medical_card
@@ -60,6 +61,7 @@ def make_app_bundle(out: Path, binary: bool = True, seed: int = 0) -> Path:
 
         meta = json.loads((out / "bundle.json").read_text())
         (out / "card.md").write_text(medical_card(meta))
+        seal_bundle(out)
     return out
 
 

@@ -14,6 +14,7 @@ from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
 from cnnlab.report.verdict import verdict
 from tests.app.conftest import SIZE, dicom_image, encode, xray_like
+from tests.bundle_edit import reseal
 
 
 def texts(at, kind: str) -> list[str]:
@@ -85,6 +86,7 @@ def test_an_uncertain_result_is_not_headlined(app_env, app_bundle, tmp_path):
     meta = json.loads((unsure / "bundle.json").read_text())
     meta["decision"]["temperature"] = 100.0  # calibration says: it hardly knows (p near 0.5)
     (unsure / "bundle.json").write_text(json.dumps(meta))
+    reseal(unsure)
     at = upload(app_env(unsure).run(), ("a.png", encode(xray_like(0)), "image/png"))
     assert len(at.success) == 0
     warning = next(w for w in texts(at, "warning") if "threshold" in w)
@@ -108,7 +110,7 @@ def test_model_is_loaded_once_per_process(app_env, app_bundle, tmp_path, monkeyp
     shutil.copytree(app_bundle, own)
     calls = []
     real = resources.load_bundle
-    monkeypatch.setattr(resources, "load_bundle", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(resources, "load_bundle", lambda p, **kw: calls.append(p) or real(p, **kw))
     at = app_env(own).run()
     upload(at, ("a.png", encode(xray_like(0)), "image/png"))
     at.toggle(key="gradcam").set_value(True).run()
@@ -227,6 +229,7 @@ def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle
     meta = json.loads((site / "bundle.json").read_text())
     meta["decision"].update(fitted_on="site", data="hospital/xrays", n=312)
     (site / "bundle.json").write_text(json.dumps(meta))
+    reseal(site)
     report = {**meta["metrics"], "n": 312, "auc": 0.9612, "auc_ci": [0.94, 0.98]}
     record_external(site, external_block(report, "hospital/xrays", ["NORMAL", "PNEUMONIA"],
                                          "the rule refitted on this site", cross_validated=5))  # fmt: skip
@@ -249,6 +252,7 @@ def test_model_page_of_a_bundle_without_metrics(app_env, digits_bundle, tmp_path
     meta = json.loads((bare / "bundle.json").read_text())
     meta["metrics"] = {}
     (bare / "bundle.json").write_text(json.dumps(meta))
+    reseal(bare)
     at = app_env(bare).run()
     at.switch_page("views/model.py").run()
     assert not at.exception
@@ -308,6 +312,7 @@ def test_model_page_warns_about_a_degenerate_model(app_env, digits_bundle, tmp_p
         [12 if j == 3 else 0 for j in range(10)] for _ in range(10)
     ]
     (one / "bundle.json").write_text(json.dumps(meta))
+    reseal(one)
     at = app_env(one).run()
     at.switch_page("views/model.py").run()
     assert not at.exception

@@ -9,6 +9,7 @@ import math
 import shutil
 
 from tests.app.conftest import encode, verdicts, xray_like
+from tests.bundle_edit import reseal
 from tests.corpus import implausible_bytes, unreadable_bytes
 
 
@@ -34,6 +35,7 @@ def test_a_bundle_with_an_invalid_decision_is_reported_not_served(app_env, app_b
     meta = json.loads((bad / "bundle.json").read_text())
     meta["decision"]["threshold"] = math.nan
     (bad / "bundle.json").write_text(json.dumps(meta))
+    reseal(bad)
     at = app_env(bad).run()
     assert not at.exception
     errors = [e.value for e in at.error]

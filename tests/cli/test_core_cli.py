@@ -189,7 +189,7 @@ def test_bad_bundle_and_bad_evaluate_inputs(trained, tmp_path, capsys):
     assert code == 2 and "no bundle at" in err
     broken = tmp_path / "broken"
     broken.mkdir()
-    for name in ("bundle.json", "card.md"):
+    for name in ("bundle.json", "card.md", "manifest.json"):  # half copied: no weights
         (broken / name).write_bytes((out / name).read_bytes())
     code, _, err = cli(capsys, "predict", broken, tmp_path)
     assert code == 2 and "no such file or folder" not in err or "model.safetensors" in err

@@ -132,7 +132,8 @@ def _imports_after(args: list[str], first: str = "") -> list[str]:
     code = (
         f"import sys\n{first}\nfrom cnnlab.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
+        "print('HEAVY', sorted(m for m in ('torch', 'numpy', 'matplotlib', 'model_signing')"
+        " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     return json.loads(done.stdout.rsplit("HEAVY ", 1)[1].replace("'", '"'))

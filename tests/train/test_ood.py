@@ -16,6 +16,7 @@ from cnnlab.predict import predict_sources
 from cnnlab.report.rows import prediction_rows
 from cnnlab.runtime.ood import OOD_FILE
 from cnnlab.train.ood import fit_part
+from tests.bundle_edit import BASE, reseal
 from tests.conftest import digit_images
 
 
@@ -95,6 +96,7 @@ def test_a_bundle_without_the_check_keeps_working(tiny_runs, tmp_path):
     del meta["ood"]
     (old / "bundle.json").write_text(json.dumps(meta))
     (old / OOD_FILE).unlink()
+    reseal(old, BASE)
     bundle = load_bundle(old)
     assert bundle.ood is None
     x, _ = digit_images(3, seed=2)
@@ -110,7 +112,8 @@ def test_copy_bundle_ships_the_check_and_the_gallery(tiny_runs, tmp_path):
 
     shipped = copy_bundle(tiny_runs[0], tmp_path / "shipped")
     assert sorted(p.name for p in shipped.iterdir()) == [
-        "bundle.json", "card.md", "mistakes.png", "model.safetensors", OOD_FILE]  # fmt: skip
+        "bundle.json", "card.md", "manifest.json", "mistakes.png", "model.safetensors",
+        OOD_FILE]  # fmt: skip
     assert load_bundle(shipped).ood is not None
 
 
@@ -127,6 +130,7 @@ def test_ood_fit_adds_the_check_to_an_older_bundle(tiny_runs, tmp_path, capsys):
     fitted = meta.pop("ood")
     (old / "bundle.json").write_text(json.dumps(meta))
     (old / OOD_FILE).unlink()
+    reseal(old, BASE)
     data = tiny_runs[0].parents[1] / "idx"
     code, out = cli("ood-fit", old, "--data", data, "--percentile", "95")
     assert code == 0, out.err

@@ -15,6 +15,7 @@ from pathlib import Path
 APP_SCRIPT = Path(__file__).with_name("main.py")
 BUNDLE_ENV = "CNNLAB_APP_BUNDLE"  # a bundle folder or shipped name the picker opens with
 RUNS_ENV = "CNNLAB_APP_RUNS"  # folders searched for bundles, os.pathsep-separated
+REQUIRE_SIGNED_ENV = "CNNLAB_APP_REQUIRE_SIGNED"  # a PEM: every bundle loaded must verify with it
 UPLOAD_LIMIT_MB = 32  # a large DICOM fits; a decompression bomb is refused by pixels, not bytes
 
 DEFAULTS: dict[str, str] = {
@@ -50,6 +51,7 @@ def streamlit_command(
     runs: list[str] | None = None,
     extra_flags: list[str] | None = None,
     env: dict[str, str] | None = None,
+    require_signed: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that start the app; nothing is resolved or started here."""
     env = dict(os.environ if env is None else env)
@@ -61,6 +63,8 @@ def streamlit_command(
         env[BUNDLE_ENV] = str(bundle)
     roots = runs if runs is not None else ["runs"]
     env[RUNS_ENV] = os.pathsep.join(str(Path(r).expanduser().resolve()) for r in roots)
+    if require_signed:
+        env[REQUIRE_SIGNED_ENV] = str(Path(require_signed).expanduser().resolve())
     argv = [sys.executable, "-m", "cnnlab.app.preload", str(APP_SCRIPT), *flags]
     return argv, env
 
@@ -73,6 +77,11 @@ def locate_bundle(ref: str) -> str:
 
     path = resolve_bundle(ref)
     return ref if shipped_bundles().get(ref) == path else str(path.resolve())
+
+
+def required_signer(env: dict[str, str] | None = None) -> str | None:
+    """The PEM every bundle the app loads must verify with (`cnnlab app --require-signed`)."""
+    return (os.environ if env is None else env).get(REQUIRE_SIGNED_ENV) or None
 
 
 def app_settings(env: dict[str, str] | None = None) -> tuple[list[str], list[str]]:

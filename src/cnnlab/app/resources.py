@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings
+from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings, required_signer
 from cnnlab.bundle import Bundle, load_bundle
 from cnnlab.catalog import BundleEntry, find_bundles
 from cnnlab.errors import CnnlabError
@@ -28,7 +28,7 @@ NO_BUNDLE = """**No model bundle is available**, so there is nothing to classify
 @st.cache_resource(show_spinner="Loading the model ...")
 def get_bundle(path: str) -> Bundle:
     """Loaded once per process and kept: reruns and new sessions reuse the same model."""
-    return load_bundle(path)
+    return load_bundle(path, require_signed=required_signer())
 
 
 @st.cache_resource(show_spinner="Summarising the model's layers ...")

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bundle folder or shipped model name to open with (default: pneumonia)")  # fmt: skip
     p.add_argument("--runs", action="append", metavar="DIR",
                    help="folder searched for more bundles (repeatable; default: runs)")  # fmt: skip
+    from cnnlab.cli.serve import add_require_signed
+
+    add_require_signed(p)  # every bundle the app loads, the one named here checked before start
     p.set_defaults(func=cmd_app)
 
 
@@ -28,7 +31,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     # a bad reference is exit 2 here, before any server starts
     bundle = locate_bundle(args.bundle) if args.bundle else None
-    argv, env = streamlit_command(bundle, args.runs)
+    if args.require_signed and bundle:
+        from cnnlab.bundle import load_bundle
+
+        load_bundle(bundle, require_signed=args.require_signed)
+    argv, env = streamlit_command(bundle, args.runs, require_signed=args.require_signed)
     sys.stdout.flush()
     os.execve(argv[0], argv, env)  # the server replaces this process: signals reach it directly
     return 0  # pragma: no cover

@@ -11,7 +11,7 @@ from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.serve import add_backend_arguments
+    from cnnlab.cli.serve import add_backend_arguments, add_require_signed
     from cnnlab.data.readers import FORMATS_HELP
 
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
@@ -87,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also classify the images in the folders' subfolders")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
     add_backend_arguments(p)
+    add_require_signed(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
@@ -94,13 +95,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "check",
-        help="check a bundle: its fields and values, file sizes and hash, weights, head",
+        help="check a bundle: its seal, paths, fields and bounds, weights, head, signature",
         description="Run every check a load makes, and say what each found. Exit status 0 when "
         "the bundle is sound, 2 (and the first problem) when it is not.",
     )
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_require_signed(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "seal",
+        help="trust a reviewed bundle as it is: write its seal (manifest.json)",
+        description="Every command that writes a bundle seals it. A bundle made before cnnlab "
+        "sealed bundles, or edited by hand, is refused until a person who has reviewed it runs "
+        "this: every other check runs first, then manifest.json records each file's size and "
+        "sha256. What changed since the previous seal is printed; a signature over the old "
+        "contents is removed.",
+    )  # fmt: skip
+    p.add_argument("bundle", help="bundle folder")
+    p.set_defaults(func=cmd_seal)
+
+    p = sub.add_parser(
+        "sign",
+        help="sign a bundle's files with a private key (OpenSSF model-signing, offline)",
+        description="Writes BUNDLE/bundle.sig (a Sigstore bundle, as `model_signing` makes) over "
+        "exactly the bundle's sealed files and manifest.json, after checking the bundle loads. "
+        "predict, serve, app and check verify it with --require-signed PUBLIC.pem (or the CA "
+        "certificate, for a certificate signature).",
+    )  # fmt: skip
+    p.add_argument("bundle", help="bundle folder")
+    p.add_argument("--key", required=True, metavar="PRIVATE.pem",
+                   help="elliptic-curve private key (PEM)")  # fmt: skip
+    p.add_argument("--certificate", metavar="CERT.pem",
+                   help="the signing certificate of that key: a certificate signature")  # fmt: skip
+    p.add_argument("--chain", nargs="+", default=[], metavar="CA.pem",
+                   help="with --certificate: the certificates up to the root of trust")  # fmt: skip
+    p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("models", help="list the registered models with parameter counts")
     p.add_argument("--json", action="store_true")
@@ -253,7 +284,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
     files = expand_inputs(args.paths, args.recursive)
-    bundle = use_backend(load_bundle(args.bundle), args.backend, args.onnx)
+    loaded = load_bundle(args.bundle, require_signed=args.require_signed)
+    bundle = use_backend(loaded, args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
     if args.json or args.csv:  # the one row schema the app's table and the API share
@@ -282,7 +314,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from cnnlab.bundle import check_bundle
 
-    checks, bundle = check_bundle(args.bundle)
+    checks, bundle = check_bundle(args.bundle, args.require_signed)
     if args.json:
         out = {"bundle": args.bundle, "ok": bundle is not None,
                "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}  # fmt: skip
@@ -295,6 +327,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     if bundle is None:
         print(f"cnnlab: error: {checks[-1].detail}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    from cnnlab.bundle import seal_reviewed
+
+    path, changes = seal_reviewed(args.bundle)
+    print(f"sealed {path}: " + ("; ".join(changes) if changes else "nothing changed"))
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle_sign import sign_bundle
+
+    if args.chain and not args.certificate:
+        raise CnnlabError("--chain goes with --certificate")
+    bundle = load_bundle(args.bundle)  # only a bundle that loads, seal verified, is signed
+    sig = sign_bundle(bundle.path, list(bundle.sealed), args.key, args.certificate, args.chain)
+    print(f"signed {bundle.path}: {sig.name} covers manifest.json, {', '.join(bundle.sealed)}")
     return 0
 
 

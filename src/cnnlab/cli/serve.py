@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="on SIGTERM: answer requests in flight, then exit within this many "
                    f"seconds whatever clients do (default {d.shutdown_timeout_s:g})")  # fmt: skip
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_require_signed(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -80,6 +81,12 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", metavar="FILE",
                    help="with --backend onnx: the exported file (default BUNDLE/model.onnx, "
                    "else an export in memory)")  # fmt: skip
+
+
+def add_require_signed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--require-signed", metavar="PUBLIC.pem",
+                   help="refuse a bundle whose bundle.sig is missing or does not verify with "
+                   "this public key (or CA certificate); see `cnnlab sign`")  # fmt: skip
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -124,7 +131,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CnnlabError("--onnx FILE names one model's export; serve one bundle with it")
     hosts = allowed_host_patterns(args.allowed_hosts or [*LOCAL_HOSTS, args.host])
     set_threads()
-    bundles = [use_backend(load_bundle(b), args.backend, args.onnx) for b in args.bundles]
+    bundles = [use_backend(load_bundle(b, require_signed=args.require_signed), args.backend,
+                           args.onnx) for b in args.bundles]  # fmt: skip
     limits = ServeLimits(
         max_request_bytes=int(args.max_request_mb * 2**20),
         max_images=args.max_images,

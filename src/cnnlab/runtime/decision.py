@@ -19,6 +19,10 @@ import torch
 from cnnlab.errors import CnnlabError
 
 MAX_TEMPERATURE = 100.0  # fitted temperatures are about 0.5-5; beyond this every p is ~0.5
+# What calibration can fit (`cnnlab.train.calibration` clamps to these): a bundle's decision
+# outside them was not made by training (1e-300 makes every probability 0 or 1)
+THRESHOLD_MARGIN = 1e-6  # a fitted threshold stays this far inside (0, 1)
+TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def _number(value: Any, where: str) -> float:

@@ -110,27 +110,64 @@ def save_ood(folder: Path, check: OODCheck) -> Path:
     return Path(folder) / OOD_FILE
 
 
-def load_ood(folder: Path, record: dict[str, Any] | None) -> OODCheck | None:
-    """The bundle's check, or None when bundle.json has no `ood` block (older bundles)."""
+OOD_MAX_BYTES = 256 * 2**20  # (classes + 256 eigenvectors) x 4,096 floats per part: far less
+
+
+def load_ood(
+    folder: Path, record: dict[str, Any] | None, data: bytes | None = None
+) -> OODCheck | None:
+    """The bundle's check, or None when bundle.json has no `ood` block (older bundles). `data`:
+    the file's bytes as the load verified them against the seal; else read here, capped, a
+    plain file inside `folder` only. Every tensor must be finite and of the shape the record
+    gives: a NaN mean would turn every distance NaN, and so the check silently off."""
     if not record:
         return None
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    path = Path(folder) / record.get("file", OOD_FILE)
+    from cnnlab.fileio import read_inside
+
+    name = record.get("file", OOD_FILE)
+    where = Path(folder) / str(name)
+    if data is None:
+        data = read_inside(folder, name, OOD_MAX_BYTES)
     try:
-        t = load_file(str(path))
-        parts = [
-            OODPart(str(p["layer"]), str(p["take"]), t[f"{i}.means"], t[f"{i}.components"],
-                    t[f"{i}.variances"], float(t[f"{i}.residual_variance"][0]), float(p["scale"]))
-            for i, p in enumerate(record["parts"])
-        ]  # fmt: skip
-        return OODCheck(parts, float(record["threshold"]), dict(record))
-    except (SafetensorError, OSError, KeyError, IndexError, TypeError) as e:
+        t = load(data)
+        parts = [_part(t, i, p, where) for i, p in enumerate(record["parts"])]
+        threshold = float(record["threshold"])
+    except (SafetensorError, KeyError, IndexError, TypeError, ValueError) as e:
         raise CnnlabError(
-            f"bundle {folder} has an `ood` block but {path.name} is missing or does not match it "
+            f"bundle {folder} has an `ood` block but {where.name} does not match it "
             f"({type(e).__name__}: {e}); refit it with `cnnlab ood-fit`"
         ) from None
+    extra = sorted(set(t) - {f"{i}.{k}" for i in range(len(parts)) for k in _TENSORS})
+    if extra:
+        raise CnnlabError(f"{where}: holds tensors its record does not name: {', '.join(extra)}")
+    return OODCheck(parts, threshold, dict(record))
+
+
+_TENSORS = ("means", "components", "variances", "residual_variance")
+
+
+def _part(t: dict[str, torch.Tensor], i: int, p: dict[str, Any], where: Path) -> OODPart:
+    """Part i of the check, its tensors checked against its record (features D, rank k)."""
+    d, k = int(p["features"]), int(p["rank"])
+    means = t[f"{i}.means"]
+    shapes = {"means": (means.shape[0] if means.dim() == 2 else -1, d), "components": (k, d),
+              "variances": (k,), "residual_variance": (1,)}  # fmt: skip
+    for key, shape in shapes.items():
+        tensor = t[f"{i}.{key}"]
+        if tuple(tensor.shape) != shape or not tensor.is_floating_point() or not shape[0] >= 1:
+            raise CnnlabError(f"{where}: tensor {i}.{key} has shape {tuple(tensor.shape)} "
+                              f"({tensor.dtype}); the record says {shape}")  # fmt: skip
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise CnnlabError(f"{where}: tensor {i}.{key} holds {bad:,} NaN or infinite values")
+    for key in ("variances", "residual_variance"):
+        if not bool((t[f"{i}.{key}"] > 0).all()):
+            raise CnnlabError(f"{where}: tensor {i}.{key} must be positive (variances)")
+    return OODPart(str(p["layer"]), str(p["take"]), means, t[f"{i}.components"],
+                   t[f"{i}.variances"], float(t[f"{i}.residual_variance"][0]), float(p["scale"]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- which features

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-THRESHOLD_MARGIN = 1e-6  # a fitted threshold stays this far inside (0, 1)
+from cnnlab.runtime.decision import TEMPERATURE_RANGE, THRESHOLD_MARGIN
+
 MIN_PER_CLASS = 20  # validation images of each class needed to fit a temperature
 
 
@@ -40,7 +41,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
     opt.step(nll)
     t = float(log_t.detach().exp())
-    return float(min(max(t, 0.05), 20.0)) if math.isfinite(t) else 1.0
+    low, high = TEMPERATURE_RANGE
+    return float(min(max(t, low), high)) if math.isfinite(t) else 1.0
 
 
 def choose_threshold(

@@ -100,7 +100,8 @@ def external_block(
 
 
 def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
-    """Add (or replace, by name) an external block in bundle.json and re-write the card."""
+    """Add (or replace, by name) an external block in bundle.json, re-write the card, re-seal."""
+    from cnnlab.bundle_seal import seal_bundle
     from cnnlab.report.card import write_card
 
     meta = json.loads((path / META).read_text())
@@ -108,6 +109,7 @@ def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     meta["external"] = [*others, block]
     _write_meta(path, meta)
     write_card(path, meta)  # the card's kind (medical or general) follows the bundle
+    seal_bundle(path)
     return meta
 
 
@@ -257,6 +259,7 @@ def recalibrate(
 def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     """The recalibrated bundle, built in a temporary folder beside `out` and renamed into place:
     an interrupted run leaves no half-written bundle."""
+    from cnnlab.bundle_seal import seal_bundle
     from cnnlab.report.card import write_card
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +271,7 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
             shutil.copyfile(src / OOD_FILE, tmp / OOD_FILE)
         _write_meta(tmp, meta)
         write_card(tmp, meta)
+        seal_bundle(tmp)
         if out.exists():
             out.rmdir()  # empty (checked above)
         tmp.rename(out)

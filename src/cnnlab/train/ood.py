@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cnnlab.bundle_check import OOD_SCALE_BOUNDS, OOD_THRESHOLD_BOUNDS
 from cnnlab.data.dataset import ImageData
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
@@ -104,12 +105,18 @@ def fit_ood(
         where = "val"
     else:
         held, where = feats, "train"
+    low, high = OOD_SCALE_BOUNDS  # a degenerate model's distances can fall outside
     for part, record, f in zip(parts, records, held, strict=True):
-        part.scale = max(float(np.percentile(part.distances(f).numpy(), percentile)), 1e-6)
+        scale = float(np.percentile(part.distances(f).numpy(), percentile))
+        part.scale = min(max(scale, low), high)
         record["scale"] = round(part.scale, 6)
     check = OODCheck(parts, 0.0)
     distances = check.distances(held)
-    check.threshold = float(np.percentile(distances.numpy(), percentile))
+    threshold = float(np.percentile(distances.numpy(), percentile))
+    check.threshold = min(threshold, OOD_THRESHOLD_BOUNDS[1])  # stricter, never off
+    if check.threshold != threshold or any(p.scale in (low, high) for p in parts):
+        log.warning("the out-of-distribution check is degenerate (features that barely vary): "
+                    "its scales or cut-off were held to the bounds a bundle allows")  # fmt: skip
     check.record = {
         "score": "mahalanobis",
         "parts": records,
@@ -133,6 +140,7 @@ def add_ood(
     on (its own split repeated: fitted on the training part, cut off on the validation part),
     and write it into the bundle, or into a copy at `out`. Returns (bundle folder, record)."""
     from cnnlab.bundle import META, _json_default, load_bundle, resolve_bundle, shipped_bundles
+    from cnnlab.bundle_seal import seal_bundle
     from cnnlab.fileio import atomic_write_text, data_name
     from cnnlab.report.card import write_card
     from cnnlab.train.evaluate import load_splits_for
@@ -159,4 +167,5 @@ def add_ood(
         meta["name"] = target.name
     atomic_write_text(target / META, json.dumps(meta, indent=2, default=_json_default) + "\n")
     write_card(target, meta)
+    seal_bundle(target)
     return target, check.record

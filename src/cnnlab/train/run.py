@@ -188,6 +188,7 @@ def finish_run(
     """After the last step: the run's history and curves, the validation report (figures, the
     mistakes gallery, a warning for a degenerate model), the decision rule, the
     out-of-distribution check, then the bundle and its card."""
+    from cnnlab.bundle_seal import seal_bundle
     from cnnlab.report.card import write_card
     from cnnlab.report.metrics import degenerate_warning
 
@@ -227,8 +228,9 @@ def finish_run(
         },
     )  # fmt: skip
     write_card(out)
+    seal_bundle(out)  # the card changed since save_bundle sealed it
     if recipe.data.class_mode == "binary" and recipe.data.external:
-        record_external_validation(out, recipe.data.external)
+        record_external_validation(out, recipe.data.external)  # loads, records, re-seals
     return metrics, ood
 
 
