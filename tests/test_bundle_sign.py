@@ -201,3 +201,13 @@ def test_the_app_gets_the_requirement(keys, monkeypatch):
 
     _, env = streamlit_command("pneumonia", require_signed=str(keys["public"]))
     assert env[REQUIRE_SIGNED_ENV] == str(keys["public"].resolve())
+
+
+def test_an_onnx_file_is_not_trusted_beside_a_signed_bundle(signed, keys, tmp_path):
+    from cnnlab.deploy.backends import use_backend
+
+    bundle = load_bundle(signed, require_signed=keys["public"])
+    assert bundle.signed
+    (tmp_path / "any.onnx").write_bytes(b"not covered by the signature")
+    with pytest.raises(CnnlabError, match="not covered by the bundle's signature"):
+        use_backend(bundle, "onnx", tmp_path / "any.onnx")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -32,9 +33,10 @@ NEEDS_MORE = {  # why a README command is not run here
 
 
 def readme_commands() -> list[str]:
+    """The README's `cnnlab` commands in order, and the `openssl` ones that make their keys."""
     blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line.startswith("cnnlab ")]
+    return [line for line in lines if line.startswith(("cnnlab ", "openssl "))]
 
 
 def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
@@ -56,6 +58,9 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
         if why:
             skipped.append((line, why))
             continue
+        if line.startswith("openssl "):  # a signing key for `cnnlab sign`, made as the README says
+            subprocess.run(shlex.split(line), check=True, capture_output=True, timeout=60)
+            continue
         code = main(shlex.split(line)[1:])
         out = capsys.readouterr()
         assert code == 0, f"{line}\n{out.err[-2000:]}"
@@ -64,6 +69,7 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
     assert len(ran) >= 14, ran
     assert any("--receptive-field" in r for r in ran) and any("--draw" in r for r in ran)
     assert any(r.startswith("cnnlab code") for r in ran)
+    assert any("--require-signed" in r for r in ran) and (clone / "runs/mnist/bundle.sig").is_file()
     assert set(WITH_SHARED_DATA) <= set(ran)
     assert (clone / "conv.gif").stat().st_size > 0 and (clone / "train_mnist_keras.py").is_file()
     assert len(skipped) <= 12

@@ -17,8 +17,6 @@ those checks one by one (`cnnlab check`).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import shutil
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load
 
 from cnnlab.bundle_check import (
     FORMAT,
@@ -39,11 +37,18 @@ from cnnlab.bundle_check import (
     check_fields,
     check_files,
     check_head,
-    check_meta,
     check_weights,
     describe_fields,
-    files_record,
     parse_meta,
+)
+from cnnlab.bundle_save import (  # noqa: F401 (re-exported: where callers import them)
+    _json_default,
+    default_card,
+    meta_text,
+    save_bundle,
+    update_bundle_meta,
+    versions,
+    write_meta,
 )
 from cnnlab.bundle_seal import (
     CARD,
@@ -54,20 +59,13 @@ from cnnlab.bundle_seal import (
     check_listed,
     read_manifest,
     read_sealed,
-    seal_bundle,
     sealed_line,
     write_manifest,
 )
 from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import (
-    atomic_path,
-    atomic_write_text,
-    data_name,
-    finite_values,
-    shareable_command,
-)
+from cnnlab.fileio import finite_values
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
@@ -86,6 +84,7 @@ class Bundle:
     ood: OODCheck | None = field(default=None, repr=False)  # None: a bundle without the check
     card_text: str | None = field(default=None, repr=False)  # card.md as the load verified it
     sealed: dict[str, Any] = field(default_factory=dict, repr=False)  # manifest of what loaded
+    signed: bool = False  # its signature verified at load (`--require-signed`)
 
     @property
     def name(self) -> str:
@@ -137,150 +136,6 @@ class Bundle:
         if self.backend is not None:  # the backend's own logits; the features come from PyTorch
             logits = self.backend.logits(images, batch_size)
         return self.decision.probabilities(logits), self.ood.distances(feats)
-
-
-# ----------------------------------------------------------------------------- save
-
-
-def versions() -> dict[str, str]:
-    import torchvision
-
-    from cnnlab import __version__
-
-    out = {
-        "cnnlab": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-    }
-    try:
-        import timm
-
-        out["timm"] = timm.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return out
-
-
-def save_bundle(
-    out_dir: str | Path,
-    model: nn.Module,
-    model_name: str,
-    model_args: dict[str, Any],
-    preprocess: Preprocess,
-    classes: list[str],
-    *,
-    class_mode: str = "categorical",
-    decision: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    recipe: dict[str, Any] | None = None,
-    card: str = "",
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write the three files, each atomically; weights first so bundle.json never points at nothing."""
-    out = Path(out_dir)
-    meta = {
-        "format": FORMAT,
-        "version": VERSION,
-        "name": out.name,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {"name": model_name, "args": model_args},
-        "params": int(sum(p.numel() for p in model.parameters())),
-        "preprocess": preprocess.to_dict(),
-        "classes": list(classes),
-        "class_mode": class_mode,
-        "decision": _complete_decision(decision, class_mode == "binary"),
-        "metrics": metrics or {},
-        "recipe": recipe or {},
-        "versions": versions(),
-        **(extra or {}),
-    }
-    check_meta(meta, out / META)  # never write a bundle that would not load
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    check_weights(state, out / WEIGHTS)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    meta["files"] = files_record(out, (WEIGHTS,))  # size and sha256, checked at every load
-    write_meta(out, meta)
-    atomic_write_text(out / CARD, card or default_card(meta))
-    seal_bundle(out)  # last: the manifest of every file (an OOD file saved before included)
-    return out
-
-
-def _complete_decision(decision: dict[str, Any] | None, binary: bool) -> dict[str, Any]:
-    """The decision block as written: every number a load requires, the defaults where the
-    caller gave none (a load never fills them in: a block without them was edited)."""
-    if not decision:
-        return {"threshold": 0.5, "temperature": 1.0, "policy": "0.5"} if binary else {
-            "temperature": 1.0}  # fmt: skip
-    complete = {"temperature": 1.0, **({"threshold": 0.5} if binary else {})}
-    return {**complete, **decision}
-
-
-def meta_text(meta: dict[str, Any]) -> str:
-    """bundle.json's text: strict JSON (an undefined figure, NaN, is written null)."""
-    plain = json.loads(json.dumps(meta, default=_json_default))
-    return json.dumps(finite_values(plain), indent=2, allow_nan=False) + "\n"
-
-
-def write_meta(path: Path, meta: dict[str, Any]) -> None:
-    atomic_write_text(path / META, meta_text(meta))
-
-
-def update_bundle_meta(path: Path, **changes: Any) -> dict[str, Any]:
-    """Change top-level fields of bundle.json and re-seal."""
-    meta = parse_meta((path / META).read_bytes(), path / META)
-    meta.update(changes)
-    write_meta(path, meta)
-    seal_bundle(path)
-    return meta
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def default_card(meta: dict[str, Any]) -> str:
-    m = meta.get("metrics", {})
-    lines = [
-        f"# {meta['name']}",
-        "",
-        f"Model `{meta['model']['name']}` ({meta['params']:,} parameters), trained with cnnlab "
-        f"{meta['versions']['cnnlab']} (torch {meta['versions']['torch']}).",
-        "",
-        "## Data",
-        f"- classes: {', '.join(meta['classes'])}",
-        f"- input: {meta['preprocess']['channels']} x {meta['preprocess']['size'][0]} x "
-        f"{meta['preprocess']['size'][1]}, resize {meta['preprocess']['resize']}",
-    ]
-    data = meta.get("data", {})
-    if data:
-        lines.append(
-            f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format')}); "
-            f"validation: {data.get('val_origin')}"
-        )
-        for split, counts in data.get("counts", {}).items():
-            lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if m:
-        lines += ["", "## Metrics (validation split)"]
-        for key in ("accuracy", "loss", "macro_f1"):
-            if key in m:
-                lines.append(f"- {key}: {m[key]:.4f}")
-    lines += [
-        "",
-        "## How it was trained",
-        "```",
-        shareable_command(meta.get("command", "cnnlab train <recipe>")),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- load
@@ -448,7 +303,7 @@ def _load_steps(
     model.eval()
     card = data[CARD].decode("utf-8", errors="replace")
     return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
-                  sealed=record)  # fmt: skip
+                  sealed=record, signed=signed is not None)  # fmt: skip
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:

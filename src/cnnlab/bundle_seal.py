@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.bundle_check import META_MAX_BYTES, parse_meta
+from cnnlab.catalog import META
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import MIB, atomic_write_text, open_inside, plain_name, read_inside
 from cnnlab.runtime.ood import OOD_FILE, OOD_MAX_BYTES
@@ -29,7 +30,7 @@ from cnnlab.strict import strict_json
 
 log = logging.getLogger("cnnlab")
 
-META, WEIGHTS, CARD = "bundle.json", "model.safetensors", "card.md"
+WEIGHTS, CARD = "model.safetensors", "card.md"
 MANIFEST = "manifest.json"
 SIGNATURE = "bundle.sig"  # written by `cnnlab sign`; a re-seal that changes files removes it
 MANIFEST_FORMAT, MANIFEST_VERSION = "cnnlab-manifest", 1

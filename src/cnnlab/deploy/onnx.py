@@ -86,6 +86,9 @@ class ExportResult:
 
 def weights_digest(bundle: Bundle) -> str:
     """sha256 of the bundle's weights file: ties an ONNX file to the weights it came from."""
+    sealed = getattr(bundle, "sealed", {}).get(WEIGHTS)
+    if sealed:  # the digest of the very bytes the load verified and used
+        return sealed["sha256"]
     if bundle.path is None or not (bundle.path / WEIGHTS).is_file():
         return ""
     h = hashlib.sha256()
@@ -277,6 +280,14 @@ def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> Onn
 
     A file exported from other weights than the bundle's is refused (it would answer for
     another model)."""
+    if getattr(bundle, "signed", False):  # no ONNX file is covered by the bundle's signature
+        if onnx_file:
+            raise CnnlabError("--onnx FILE is not covered by the bundle's signature: with "
+                              "--require-signed, --backend onnx exports the verified weights "
+                              "in memory")  # fmt: skip
+        log.info("ONNX backend: exporting %s in memory from its signed weights", bundle.name)
+        data, result = export_onnx(bundle)
+        return OnnxBackend(data)
     candidates = [Path(onnx_file)] if onnx_file else []
     if not onnx_file and bundle.path is not None:
         candidates.append(bundle.path / "model.onnx")
