@@ -329,3 +329,18 @@ def test_the_shipped_bundle_is_sealed():
     assert sorted(files) == ["bundle.json", "card.md", "model.safetensors", "ood.safetensors"]
     checks, bundle = check_bundle("pneumonia")
     assert bundle is not None, checks[-1]
+
+
+def test_training_refuses_before_it_starts_what_its_bundle_could_not_hold(
+    idx_dir, tmp_path, monkeypatch
+):
+    import cnnlab.train.run as run
+    from cnnlab.config import recipe_from_dict
+    from tests.conftest import tiny_recipe_dict
+
+    monkeypatch.setattr(run, "fit_model", lambda *a, **k: pytest.fail("it trained first"))
+    raw = tiny_recipe_dict(idx_dir)
+    raw["data"].update(normalize="custom", mean=[2.0], std=[0.5])
+    with pytest.raises(CnnlabError, match=r"preprocess.mean\[0\] 2.0 is outside \[0, 1\]"):
+        run.train_recipe(recipe_from_dict(raw), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

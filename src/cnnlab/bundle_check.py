@@ -189,45 +189,52 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def within(where: Any, field: str, value: Any, bounds: tuple[float, float], why: str,
+           upper_open: bool = False) -> float:  # fmt: skip
+    """`value` when it is a finite number within `bounds`, else a CnnlabError naming the field,
+    the bound and why it is the bound."""
+    low, high = bounds
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value
+        and (value < high if upper_open else value <= high)
+    )
+    if not ok:
+        raise CnnlabError(f"{where}: {field} {_short(value)} is outside [{low:g}, {high:g}"
+                          f"{')' if upper_open else ']'}, {why}")  # fmt: skip
+    return float(value)
+
+
+def check_normalisation(pre: Preprocess, where: Any) -> str:
+    """mean/std per channel on the 0-1 scale (training checks its own before it starts)."""
+    for i, (m, s) in enumerate(zip(pre.mean, pre.std, strict=True)):
+        within(where, f"preprocess.mean[{i}]", m, MEAN_BOUNDS, "a pixel mean on the 0-1 scale")
+        within(where, f"preprocess.std[{i}]", s, STD_BOUNDS, "a pixel spread on the 0-1 scale")
+    return f"mean {pre.mean}, std {pre.std}"
+
+
 def check_bounds(meta: dict[str, Any], pre: Preprocess, decision: Decision, where: Path) -> str:
     """Every number that decides lies where training can put it; returns them, in words."""
-
-    def within(field: str, value: Any, bounds: tuple[float, float], why: str,
-               upper_open: bool = False) -> float:  # fmt: skip
-        low, high = bounds
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and low <= value
-            and (value < high if upper_open else value <= high)
-        )
-        if not ok:
-            raise CnnlabError(f"{where}: {field} {_short(value)} is outside [{low:g}, {high:g}"
-                              f"{')' if upper_open else ']'}, {why}")  # fmt: skip
-        return float(value)
-
     said = []
     if decision.threshold is not None:
-        within("decision.threshold", decision.threshold, THRESHOLD_BOUNDS,
+        within(where, "decision.threshold", decision.threshold, THRESHOLD_BOUNDS,
                "where calibration puts a threshold")  # fmt: skip
         said.append(f"threshold {decision.threshold:g}")
-    within("decision.temperature", decision.temperature, TEMPERATURE_RANGE,
+    within(where, "decision.temperature", decision.temperature, TEMPERATURE_RANGE,
            "the temperatures calibration fits")  # fmt: skip
     said.append(f"temperature {decision.temperature:g}")
-    for i, (m, s) in enumerate(zip(pre.mean, pre.std, strict=True)):
-        within(f"preprocess.mean[{i}]", m, MEAN_BOUNDS, "a pixel mean on the 0-1 scale")
-        within(f"preprocess.std[{i}]", s, STD_BOUNDS, "a pixel spread on the 0-1 scale")
-    said.append(f"mean {pre.mean}, std {pre.std}")
+    said.append(check_normalisation(pre, where))
     ood = meta.get("ood")
     if ood:
-        within("ood.threshold", ood.get("threshold"), OOD_THRESHOLD_BOUNDS,
+        within(where, "ood.threshold", ood.get("threshold"), OOD_THRESHOLD_BOUNDS,
                "where a fitted cut-off lies (1 = each part's percentile distance)")  # fmt: skip
         if "percentile" in ood:
-            within("ood.percentile", ood["percentile"], OOD_PERCENTILE_BOUNDS,
+            within(where, "ood.percentile", ood["percentile"], OOD_PERCENTILE_BOUNDS,
                    "the cut-offs ood-fit makes", upper_open=True)  # fmt: skip
         for i, part in enumerate(ood["parts"]):
-            within(f"ood.parts[{i}].scale", part.get("scale"), OOD_SCALE_BOUNDS,
+            within(where, f"ood.parts[{i}].scale", part.get("scale"), OOD_SCALE_BOUNDS,
                    "a distance the fit can measure")  # fmt: skip
         said.append(f"ood cut-off {ood['threshold']:g}, scales "
                     + ", ".join(f"{p['scale']:g}" for p in ood["parts"]))  # fmt: skip

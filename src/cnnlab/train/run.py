@@ -101,6 +101,7 @@ def train_recipe(
     ddp = distributed.setup(recipe.train.device)  # under torchrun: join the process group
     data = prepare_data(recipe.data)
     check_trainable(data)
+    check_savable(recipe, data)
     model, args = build_model(recipe, data)
     out = Path(out_dir) if out_dir else default_out_dir(recipe)
     if ddp is not None:
@@ -114,6 +115,18 @@ def train_recipe(
         return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
     with run_folder(out):
         return _train_in(out, recipe, data, model, args, resume, progress)
+
+
+def check_savable(recipe: Recipe, data: PreparedData) -> None:
+    """What the bundle will hold from the recipe and the data, within the bounds every load
+    checks (`cnnlab.bundle_check`), before any training: never a trained model that cannot
+    be saved."""
+    from cnnlab.bundle_check import THRESHOLD_BOUNDS, check_normalisation, within
+
+    check_normalisation(data.preprocess, "the data's normalisation (data.normalize)")
+    if recipe.data.class_mode == "binary":
+        within("the recipe", "decision.threshold", recipe.decision.threshold, THRESHOLD_BOUNDS,
+               "where a bundle's threshold may lie")  # fmt: skip
 
 
 @contextlib.contextmanager
