@@ -50,3 +50,14 @@ def test_footprint_counts_parameters_and_layer_outputs_without_allocating():
     assert fp.params == count_params(model)
     assert fp.saved_per_image == sum(outputs) and fp.largest_per_image == max(outputs)
     assert footprint("keras_mnist_cnn", {"input_size": [4096, 4096]}, (1, 4096, 4096)).params > 8e9
+
+
+def test_a_layer_count_past_any_real_model_is_refused_at_once():
+    """Parameters stay few, but each layer costs a Python object: convs_per_stage 2000 took
+    31 s and 960 MB even on the meta device."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(CnnlabError, match="convs_per_stage must be from 1 to 32, got 1000"):
+        create_model("fastnet", convs_per_stage=1000)
+    assert time.perf_counter() - start < 1

@@ -52,8 +52,8 @@ def fastnet(
         raise ValueError("padding must be valid or same")
     if head not in ("flatten", "maxpool"):
         raise ValueError("head must be flatten or maxpool")
-    if convs_per_stage < 1:
-        raise ValueError("convs_per_stage must be at least 1")
+    if not 1 <= convs_per_stage <= 32:  # each layer is a Python object, even on the meta device
+        raise ValueError(f"convs_per_stage must be from 1 to 32, got {convs_per_stage}")
     h, w = as_size(input_size)
     f: OrderedDict = OrderedDict()
     prev = in_channels

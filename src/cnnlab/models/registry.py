@@ -95,7 +95,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         model = entry.builder(**kwargs)
     except (ValueError, TypeError, RuntimeError) as e:
-        raise CnnlabError(f"cannot build {name} with {kwargs}: {e}") from None
+        raise CnnlabError(f"cannot build {name} with {str(kwargs)[:300]}: {e}") from None
     model.cnnlab_name = name  # type: ignore[assignment]
     return model
 
