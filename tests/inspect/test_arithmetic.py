@@ -163,3 +163,29 @@ def test_stack_receptive_field_matches_the_classic_table():
     assert [(s.rf, s.jump) for s in steps] == [(3, 1), (5, 1), (6, 2), (10, 2)]
     assert receptive_field([ConvGeometry(3, 1, 1)])[0].start == 0.0  # padded: centred on pixel 0
     assert receptive_field([ConvGeometry(3, dilation=2)])[0].rf == 5
+
+
+def _brute_used(n, k, s, p, d, ceil):
+    out = conv_output_size(n, k, s, p, d, ceil)
+    before, _ = arithmetic.resolve_padding(p, n, k, s, d)
+    return sorted({o * s + t * d - before for o in range(out) for t in range(k)} & set(range(n)))
+
+
+def test_used_positions_are_counted_without_listing_every_tap():
+    """`cnnlab conv --size 100000000` listed 3 * 10**8 taps in a set: a minute, then out of
+    memory. The spans are now merged per stride residue; the answers are the brute force's."""
+    import time
+
+    for n, k, s, p, d, ceil in itertools.product(
+        range(1, 16), range(1, 5), range(1, 5), (0, 1, 2, "same"), (1, 2, 3), (False, True)
+    ):
+        try:
+            expected = _brute_used(n, k, s, p, d, ceil)
+        except CnnlabError:
+            continue
+        assert used_positions(n, k, s, p, d, ceil) == expected, (n, k, s, p, d, ceil)
+        assert unused_input(n, k, s, p, d, ceil) == n - len(expected)
+    start = time.perf_counter()
+    assert unused_input(10**8, 3, 2) == 1 and unused_input(10**8, 1, 3) == 10**8 - 33_333_334
+    assert unused_input(10**6, 2**20 // 2, 7, "same") >= 0
+    assert time.perf_counter() - start < 2

@@ -164,3 +164,13 @@ def test_cli_receptive_field_and_diagram(tmp_path, capsys):
     with Image.open(png) as im:
         assert im.format == "PNG" and im.height > 300
     assert main(["zoo", "--diagram", "keras_mnist_cnn"]) == 2
+
+
+def test_a_drawing_too_large_to_see_is_refused_before_it_is_drawn(tmp_path, capsys):
+    """`cnnlab conv --size 100000000 --draw x.png` asked PIL for a 10**17-pixel image."""
+    with pytest.raises(CnnlabError, match=r"draws inputs up to 128x128 \(with padding\), not "
+                       r"100000000x100000000"):  # fmt: skip
+        draw_conv(ConvSetting.make(10**8, 3))
+    code = main(["conv", "--size", "100000000", "--draw", str(tmp_path / "x.png")])
+    assert code == 2 and "draws inputs up to 128x128" in capsys.readouterr().err
+    draw_conv(ConvSetting.make(128, 3, padding="valid"))  # the largest still draws

@@ -139,10 +139,42 @@ def used_positions(
     ceil_mode: bool = False,
 ) -> list[int]:  # fmt: skip
     """Input positions (0-based, padding excluded) that at least one kernel tap reads."""
+    spans = _used_spans(size, kernel, stride, padding, dilation, ceil_mode)
+    return sorted(r + k * stride for r, a, b in spans for k in range(a, b + 1))
+
+
+def _used_spans(
+    size: int, kernel: int, stride: int, padding: Padding, dilation: int, ceil_mode: bool
+) -> list[tuple[int, int, int]]:
+    """The positions read, as (r, a, b): positions r + k * stride for k from a to b.
+
+    Tap t reads c + o * stride for every output o, with c = t * dilation - before: a run in
+    the residue class of c modulo the stride. Runs of one class merge into spans, so the cost
+    follows the kernel, not the input (listing every tap of a 10**8 input took a minute and
+    ran out of memory)."""
     out = conv_output_size(size, kernel, stride, padding, dilation, ceil_mode)
     before, _ = resolve_padding(padding, size, kernel, stride, dilation)
-    taps = {o * stride + t * dilation - before for o in range(out) for t in range(kernel)}
-    return sorted(i for i in taps if 0 <= i < size)
+    starts: dict[int, list[int]] = {}
+    for t in range(kernel):
+        c = t * dilation - before
+        starts.setdefault(c % stride, []).append(c // stride)
+    spans = []
+    for r, firsts in starts.items():
+        last_k = (size - 1 - r) // stride  # the last k with r + k * stride inside the input
+        open_a = open_b = None
+        for k0 in sorted(firsts):
+            a, b = max(k0, 0), min(k0 + out - 1, last_k)
+            if a > b:
+                continue
+            if open_b is not None and a <= open_b + 1:
+                open_b = max(open_b, b)
+                continue
+            if open_b is not None:
+                spans.append((r, open_a, open_b))
+            open_a, open_b = a, b
+        if open_b is not None:
+            spans.append((r, open_a, open_b))
+    return spans
 
 
 def unused_input(
@@ -154,7 +186,8 @@ def unused_input(
     Usually the trailing ones when (in + 2p - k) is not a multiple of the stride, but also
     gaps between windows when the stride outruns the (dilated) kernel, e.g. 1x1 stride 2.
     """
-    return size - len(used_positions(size, kernel, stride, padding, dilation, ceil_mode))
+    spans = _used_spans(size, kernel, stride, padding, dilation, ceil_mode)
+    return size - sum(b - a + 1 for _, a, b in spans)
 
 
 def conv_params(

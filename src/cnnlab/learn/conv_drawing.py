@@ -29,6 +29,7 @@ NOW = (0, 109, 44)
 GRID = (150, 150, 150)
 TEXT = (30, 30, 30)
 MAX_FRAMES = 144
+MAX_DRAWN = 128  # cells a side
 
 
 @lru_cache(maxsize=4)
@@ -46,8 +47,19 @@ class Layout:
     height: int
 
 
+def check_drawable(s: ConvSetting) -> None:
+    """Refuse an input past MAX_DRAWN cells a side before anything is drawn or listed: each
+    cell is at least 8 pixels, and `--size 100000000` asked for an image of 10**17 pixels."""
+    (t, b), (lft, r) = s.padding
+    ph, pw = s.size[0] + t + b, s.size[1] + lft + r
+    if max(ph, pw) > MAX_DRAWN:
+        raise CnnlabError(f"the drawing draws inputs up to {MAX_DRAWN}x{MAX_DRAWN} (with "
+                          f"padding), not {ph}x{pw}; leave out --draw for the arithmetic")  # fmt: skip
+
+
 def layout(s: ConvSetting, lines: list[str]) -> Layout:
     """Pixel sizes of the drawing (tests check the written image against them)."""
+    check_drawable(s)
     (t, b), (lft, r) = s.padding
     ph, pw = s.size[0] + t + b, s.size[1] + lft + r
     oh, ow = s.out
@@ -64,6 +76,7 @@ def layout(s: ConvSetting, lines: list[str]) -> Layout:
 
 def diagram_size(s: ConvSetting) -> tuple[int, int]:
     """(width, height) in pixels of `draw_conv(s, ...)` and of every GIF frame."""
+    check_drawable(s)
     lay = layout(s, _header(s))
     return lay.width, lay.height
 
@@ -74,6 +87,7 @@ def _header(s: ConvSetting) -> list[str]:
 
 def draw_conv(s: ConvSetting, position: int = 0) -> Image.Image:
     """One frame: the window at output `position` (row by row from 0), outputs before it done."""
+    check_drawable(s)
     oy, ox = s.unit(position)
     lines = _header(s)
     lay = layout(s, lines)
