@@ -53,7 +53,7 @@ def main() -> None:
         public.write_bytes(key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
         bundle = load_bundle(folder)  # warm: imports, page cache
-        sign_bundle(folder, list(bundle.sealed), Path(tmp) / "key.pem")
+        sign_bundle(folder, bundle.sealed, Path(tmp) / "key.pem")
         load_bundle(folder, require_signed=public)
 
         def seal_only() -> None:

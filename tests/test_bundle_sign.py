@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -98,6 +99,8 @@ def signed(unsigned, keys, tmp_path) -> Path:
     shutil.copytree(unsigned, out)
     for name in ("history.jsonl", "curves.png"):  # a run folder's other files: not signed
         (out / name).write_text("x")
+    (out / "latest.jsonl").symlink_to("history.jsonl")  # nor walked: a link, a FIFO
+    os.mkfifo(out / "progress.fifo")
     assert main(["sign", str(out), "--key", str(keys["private"])]) == 0
     return out
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,45 +26,55 @@ from cnnlab.strict import strict_json
 PEM_MAX_BYTES = 64 * 1024
 
 
-def _hashing(folder: Path, signed: Iterable[str]):
-    """model_signing's file-by-file sha256 over `signed` only: every other entry of the folder
-    (a run's history, checkpoints, figures, the signature itself) is ignored, no links."""
+def _hashing():
+    """model_signing's file-by-file sha256, links refused."""
     from model_signing import hashing
 
-    keep = set(signed)
-    others = sorted(p.name for p in folder.iterdir() if p.name not in keep)
-    config = hashing.Config().use_file_serialization(hashing_algorithm="sha256",
-                                                     allow_symlinks=False)  # fmt: skip
-    return config.set_ignored_paths(paths=others, ignore_git_paths=False)
+    return hashing.Config().use_file_serialization(hashing_algorithm="sha256",
+                                                   allow_symlinks=False)  # fmt: skip
 
 
 def sign_bundle(
     folder: str | Path,
-    names: Iterable[str],
+    sealed: dict[str, dict],
     key: str | Path,
     certificate: str | Path | None = None,
     chain: Iterable[str | Path] = (),
 ) -> Path:
-    """Write bundle.sig over `names` (the sealed files) and manifest.json; the caller has
-    verified them (`cnnlab sign` loads the bundle first)."""
+    """Write bundle.sig over the sealed files and manifest.json. `sealed`: the manifest record
+    the caller's load verified (`cnnlab sign` loads the bundle first). They are signed from a
+    copy of exactly these files, checked against that record again, in a folder of the
+    bundle's name: nothing else of a run folder (links, FIFOs, history) is walked or signed."""
     from model_signing import signing
 
+    from cnnlab.bundle_seal import read_manifest
+
     folder = Path(folder)
-    signed = [MANIFEST, *names]
     for pem in (key, certificate, *chain):
         if pem is not None:
             _read_pem(Path(pem))
-    config = signing.Config()
-    try:
-        if certificate is None:
-            config.use_elliptic_key_signer(private_key=Path(key))
-        else:
-            config.use_certificate_signer(private_key=Path(key), signing_certificate=Path(certificate),
-                                          certificate_chain=[Path(c) for c in chain])  # fmt: skip
-        with atomic_path(folder / SIGNATURE) as tmp:  # its temporary is ignored like the rest
-            config.set_hashing_config(_hashing(folder, signed)).sign(folder, tmp)
-    except (ValueError, TypeError, OSError) as e:
-        raise CnnlabError(f"cannot sign {folder} with {key}: {e}") from None
+    config = signing.Config().set_hashing_config(_hashing())
+    with tempfile.TemporaryDirectory(prefix="cnnlab-sign-") as tmp:
+        staged = Path(tmp) / folder.name
+        staged.mkdir()
+        for name in (MANIFEST, *sealed):
+            shutil.copyfile(folder / name, staged / name, follow_symlinks=False)
+        changed = [n for n in sealed if digest_inside(staged, n, 1 << 40) != sealed[n]]
+        if changed or read_manifest(staged)[0] != sealed:
+            raise CnnlabError(
+                f"{folder} changed while being signed ({', '.join(changed) or MANIFEST})"
+            )
+        try:
+            if certificate is None:
+                config.use_elliptic_key_signer(private_key=Path(key))
+            else:
+                config.use_certificate_signer(private_key=Path(key),
+                                              signing_certificate=Path(certificate),
+                                              certificate_chain=[Path(c) for c in chain])  # fmt: skip
+            with atomic_path(folder / SIGNATURE) as out:
+                config.sign(staged, out)
+        except (ValueError, TypeError, OSError) as e:
+            raise CnnlabError(f"cannot sign {folder} with {key}: {e}") from None
     return folder / SIGNATURE
 
 
@@ -84,7 +96,9 @@ def verify_signature(folder: Path, trusted: str | Path) -> tuple[dict[str, str],
     if kind == "private key":
         raise CnnlabError(f"{trusted} is a private key: --require-signed takes the public key "
                           "(or the CA certificate); keep the private key to the signer")  # fmt: skip
-    config = verifying.Config().set_hashing_config(_hashing(folder, signed))
+    # only the files the (now checked) signature names are hashed: the rest of a run folder
+    # is not walked; `match_signed` then holds the set to exactly the bundle's files
+    config = verifying.Config().set_hashing_config(_hashing()).set_ignore_unsigned_files(True)
     try:
         if kind == "certificate":
             config.use_certificate_verifier(certificate_chain=[trusted])

@@ -345,7 +345,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if args.chain and not args.certificate:
         raise CnnlabError("--chain goes with --certificate")
     bundle = load_bundle(args.bundle)  # only a bundle that loads, seal verified, is signed
-    sig = sign_bundle(bundle.path, list(bundle.sealed), args.key, args.certificate, args.chain)
+    sig = sign_bundle(bundle.path, bundle.sealed, args.key, args.certificate, args.chain)
     print(f"signed {bundle.path}: {sig.name} covers manifest.json, {', '.join(bundle.sealed)}")
     return 0
 
