@@ -102,3 +102,22 @@ def test_bundles_summarise_with_their_own_input(tmp_path):
     assert s.output_shape == (3,) and s.to_dict()["layers"][0]["output_shape"] == [32, 26, 26]
     with pytest.raises(CnnlabError, match="--classes"):
         load_target(str(tmp_path / "b"), num_classes=2)
+
+
+def test_a_huge_input_is_summarised_on_meta_or_refused_never_allocated(tmp_path):
+    """`cnnlab summary cifarnet --input 3x100000x100000` drew the input image on the CPU (120 GB)
+    before moving it to the meta device; a bundle's real forward pass is capped at 16.8 MP."""
+    import resource
+
+    from cnnlab.inspect.summary import target_summary
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _, s = target_summary("cifarnet", (3, 100_000, 100_000))
+    assert s.input_shape == (3, 100_000, 100_000) and s.total_params > 0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 2**29
+    model = create_model("fastnet", widths=[4, 8], head="maxpool")
+    pre = Preprocess(1, [28, 28], [0.0], [1.0])
+    save_bundle(tmp_path / "b", model, "fastnet", {"widths": [4, 8], "head": "maxpool"}, pre,
+                [str(i) for i in range(10)])  # fmt: skip
+    with pytest.raises(CnnlabError, match=r"--input 1x100000x100000 is over the 16\.8 MP"):
+        target_summary(str(tmp_path / "b"), (1, 100_000, 100_000))

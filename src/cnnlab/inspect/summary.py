@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.config import MAX_INPUT_PIXELS
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.receptive import SPATIAL, Field, FieldRecorder
 from cnnlab.runtime.taps import evaluating, tapped
@@ -99,8 +100,11 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str = "
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    gen = torch.Generator().manual_seed(0)
-    image = torch.randn(1, *input_shape, generator=gen).to(device=device, dtype=dtype)
+    if device.type == "meta":  # shapes only: drawn on the CPU first, 100000x100000 took 120 GB
+        image = torch.empty(1, *input_shape, device=device, dtype=dtype)
+    else:
+        gen = torch.Generator().manual_seed(0)
+        image = torch.randn(1, *input_shape, generator=gen).to(device=device, dtype=dtype)
     recorder = FieldRecorder(image)
     calls: dict[str, int] = {}
     order: list[str] = []
@@ -189,6 +193,10 @@ def target_summary(
             return target, summarize(target.model, target.input_shape, target.name)
         except Exception:  # noqa: BLE001 - retried for real just below, which reports properly
             pass
+    if input_shape is not None and input_shape[1] * input_shape[2] > MAX_INPUT_PIXELS:
+        c, h, w = input_shape
+        raise CnnlabError(f"--input {c}x{h}x{w} is over the {MAX_INPUT_PIXELS / 1e6:.1f} MP a "
+                          f"model input may have (this one runs for real, not on meta)")  # fmt: skip
     target = load_target(ref, input_shape, num_classes)
     return target, summarize(target.model, target.input_shape, target.name)
 
