@@ -124,7 +124,11 @@ def read_capped(path: str | Path, limit: int | None = None) -> bytes:
                 f"file is {_size(st.st_size)}, over the {_size(limit)} limit on one file "
                 f"(raise it with --max-file-mb or {MAX_FILE_ENV})"
             )
-        data = f.read(limit + 1)
+        # read(n) reserves n bytes first: ask for the file's size, not the cap (3.5 GB for a
+        # VGG-16 checkpoint), and read on only if it grew since the stat
+        data = f.read(min(limit, st.st_size) + 1)
+        if len(data) > st.st_size:
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:  # grew while being read
         raise OSError(f"file is over the {_size(limit)} limit on one file")
     return data

@@ -234,3 +234,26 @@ def test_a_10_gb_sparse_checkpoint_is_refused_before_it_is_read(interrupted, cap
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak < 2**30
     finally:
         ckpt.write_bytes(good)
+
+
+def test_a_large_cap_does_not_reserve_its_size_for_a_small_file(tmp_path):
+    """read(limit + 1) makes Python reserve limit + 1 bytes before reading: a checkpoint's cap
+    (VGG-16: 3.5 GB) was reserved for every read, however small the file."""
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 1000)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:  # the address-space limit lives and dies with the child
+        got = pool.apply(_read_under_limit, (str(small), 2**40))
+    assert got == 1000
+
+
+def _read_under_limit(path: str, limit: int) -> int:
+    import resource
+
+    from cnnlab.fileio import read_capped
+
+    resource.setrlimit(resource.RLIMIT_AS, (16 * 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    try:
+        return len(read_capped(path, limit))
+    except MemoryError:
+        return -1
