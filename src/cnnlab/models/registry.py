@@ -121,12 +121,11 @@ def _check_size(entry: ModelEntry, kwargs: dict[str, Any]) -> None:
     model = meta_model(entry, kwargs)
     params = sum(p.numel() for p in model.parameters()) if model is not None else 0
     if params > MAX_PARAMS:
-        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()
-                         if k not in ("in_channels", "num_classes"))  # fmt: skip
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
         raise CnnlabError(
             f"{entry.name} ({args[:200]}) would have {params / 1e6:,.0f} M parameters "
-            f"({params * 4 / 1e9:.1f} GB); cnnlab builds at most {MAX_PARAMS / 1e6:,.0f} M: "
-            "a smaller data.image_size or smaller model.args"
+            f"({params * 4 / 1e9:.1f} GB); cnnlab builds at most {MAX_PARAMS / 1e6:,.0f} M: a "
+            "smaller input size (data.image_size), fewer classes or smaller model arguments"
         )
 
 
