@@ -335,3 +335,21 @@ def test_classify_says_when_an_image_does_not_look_like_the_training_images(app_
     assert len(flagged) == 1 and flagged[0].startswith("Does not look like the training images")
     assert list(at.dataframe[0].value["out_of_distribution"]) == [False, True]
     assert "distance from the training images" in " ".join(texts(at, "markdown"))
+
+
+def test_model_page_reads_a_run_folders_extra_files_capped(app_env, tiny_runs, tmp_path):
+    """mistakes.json and mistakes.png sit beside the sealed files, unsealed: a 1 GB sparse one
+    was read whole by the page; now each is read capped and the page says what it left out."""
+    import os
+    import resource
+
+    run = tmp_path / "huge"
+    shutil.copytree(tiny_runs[1], run)
+    for name in ("mistakes.json", "mistakes.png"):
+        os.truncate(run / name, 2**30)  # sparse: no disk used
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    at = app_env(run).run()
+    at.switch_page("views/model.py").run()
+    assert not at.exception
+    assert any("mistakes.png" in t and "not shown" in t for t in texts(at, "warning"))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 2**29

@@ -3,13 +3,37 @@ images the threshold was fitted on), a warning when the model is degenerate, ROC
 confusion matrix and calibration diagram, the most confident mistakes on the validation
 split, the out-of-distribution check, and the model card (without the figures shown above)."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from cnnlab.app.resources import require_bundle
+from cnnlab.fileio import MIB, read_capped
 from cnnlab.report.card import card_without, fitted_on_text
 from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
 from cnnlab.report.metrics import degenerate_warning, figure_table
 from cnnlab.report.verdict import nice_label
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_file(path: Path, limit: int) -> bytes | None:
+    """A file a run folder keeps beside the sealed bundle (mistakes.json, a PNG): not sealed, so
+    read capped; None when absent, too large or not a regular file (a FIFO would block)."""
+    try:
+        return read_capped(path, limit)
+    except OSError:
+        return None
+
+
+def run_png(path: Path) -> bytes | None:
+    data = run_file(path, 32 * MIB)
+    if data is None or not data.startswith(PNG):
+        if path.exists():
+            st.warning(f"{path.name} is not shown: not a PNG of at most 32 MB")
+        return None
+    return data
+
 
 entry, bundle = require_bundle()
 metrics = bundle.meta.get("metrics") or {}
@@ -60,8 +84,8 @@ else:
         with roc:
             if figs["roc"]:
                 st.image(figs["roc"], caption="ROC curve", width="stretch")
-            elif (entry.path / "roc_curve.png").is_file():
-                st.image(str(entry.path / "roc_curve.png"), caption="ROC curve", width="stretch")
+            elif stored := run_png(entry.path / "roc_curve.png"):
+                st.image(stored, caption="ROC curve", width="stretch")
             else:
                 st.info("No ROC curve stored in this bundle; `cnnlab evaluate BUNDLE --data PATH` "
                         "draws one.")  # fmt: skip
@@ -79,15 +103,14 @@ else:
                  "the true class", width="stretch")  # fmt: skip
 
 st.subheader("Most confident mistakes (validation split)")
-mistakes = entry.path / "mistakes.png"
-listed = entry.path / "mistakes.json"
-if listed.is_file() and listed.read_text().strip() in ("[]", ""):
+listed = run_file(entry.path / "mistakes.json", MIB)
+if listed is not None and listed.strip() in (b"[]", b""):
     st.success("No mistakes on the validation split.")
-elif mistakes.is_file():
-    st.image(str(mistakes), width="stretch",
+elif gallery := run_png(entry.path / "mistakes.png"):
+    st.image(gallery, width="stretch",
              caption="per true class, the wrong answers the model was surest of: the class it "
              "said and the probability it gave (mistakes.json names the files)")  # fmt: skip
-else:
+elif not (entry.path / "mistakes.png").exists():
     st.info("This bundle has no gallery of its mistakes (it was trained before cnnlab drew one). "
             "`cnnlab evaluate BUNDLE --data PATH --split val --out DIR` draws it in "
             "DIR/mistakes.png.")  # fmt: skip
