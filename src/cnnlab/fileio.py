@@ -173,8 +173,10 @@ def open_inside(folder: str | Path, name: str, limit: int) -> Iterator[tuple[Any
 
 def read_inside(folder: str | Path, name: str, limit: int) -> bytes:
     """The bytes of `open_inside`'s file (refused if it grew past `limit` while being read)."""
-    with open_inside(folder, name, limit) as (f, _):
-        data = f.read(limit + 1)
+    with open_inside(folder, name, limit) as (f, size):
+        data = f.read(size + 1)  # read(n) reserves n bytes: the file's size, not the cap
+        if len(data) > size:  # grew since the stat: read on, to the cap at most
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise CnnlabError(f"{Path(folder) / name} is over the {_size(limit)} such a file may be")
     return data

@@ -18,7 +18,6 @@ The network's weights are never changed here.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
+from cnnlab.bundle_check import read_meta
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import data_name, umask
@@ -104,7 +104,7 @@ def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     from cnnlab.bundle_seal import seal_bundle
     from cnnlab.report.card import write_card
 
-    meta = json.loads((path / META).read_text())
+    meta = read_meta(path, META)
     others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
     meta["external"] = [*others, block]
     _write_meta(path, meta)
@@ -236,7 +236,7 @@ def recalibrate(
     scores = site_scores(bundle, data_path, name)
     decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed)
 
-    meta = json.loads((bundle.path / META).read_text())
+    meta = read_meta(bundle.path, META)
     meta["decision_history"] = [*meta.get("decision_history", []), dict(bundle.decision)]
     meta["decision"] = decision
     meta["name"] = out.name

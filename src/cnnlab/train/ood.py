@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnlab.bundle_check import OOD_SCALE_BOUNDS, OOD_THRESHOLD_BOUNDS
+from cnnlab.bundle_check import OOD_SCALE_BOUNDS, OOD_THRESHOLD_BOUNDS, read_meta
 from cnnlab.data.dataset import ImageData
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
@@ -161,7 +161,7 @@ def add_ood(
         target = Path(out)
         shutil.copytree(src, target)
     save_ood(target, check)
-    meta = json.loads((target / META).read_text())
+    meta = read_meta(target, META)
     meta["ood"] = check.record
     if out is not None:
         meta["name"] = target.name
