@@ -10,6 +10,11 @@ one chest X-ray in Chromium (Playwright), each beside its floor measured in the 
 - Grad-CAM: toggle -> overlay shown, in the page.
 - Learn page: each interaction (a slider, Next, a section, a receptive-field unit) -> the
   new state's text shown, in the page (`--learn-only` measures just these).
+- Sessions at once (`--sessions 4,8`, `--sessions-only` for just these): N browser sessions on
+  one server, each uploading its own external X-ray `--rounds` times (Grad-CAM off), all
+  starting each upload together, then stepping a receptive-field unit on Learn; the answers
+  shown (verdict, probability, OOD distance, effective field) beside the library's one call
+  at a time, and upload -> result p50/p95 beside one session alone on the same server.
 
     flock /tmp/cnnlab-cpu.lock .venv/bin/python benchmarks/app_latency.py [--bundle pneumonia]
 """
@@ -17,6 +22,7 @@ one chest X-ray in Chromium (Playwright), each beside its floor measured in the 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import statistics
@@ -32,6 +38,7 @@ sys.path.insert(0, str(ROOT))  # tests.app.browser: the page driver the e2e test
 from tests.app.browser import classify, launch  # noqa: E402
 from tests.app.learn_browser import main_text, section, slider, step_shown, timed  # noqa: E402
 from tests.app.running import running_app, wait_healthy, wait_preloaded  # noqa: E402
+from tests.app.sessions_browser import Expected, Plan, differences, run_sessions  # noqa: E402
 
 from cnnlab.bundle import load_bundle  # noqa: E402
 from cnnlab.net import free_port  # noqa: E402
@@ -143,6 +150,103 @@ def print_learn(figures: dict[str, list[float]]) -> None:
         print(f"  {name:52}{statistics.median(values):>6.0f} ms {len(values)}  ({each})")
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear between the two nearest values (numpy's default)."""
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def sessions_at_once(bundle_ref: str, levels: list[int], rounds: int) -> list[dict]:
+    """One session alone, then each level of sessions at once, on one preloaded server: the
+    answers beside the library's, and upload -> result in the page."""
+    from cnnlab.inspect.summary import summarize
+
+    external = sorted(
+        (ROOT.parent / "shared" / "data" / "chest_xray" / "external").glob("*/*.jpeg")
+    )
+    most = max([1, *levels])
+    xrays = external[:: max(1, len(external) // most)][:most]  # one X-ray per session, both classes
+    bundle = load_bundle(bundle_ref)
+    pre = bundle.preprocess
+    summary = summarize(bundle.model, (pre.channels, *pre.size), bundle.name)
+    expected = [Expected.compute(bundle, summary, [x]) for x in xrays]
+    plan = Plan(rounds=rounds, gradcam=False, learn=True)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "app.log"
+        with running_app(bundle_ref, free_port(), [tmp], log) as (url, _):
+            wait_preloaded(log)
+            for n in [1, *levels]:
+                seen = asyncio.run(run_sessions(url, [[x] for x in xrays[:n]], plan))
+                wrong = [
+                    d for e, s in zip(expected, seen, strict=False) for d in differences(e, s, plan)
+                ]
+                times = [ms for s in seen for ms in s.upload_to_result_ms]
+                after = [ms for s in seen for ms in s.sent_to_result_ms]
+                out.append({"sessions": n, "uploads": len(times), "wrong": wrong, "times": times,
+                            "after_upload": after})  # fmt: skip
+        if "Traceback" in log.read_text(errors="replace"):
+            out[-1]["wrong"].append("a traceback in the server log")
+    return out
+
+
+def calls_at_once(bundle, images: list, n: int, calls: int) -> float:
+    """Median ms of `predict_checked` on one X-ray when n threads call it together."""
+    import threading
+
+    times: list[float] = []
+    together = threading.Barrier(n)
+
+    def work(i: int) -> None:
+        together.wait()
+        for _ in range(calls):
+            start = time.perf_counter()
+            bundle.predict_checked(images[i])
+            times.append((time.perf_counter() - start) * 1000)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statistics.median(times)
+
+
+def model_at_once(bundle_ref: str, levels: list[int], calls: int = 5) -> list[tuple[int, float]]:
+    """The model's floor at each level: one X-ray's prediction with its OOD check
+    (`predict_checked`) from N threads at once on one loaded bundle, median ms per call."""
+    bundle = load_bundle(bundle_ref)
+    external = sorted(
+        (ROOT.parent / "shared" / "data" / "chest_xray" / "external").glob("*/*.jpeg")
+    )
+    images = [bundle.preprocess.load(p)[None] for p in external[: max([1, *levels])]]
+    for x in images:
+        bundle.predict_checked(x)
+    return [(n, calls_at_once(bundle, images, n, calls)) for n in [1, *levels]]
+
+
+def print_sessions(rows: list[dict], floor: list[tuple[int, float]]) -> None:
+    print("Sessions at once, each uploading one X-ray per round together (Grad-CAM off), then a "
+          "receptive-field unit; in the page: upload -> result (of which: file sent -> result)")  # fmt: skip
+    head = f"{'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
+    print(f"  {'sessions':>8} {'uploads':>8} {'answers':>22} {head}   sent -> result {head}")
+    for r in rows:
+        same = "identical" if not r["wrong"] else f"{len(r['wrong'])} DIFFERENT"
+        cells = []
+        for t in (r["times"], r["after_upload"]):
+            t = t or [float("nan")]
+            cells.append(f"{percentile(t, 50):>8.0f} {percentile(t, 95):>8.0f} {max(t):>8.0f}")
+        print(f"  {r['sessions']:>8} {r['uploads']:>8} {same + ' to alone':>22} {cells[0]}"
+              f"{'':17}{cells[1]}")  # fmt: skip
+        for w in r["wrong"][:5]:
+            print(f"      {w}")
+    print("  the model alone (floor): predict_checked of one X-ray from N threads at once, median "
+          + ", ".join(f"{n}: {ms:.0f} ms" for n, ms in floor))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default="pneumonia")
@@ -150,10 +254,21 @@ def main() -> None:
     ap.add_argument("--uploads", type=int, default=5, help="uploads timed, each on a fresh page")
     ap.add_argument("--image", type=Path, help="default: the first X-ray of ../shared/data")
     ap.add_argument("--learn-only", action="store_true", help="only the Learn page's figures")
+    ap.add_argument("--sessions", default="4,8",
+                    help="browser sessions at once, comma-separated (0: none)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=5, help="uploads per session at each level")
+    ap.add_argument("--sessions-only", action="store_true", help="only the sessions at once")
     args = ap.parse_args()
     from cnnlab.runtime.device import machine_line
 
-    print(machine_line(), flush=True)  # what the times below depend on
+    levels = [int(n) for n in args.sessions.split(",") if int(n) > 0]
+    app_runtime = load_bundle(args.bundle).runtime.describe()  # as the app loads the model
+    print(machine_line("fp32"), f"| the app's model: {app_runtime}", flush=True)
+    if args.sessions_only:
+        print(f"cnnlab app, bundle {args.bundle}, {len(os.sched_getaffinity(0))} cores")
+        print_sessions(sessions_at_once(args.bundle, levels, args.rounds),
+                       model_at_once(args.bundle, levels))  # fmt: skip
+        return
     from playwright.sync_api import sync_playwright
 
     xray = (
@@ -237,6 +352,9 @@ def main() -> None:
     )
     print(f"Grad-CAM toggle -> overlay shown, in the page    {cam:>8.0f} ms 1")
     print_learn(learn)
+    if levels:
+        print_sessions(sessions_at_once(args.bundle, levels, args.rounds),
+                       model_at_once(args.bundle, levels))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -67,8 +67,19 @@ class Seen:
     results: list[tuple[str, str]] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    upload_to_result_ms: float = 0.0
+    upload_to_result_ms: list[float] = field(default_factory=list)  # one per round
+    sent_to_result_ms: list[float] = field(default_factory=list)  # of which after the upload
     step: str = "opening the app"
+
+
+@dataclass
+class Plan:
+    """What each session does: `rounds` times, open Classify (a new Streamlit session), switch
+    Grad-CAM on or not, upload its X-rays; then once Learn's receptive field (if `learn`)."""
+
+    rounds: int = 1
+    gradcam: bool = True
+    learn: bool = True
 
 
 SETTLED = """() => {
@@ -106,8 +117,8 @@ async def no_errors(page, where: str, seen: Seen) -> None:
         seen.problems.append(f"{where}: {FAILED.search(text).group(0)!r} in the page")
 
 
-async def classify_all(page, xrays: list[Path], seen: Seen) -> None:
-    """Upload the X-rays at once; wait for every verdict and every Grad-CAM overlay."""
+async def classify_all(page, xrays: list[Path], seen: Seen, gradcam: bool) -> None:
+    """Upload the X-rays at once; wait for every verdict (and Grad-CAM overlay)."""
     from playwright.async_api import expect
 
     await page.evaluate(WATCH)
@@ -119,9 +130,11 @@ async def classify_all(page, xrays: list[Path], seen: Seen) -> None:
     await expect(verdicts).to_have_count(len(xrays))
     t = await page.evaluate("() => window.__cnnlab")
     wall_ms = (time.perf_counter() - start) * 1000
-    seen.upload_to_result_ms = t["result"] - t["upload"] if "result" in t else wall_ms
-    await expect(page.get_by_text("Grad-CAM for").first).to_be_visible()
-    await expect(page.get_by_text("Grad-CAM for")).to_have_count(len(xrays))
+    seen.upload_to_result_ms.append(t["result"] - t["upload"] if "result" in t else wall_ms)
+    if "result" in t:  # the uploader may list the file only with the result
+        seen.sent_to_result_ms.append(t["result"] - t.get("sent", t["result"]))
+    if gradcam:
+        await expect(page.get_by_text("Grad-CAM for")).to_have_count(len(xrays))
     for i in range(len(xrays)):
         sentence = (await verdicts.nth(i).inner_text()).strip()
         details = page.get_by_text(re.compile(r"^Prediction: ")).nth(i)
@@ -158,8 +171,9 @@ async def step_field(page, xray: Path, seen: Seen, together: asyncio.Barrier) ->
 
 
 async def one_session(
-    browser, url: str, xrays: list[Path], together: asyncio.Barrier, shot: Path | None = None
-) -> Seen:
+    browser, url: str, xrays: list[Path], together: asyncio.Barrier, plan: Plan,
+    shot: Path | None = None,
+) -> Seen:  # fmt: skip
     from playwright.async_api import expect
 
     seen = Seen()
@@ -167,17 +181,21 @@ async def one_session(
     page = await context.new_page()
     page.set_default_timeout(180_000)
     try:
-        await page.goto(url, wait_until="domcontentloaded")
-        await page.get_by_role("heading", name="Classify").wait_for()
-        await page.get_by_text("Grad-CAM overlay").click()
-        await expect(page.get_by_role("switch", name="Grad-CAM overlay")).to_be_checked()
-        await settled(page)
-        await together.wait()
-        seen.step = "classifying"
-        await classify_all(page, xrays, seen)
-        await no_errors(page, "Classify", seen)
-        await step_field(page, xrays[0], seen, together)
-        await no_errors(page, "Learn", seen)
+        for round_ in range(plan.rounds):
+            seen.step = f"opening Classify (round {round_ + 1})"
+            await page.goto(url, wait_until="domcontentloaded")
+            await page.get_by_role("heading", name="Classify").wait_for()
+            if plan.gradcam:
+                await page.get_by_text("Grad-CAM overlay").click()
+                await expect(page.get_by_role("switch", name="Grad-CAM overlay")).to_be_checked()
+            await settled(page)
+            await together.wait()
+            seen.step = f"classifying (round {round_ + 1})"
+            await classify_all(page, xrays, seen, plan.gradcam)
+            await no_errors(page, "Classify", seen)
+        if plan.learn:
+            await step_field(page, xrays[0], seen, together)
+            await no_errors(page, "Learn", seen)
     except Exception as e:  # noqa: BLE001 - a session that could not finish is a finding
         first = str(e).splitlines()[0] if str(e) else ""
         seen.problems.append(f"{seen.step}: {type(e).__name__}: {first}")
@@ -191,8 +209,9 @@ async def one_session(
 
 
 async def run_sessions(
-    url: str, xrays_per_session: list[list[Path]], shots: Path | None = None
-) -> list[Seen]:
+    url: str, xrays_per_session: list[list[Path]], plan: Plan | None = None,
+    shots: Path | None = None,
+) -> list[Seen]:  # fmt: skip
     """The sessions at once, in one Chromium; each step starts together. A session that
     cannot finish leaves a screenshot in `shots` (session_I.png)."""
     from playwright.async_api import async_playwright, expect
@@ -207,7 +226,12 @@ async def run_sessions(
                 await asyncio.gather(
                     *(
                         one_session(
-                            browser, url, x, together, shots / f"session_{i}.png" if shots else None
+                            browser,
+                            url,
+                            x,
+                            together,
+                            plan or Plan(),
+                            shots / f"session_{i}.png" if shots else None,
                         )  # fmt: skip
                         for i, x in enumerate(xrays_per_session)
                     )
@@ -217,17 +241,19 @@ async def run_sessions(
             await browser.close()
 
 
-def differences(expected: Expected, seen: Seen) -> list[str]:
+def differences(expected: Expected, seen: Seen, plan: Plan | None = None) -> list[str]:
     """Where a session's pages differ from the one-call-at-a-time answers."""
+    plan = plan or Plan()
     out = list(seen.problems)
-    for i, (want, got) in enumerate(zip(expected.results, seen.results, strict=False)):
-        if want != got:
-            out.append(f"{expected.xrays[i].name}: page {got}, alone {want}")
-    if not seen.problems and len(seen.results) != len(expected.results):
-        out.append(f"{len(seen.results)} results shown for {len(expected.results)} X-rays")
+    n = len(expected.results)
+    for i, got in enumerate(seen.results):  # round after round, the same X-rays
+        if got != expected.results[i % n]:
+            out.append(f"{expected.xrays[i % n].name}: page {got}, alone {expected.results[i % n]}")
+    if not seen.problems and len(seen.results) != n * plan.rounds:
+        out.append(f"{len(seen.results)} results shown for {n * plan.rounds}")
     for i, (want, got) in enumerate(zip(expected.fields, seen.fields, strict=False)):
         if want != got:
             out.append(f"unit {i}: page {got!r}, alone {want!r}")
-    if not seen.problems and len(seen.fields) != len(expected.fields):
+    if not seen.problems and plan.learn and len(seen.fields) != len(expected.fields):
         out.append(f"{len(seen.fields)} receptive fields shown for {len(expected.fields)}")
     return out

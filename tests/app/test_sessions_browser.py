@@ -39,7 +39,7 @@ def test_four_sessions_at_once_get_the_one_session_answers(tmp_path):
     with running_app(ref, free_port(), [str(tmp_path)], log) as (url, _):
         # no wait for the preload: sessions that arrive while the model warms up are the case
         # the issue saw go wrong
-        seen = asyncio.run(run_sessions(url, per_session, ARTIFACTS))
+        seen = asyncio.run(run_sessions(url, per_session, shots=ARTIFACTS))
     problems = [f"session {i}: {d}" for i, (e, s) in enumerate(zip(expected, seen, strict=True))
                 for d in differences(e, s)]  # fmt: skip
     server_log = log.read_text(errors="replace")
