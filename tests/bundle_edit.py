@@ -55,3 +55,16 @@ def edit_meta(folder: str | Path, change: Callable[[dict[str, Any]], Any], seal:
     if seal:
         reseal(folder)
     return folder
+
+
+def setter(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A change for `edit_meta`: set the value at a dotted key ("decision.threshold")."""
+
+    def change(meta: dict[str, Any]) -> None:
+        node = meta
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return change

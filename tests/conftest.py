@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's script runner (AppTest) installs the app script as `__main__` and leaves it
+    there; a later test in the same worker that spawns processes (DDP) would then run the app
+    script in every child. Each test gets back the `__main__` it started with."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data. Missing data fails under CI (CI=true) and skips elsewhere."""
     path = SHARED_DATA.joinpath(*parts)

@@ -18,7 +18,7 @@ from cnnlab.data import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.predict import label_probabilities
-from tests.bundle_edit import reseal
+from tests.bundle_edit import reseal, setter
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +43,6 @@ def variant(good: Path, tmp_path: Path, change) -> Path:
     (out / "bundle.json").write_text(json.dumps(meta))
     reseal(out)
     return out
-
-
-def setter(dotted: str, value):
-    def change(meta):
-        node = meta
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
-
-    return change
 
 
 BAD_FIELDS = [

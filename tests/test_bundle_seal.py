@@ -20,7 +20,7 @@ from cnnlab.cli import main
 from cnnlab.data import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from tests.bundle_edit import MANIFEST, edit_meta, reseal
+from tests.bundle_edit import MANIFEST, edit_meta, reseal, setter
 from tests.conftest import digit_images
 
 CLASSES = ["NORMAL", "PNEUMONIA"]
@@ -71,17 +71,6 @@ def refused(path: Path, *fragments: str) -> str:
     assert bundle is None and not checks[-1].ok and checks[-1].detail == message
     assert "\n" not in message
     return message
-
-
-def setter(dotted: str, value):
-    def change(meta):
-        node = meta
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
-
-    return change
 
 
 def test_the_bundle_as_saved_loads(sealed):
