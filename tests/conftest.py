@@ -29,6 +29,18 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test: many tiny ops (or several Python threads) on two cores
+    run far faster than contended pools of two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data. Missing data fails under CI (CI=true) and skips elsewhere."""
     path = SHARED_DATA.joinpath(*parts)

@@ -1,14 +1,8 @@
-"""Tests here run many tiny ops; one thread each is far faster than a contended pool of two."""
-
-from __future__ import annotations
+"""Tests here run many tiny ops: one torch thread each (the fixture is in tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_each(one_torch_thread):
     yield
-    torch.set_num_threads(before)

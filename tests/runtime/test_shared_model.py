@@ -27,13 +27,8 @@ from cnnlab.models import create_model
 THREADS, ROUNDS = 8, 3
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Eight Python threads on two cores: one intra-op thread each, not eight pools of two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# eight Python threads on two cores: one intra-op thread each, not eight pools of two
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def as_arrays(value) -> list[np.ndarray]:
