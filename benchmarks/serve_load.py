@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from cnnlab.deploy import BACKENDS
 from cnnlab.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -446,7 +447,7 @@ def main() -> None:
     ap.add_argument("--images", nargs="+", help="image files/folders to send")
     ap.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
+    ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     ap.add_argument("--loop", type=int, default=300, help="images in the baseline loop")
     ap.add_argument("--checks", choices=["all", "throughput", "trust"], default="all",
                     help="throughput levels, the trust checks (idle connections, SIGTERM with "

@@ -98,7 +98,7 @@ def shareable_command(command: str) -> str:
 
 
 def max_file_bytes() -> int:
-    """The cap on one file read (`CNNLAB_MAX_FILE_MB`, default 256 MB)."""
+    """The cap on one file read (`MAX_FILE_ENV`, else `DEFAULT_MAX_FILE_MB`)."""
     raw = os.environ.get(MAX_FILE_ENV, "")
     try:
         mb = float(raw) if raw.strip() else DEFAULT_MAX_FILE_MB

@@ -167,3 +167,85 @@ def test_watched_or_traced_layers_run_in_the_written_order():
     assert tuple(seen["relu1"]) == (2, 32, 26, 26)
     traced = [n.target for n in torch.fx.symbolic_trace(model.features).graph.nodes]
     assert traced.index("relu1") < traced.index("pool1")
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations made in a test are dropped after it."""
+    from cnnlab.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return registry
+
+
+def _tiny(num_classes: int = 2) -> torch.nn.Module:
+    return torch.nn.Linear(4, num_classes)
+
+
+def test_a_second_builder_under_a_taken_name_is_refused_naming_both(scratch_registry):
+    from cnnlab.models import register_model
+
+    def fastnet(num_classes: int = 2):  # an unrelated builder that happens to share the name
+        return _tiny(num_classes)
+
+    original = get_entry("fastnet").builder
+    with pytest.raises(CnnlabError) as e:
+        register_model()(fastnet)
+    assert "'fastnet' is taken" in str(e.value)
+    assert "cnnlab.models.fast.fastnet" in str(e.value)  # the first builder
+    assert f"{__name__}.{fastnet.__qualname__}" in str(e.value)  # the second
+    assert get_entry("fastnet").builder is original  # nothing was replaced
+    register_model(name="scratch_net")(_tiny)
+    register_model(name="scratch_net")(_tiny)  # the same builder again (a reload) is no clash
+    with pytest.raises(CnnlabError, match="'scratch_net' is taken"):
+        register_model(name="scratch_net")(lambda num_classes=2: _tiny(num_classes))
+
+
+def test_a_name_a_resolver_answers_is_refused(scratch_registry):
+    from cnnlab.models import register_model
+
+    with pytest.raises(CnnlabError, match="'timm/resnet18' is a name .*resolve"):
+        register_model(name="timm/resnet18")(_tiny)
+    assert get_entry("timm/resnet18").family == "transfer"  # still the resolver's
+
+
+def test_a_module_dropped_into_the_package_registers_its_models(tmp_path):
+    """Found by the package's own import, with nothing added to models/__init__.py: the
+    package is imported with one more folder on its path, holding one new module."""
+    import subprocess
+    import sys
+
+    (tmp_path / "dropped_in.py").write_text(
+        "import torch.nn as nn\nfrom cnnlab.models.registry import register_model\n\n\n"
+        "@register_model(input_size=(1, 8, 8), num_classes=2)\n"
+        "def dropped_net(num_classes: int = 2):\n"
+        '    """A model no list names."""\n'
+        "    return nn.Linear(64, num_classes)\n"
+    )
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.find_spec('cnnlab.models')\n"
+        f"spec.submodule_search_locations.append({str(tmp_path)!r})\n"
+        "package = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['cnnlab.models'] = package\n"
+        "spec.loader.exec_module(package)\n"
+        "entry = package.get_entry('dropped_net')\n"
+        "print(entry.builder.__module__, entry.description, len(package.list_models()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    module, *words, count = done.stdout.split()
+    assert module == "cnnlab.models.dropped_in" and " ".join(words) == "A model no list names."
+    assert int(count) == len(list_models()) + 1  # every shipped model as well
+
+
+def test_every_module_of_the_package_is_imported_with_it():
+    import pkgutil
+    import sys
+
+    import cnnlab.models as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    assert {"cifar", "classic", "fast", "transfer"} <= set(names)
+    assert all(f"cnnlab.models.{name}" in sys.modules for name in names)
+    assert {e.builder.__module__ for e in list_models()} <= {f"cnnlab.models.{n}" for n in names}

@@ -14,6 +14,7 @@ import sys
 from importlib import import_module
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import DEFAULT_MAX_FILE_MB, MAX_FILE_ENV
 
 MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
     "cnnlab.cli.core",
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-file-mb", type=float, metavar="MB",
                         help="the largest single file any command reads (images, recipes, "
-                        "bundle.json); default 256, or $CNNLAB_MAX_FILE_MB")  # fmt: skip
+                        f"bundle.json); default {DEFAULT_MAX_FILE_MB:g}, or ${MAX_FILE_ENV}")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in MODULES:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CnnlabError(
                     f"--max-file-mb must be a positive number, got {args.max_file_mb}"
                 )
-            os.environ["CNNLAB_MAX_FILE_MB"] = repr(args.max_file_mb)  # worker processes too
+            os.environ[MAX_FILE_ENV] = repr(args.max_file_mb)  # worker processes too
         return int(args.func(args) or 0)
     except CnnlabError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)

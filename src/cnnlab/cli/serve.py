@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+from dataclasses import Field, fields, replace
 
+from cnnlab.deploy import BACKENDS  # both load nothing heavy: building the parser must not
 from cnnlab.errors import CnnlabError
-from cnnlab.serve.limits import ServeLimits  # loads nothing heavy: the parser reads defaults
+from cnnlab.serve.limits import Flag, ServeLimits, flag_of
 
 log = logging.getLogger("cnnlab")
 
@@ -23,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how many images the parity check uses (default 64)")  # fmt: skip
     p.set_defaults(func=cmd_export)
 
-    d = ServeLimits()
     p = sub.add_parser("serve", help="serve bundles over HTTP (FastAPI + uvicorn)")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE",
                    help="bundle folder(s) or shipped model name(s); the first is the default")  # fmt: skip
@@ -34,45 +35,48 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'*.example.com' for subdomains, '*' for any (default localhost, "
                    "127.0.0.1, ::1 and --host). Others get 400; probes answer any")  # fmt: skip
     add_backend_arguments(p)
-    p.add_argument("--max-images", type=int, default=d.max_images,
-                   help=f"images per request (default {d.max_images})")  # fmt: skip
-    p.add_argument("--max-request-mb", type=float, default=d.max_request_bytes / 2**20,
-                   help=f"request size (MiB; default {d.max_request_bytes / 2**20:g})")  # fmt: skip
-    p.add_argument("--max-batch", type=int, default=d.max_batch,
-                   help=f"images per forward pass (default {d.max_batch})")  # fmt: skip
-    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                   help=f"how long a batch waits for requests on their way (default "
-                   f"{d.max_wait_ms:g})")  # fmt: skip
-    p.add_argument("--max-request-mp", type=float, default=d.max_request_pixels / 1e6,
-                   help=f"megapixels per request, summed over its images (default "
-                   f"{d.max_request_pixels / 1e6:g})")  # fmt: skip
-    p.add_argument("--time-budget-s", type=float, default=d.time_budget_s,
-                   help="seconds from a received request to its answer, queue included; a "
-                   "request that would wait longer gets 503 at once (default "
-                   f"{d.time_budget_s:g})")  # fmt: skip
-    p.add_argument("--read-timeout-s", type=float, default=d.read_timeout_s,
-                   help=f"seconds for a request body to arrive, else 408 (default "
-                   f"{d.read_timeout_s:g})")  # fmt: skip
-    p.add_argument("--max-requests", type=int, default=d.max_requests,
-                   help="requests read or answered at once; more get 503 with Retry-After "
-                   f"(probes never do; default {d.max_requests})")  # fmt: skip
-    p.add_argument("--max-connections", type=int, default=d.max_connections,
-                   help="open connections, idle ones included; one opened past it gets 503 "
-                   f"with Retry-After and is closed (probes are answered; default "
-                   f"{d.max_connections})")  # fmt: skip
-    p.add_argument("--header-timeout-s", type=float, default=d.header_timeout_s,
-                   help="seconds a connection has, from opening or from its last answer, to "
-                   f"send a whole request head, else it is closed (default {d.header_timeout_s:g})")  # fmt: skip
-    p.add_argument("--shutdown-timeout-s", type=float, default=d.shutdown_timeout_s,
-                   help="on SIGTERM: answer requests in flight, then exit within this many "
-                   f"seconds whatever clients do (default {d.shutdown_timeout_s:g})")  # fmt: skip
+    add_limit_arguments(p)
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_require_signed(p)
     p.set_defaults(func=cmd_serve)
 
 
-BACKENDS = ("torch", "onnx")  # = cnnlab.deploy.backends.BACKENDS, whose import loads torch:
-# building the parser must not (it cost every cnnlab command ~5 s on 2 cores)
+def add_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """A flag for each ServeLimits field that has one: its default and help are the field's."""
+    for f, flag in limit_flags():
+        default = f.default / flag.scale if flag.scale != 1 else f.default
+        unit = f"{flag.unit}; " if flag.unit else ""
+        p.add_argument(f"--{flag.name}", type=float if flag.scale != 1 else f.type,
+                       default=default, help=f"{flag.help} ({unit}default {default:g})")  # fmt: skip
+
+
+def limit_flags() -> list[tuple[Field, Flag]]:
+    """The ServeLimits fields `cnnlab serve` sets, each with its flag (named, when the field
+    does not say otherwise, for the field)."""
+    found = []
+    for f in fields(ServeLimits):
+        if flag := flag_of(f):
+            found.append((f, replace(flag, name=flag.name or f.name.replace("_", "-"))))
+    return found
+
+
+def serve_limits(args: argparse.Namespace) -> ServeLimits:
+    """The ServeLimits the flags ask for; a count below 1, or a time or size that is not a
+    positive number, is refused naming its flag."""
+    given = {}
+    for f, flag in limit_flags():
+        value = getattr(args, flag.name.replace("-", "_"))
+        if f.type is int and flag.scale == 1:
+            if value < 1:
+                raise CnnlabError(f"--{flag.name} must be at least 1")
+        elif flag.zero_ok and not 0 <= value < float("inf"):
+            raise CnnlabError(f"--{flag.name} must not be negative")
+        elif not flag.zero_ok and not 0 < value < float("inf"):
+            raise CnnlabError(f"--{flag.name} must be a positive number")
+        given[f.name] = f.type(value * flag.scale) if flag.scale != 1 else value
+    limits = ServeLimits(**given)
+    limits.max_queue = max(limits.max_queue, 4 * limits.max_batch)
+    return limits
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -118,35 +122,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CnnlabError(f"--port must be 0-65535, got {args.port}")
-    for name in ("max_images", "max_batch", "max_requests", "max_connections"):
-        if getattr(args, name) < 1:
-            raise CnnlabError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("max_request_mb", "max_request_mp", "time_budget_s", "read_timeout_s",
-                 "header_timeout_s", "shutdown_timeout_s"):  # fmt: skip
-        if not 0 < getattr(args, name) < float("inf"):
-            raise CnnlabError(f"--{name.replace('_', '-')} must be a positive number")
-    if not 0 <= args.max_wait_ms < float("inf"):
-        raise CnnlabError("--max-wait-ms must not be negative")
+    limits = serve_limits(args)
     if args.onnx and len(args.bundles) > 1:
         raise CnnlabError("--onnx FILE names one model's export; serve one bundle with it")
     hosts = allowed_host_patterns(args.allowed_hosts or [*LOCAL_HOSTS, args.host])
     set_threads()
     bundles = [use_backend(load_bundle(b, require_signed=args.require_signed), args.backend,
                            args.onnx) for b in args.bundles]  # fmt: skip
-    limits = ServeLimits(
-        max_request_bytes=int(args.max_request_mb * 2**20),
-        max_images=args.max_images,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=max(ServeLimits.max_queue, 4 * args.max_batch),
-        max_request_pixels=int(args.max_request_mp * 1e6),
-        read_timeout_s=args.read_timeout_s,
-        time_budget_s=args.time_budget_s,
-        max_requests=args.max_requests,
-        max_connections=args.max_connections,
-        header_timeout_s=args.header_timeout_s,
-        shutdown_timeout_s=args.shutdown_timeout_s,
-    )
     app = create_app(bundles, limits, hosts)
     if not _is_loopback(args.host):
         log.warning(

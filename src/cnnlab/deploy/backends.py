@@ -12,9 +12,8 @@ from typing import Protocol
 import torch
 
 from cnnlab.bundle import Bundle
+from cnnlab.deploy import BACKENDS
 from cnnlab.errors import CnnlabError
-
-BACKENDS = ("torch", "onnx")
 
 
 class Backend(Protocol):

@@ -51,6 +51,7 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
+        _refuse_taken(key, fn)
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[key] = ModelEntry(
             key, fn, doc[0] if doc else "", input_size, num_classes, family, meta
@@ -60,9 +61,37 @@ def register_model(
     return wrap
 
 
+def _where(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _refuse_taken(name: str, fn: Callable[..., nn.Module]) -> None:
+    """A name means one model: a second builder under it would silently replace the first (a
+    bundle trained on one would load into the other), as would a name a resolver answers. The
+    same builder registered again (its module reloaded) replaces itself."""
+    taken = _REGISTRY.get(name)
+    if taken is not None and _where(taken.builder) != _where(fn):
+        raise CnnlabError(
+            f"model name {name!r} is taken: {_where(taken.builder)} registered it before "
+            f"{_where(fn)}; give one of them another name (register_model(name=...))"
+        )
+    for resolve in _RESOLVERS:
+        if resolve(name) is not None:
+            raise CnnlabError(
+                f"model name {name!r} is a name {resolve.__module__}.{resolve.__qualname__} "
+                f"resolves; {_where(fn)} needs a name without its prefix"
+            )
+
+
 def register_resolver(fn: Callable[[str], ModelEntry | None]) -> None:
     """A resolver turns names outside the registry (say `timm/resnet18`) into entries."""
-    _RESOLVERS.append(fn)
+    shadowed = [name for name in _REGISTRY if fn(name) is not None]
+    if shadowed:
+        raise CnnlabError(
+            f"{_where(fn)} resolves {shadowed[0]!r}, which "
+            f"{_where(_REGISTRY[shadowed[0]].builder)} registered: one name, one model"
+        )
+    _RESOLVERS[:] = [r for r in _RESOLVERS if _where(r) != _where(fn)] + [fn]  # a reload: once
 
 
 def get_entry(name: str) -> ModelEntry:
