@@ -87,3 +87,46 @@ def test_the_python_example_imports_what_exists():
 @pytest.mark.parametrize("old", ["digit.png", "xray.jpeg", "--filters conv1 "])
 def test_no_example_names_a_file_or_layer_that_is_not_there(old):
     assert old not in README
+
+
+def test_the_limits_the_readme_states_are_the_ones_the_code_holds():
+    """Each figure is formatted from the constant that holds the limit, so changing one
+    without the README (or the other way round) fails here."""
+    from cnnlab.bundle_check import META_MAX_BYTES
+    from cnnlab.bundle_seal import CARD_MAX_BYTES, WEIGHTS_MAX_BYTES
+    from cnnlab.data.archives import MAX_HEADER_BYTES, MAX_MEMBERS
+    from cnnlab.data.intake import MAX_ASPECT, MIN_AREA_SHARE_INV
+    from cnnlab.fileio import DEFAULT_MAX_FILE_MB, GIB, MAX_FILE_ENV, MIB
+    from cnnlab.models.registry import MAX_PARAMS
+    from cnnlab.runtime.ood import OOD_MAX_BYTES
+
+    text = " ".join(README.split())
+    stated = [
+        f"card {CARD_MAX_BYTES // MIB} MB, `bundle.json` {META_MAX_BYTES // MIB} MB, OOD check "
+        f"{OOD_MAX_BYTES // MIB} MB, weights {WEIGHTS_MAX_BYTES // GIB} GB",
+        f"capped at {DEFAULT_MAX_FILE_MB:g} MB (`cnnlab --max-file-mb N ...` or `{MAX_FILE_ENV}`)",
+        f"under 1/{MIN_AREA_SHARE_INV} of its pixels), a strip longer than {MAX_ASPECT:g}:1",
+        f"over {MAX_MEMBERS:,} members or a tar header announcing over {MAX_HEADER_BYTES // 1024} KB",
+        f"A model over {MAX_PARAMS / 1e6:,.0f} M parameters is refused",
+    ]
+    assert [s for s in stated if s not in text] == []
+
+
+def test_the_add_a_model_example_registers_a_model_with_the_uniform_interface(monkeypatch):
+    import torch
+
+    from cnnlab.models import create_model, list_models, registry
+
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "register_model" in b
+    ]
+    where = block.splitlines()[0].removeprefix("# ")
+    assert where.startswith("src/cnnlab/models/") and (ROOT / where).parent.is_dir()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # dropped after
+    exec(compile(block, where, "exec"), {"__name__": "cnnlab.models.tinynet"})
+    assert "tinynet" in [e.name for e in list_models()]
+    model = create_model("tinynet", num_classes=3, width=4).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.forward_head(model.forward_features(x)), model(x))
+    assert model.get_classifier().out_features == 3

@@ -22,14 +22,14 @@ import torch.nn as nn
 
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import file_digest, read_capped
+from cnnlab.fileio import MIB, file_digest, read_capped
 from cnnlab.runtime.decision import TEMPERATURE_RANGE, THRESHOLD_MARGIN, Decision
 from cnnlab.runtime.ood import MAX_FEATURES, TAKES
 from cnnlab.strict import strict_json
 
 FORMAT = "cnnlab-bundle"
 VERSION = 1
-META_MAX_BYTES = 64 * 2**20  # bundle.json holds validation scores: a few MB at most
+META_MAX_BYTES = 64 * MIB  # bundle.json holds validation scores: a few MB at most
 CLASS_MODES = ("binary", "categorical")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from cnnlab.bundle_check import META_MAX_BYTES, parse_meta
 from cnnlab.catalog import META
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import MIB, atomic_write_text, open_inside, plain_name, read_inside
+from cnnlab.fileio import GIB, MIB, atomic_write_text, open_inside, plain_name, read_inside
+from cnnlab.models.registry import MAX_PARAMS
 from cnnlab.runtime.ood import OOD_FILE, OOD_MAX_BYTES
 from cnnlab.strict import strict_json
 
@@ -35,8 +37,12 @@ MANIFEST = "manifest.json"
 SIGNATURE = "bundle.sig"  # written by `cnnlab sign`; a re-seal that changes files removes it
 MANIFEST_FORMAT, MANIFEST_VERSION = "cnnlab-manifest", 1
 MANIFEST_MAX_BYTES = MIB
+SIGNATURE_MAX_BYTES = MIB  # a sigstore bundle: a few KB
 CARD_MAX_BYTES = MIB  # a model card is a page of Markdown: a few KB
-WEIGHTS_MAX_BYTES = 4 * 1024 * MIB  # fp32 weights of a billion parameters
+# float32 weights of the largest model cnnlab builds, in whole GiB (room for buffers, header): 4
+WEIGHTS_MAX_BYTES = math.ceil(4 * MAX_PARAMS / GIB) * GIB
+# the largest file a seal or a signature covers: a digest of any is read within this
+SEALED_MAX_BYTES = max(META_MAX_BYTES, WEIGHTS_MAX_BYTES, CARD_MAX_BYTES, OOD_MAX_BYTES)
 
 
 def bundle_files(meta: dict[str, Any]) -> dict[str, int]:

@@ -18,9 +18,15 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from cnnlab.bundle_seal import MANIFEST, SIGNATURE, digest_inside
+from cnnlab.bundle_seal import (
+    MANIFEST,
+    SEALED_MAX_BYTES,
+    SIGNATURE,
+    SIGNATURE_MAX_BYTES,
+    digest_inside,
+)
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import MIB, atomic_path, read_capped, read_inside
+from cnnlab.fileio import atomic_path, read_capped, read_inside
 from cnnlab.strict import strict_json
 
 PEM_MAX_BYTES = 64 * 1024
@@ -59,7 +65,7 @@ def sign_bundle(
         staged.mkdir()
         for name in (MANIFEST, *sealed):
             shutil.copyfile(folder / name, staged / name, follow_symlinks=False)
-        changed = [n for n in sealed if digest_inside(staged, n, 1 << 40) != sealed[n]]
+        changed = [n for n in sealed if digest_inside(staged, n, SEALED_MAX_BYTES) != sealed[n]]
         if changed or read_manifest(staged)[0] != sealed:
             raise CnnlabError(
                 f"{folder} changed while being signed ({', '.join(changed) or MANIFEST})"
@@ -90,7 +96,7 @@ def verify_signature(folder: Path, trusted: str | Path) -> tuple[dict[str, str],
         raise CnnlabError(f"{folder} is not signed (no {SIGNATURE}) and --require-signed asks for "
                           f"a signature that {trusted} verifies; sign it with `cnnlab sign "
                           f"{folder} --key PRIVATE.pem`")  # fmt: skip
-    statement = _statement(read_inside(folder, SIGNATURE, MIB), sig)
+    statement = _statement(read_inside(folder, SIGNATURE, SIGNATURE_MAX_BYTES), sig)
     signed = {str(r.get("name")): str(r.get("digest")) for r in _resources(statement)}
     kind = _read_pem(trusted)
     if kind == "private key":
@@ -168,7 +174,7 @@ def _reason(e: Exception, folder: Path, signed: dict[str, str]) -> str:
     changed = []
     for name, digest in signed.items():
         try:
-            if digest_inside(folder, name, 64 * 1024 * MIB)["sha256"] != digest:
+            if digest_inside(folder, name, SEALED_MAX_BYTES)["sha256"] != digest:
                 changed.append(name)
         except CnnlabError:
             changed.append(name)

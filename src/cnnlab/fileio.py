@@ -20,6 +20,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 DEFAULT_MAX_FILE_MB = 256.0  # any one file the CLI reads (image, recipe, bundle.json)
 MAX_FILE_ENV = "CNNLAB_MAX_FILE_MB"  # set by `cnnlab --max-file-mb N`, or by hand
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_path's temporaries: .NAME.XXXXXXXX.tmp

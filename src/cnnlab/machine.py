@@ -1,5 +1,6 @@
-"""What this machine can hold, read once per question: the memory a process may use (the
-physical memory, or less where a container's cgroup caps it)."""
+"""What this machine can hold, read once per question: the cores and the memory a process may
+use (the physical memory, or less where a container's cgroup caps it), and how many threads or
+processes per core cnnlab runs at most."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ import contextlib
 import os
 from pathlib import Path
 
+# threads (train.threads) or worker processes (--workers) per core, at most: past this they only
+# contend, and enough of them fail to start or fork until the machine stops
+MAX_PER_CORE = 4
+
 _CGROUP_LIMITS = (
     Path("/sys/fs/cgroup/memory.max"),  # cgroup v2
     Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
 )
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity: a container or `taskset` may give it
+    fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def memory_bytes() -> int:

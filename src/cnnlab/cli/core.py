@@ -7,13 +7,27 @@ import json
 import shlex
 import sys
 
+from cnnlab.cli.serve import add_backend_arguments, add_require_signed
+from cnnlab.data.readers import FORMATS_HELP
 from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from cnnlab.cli.serve import add_backend_arguments, add_require_signed
-    from cnnlab.data.readers import FORMATS_HELP
+    for add in (
+        _add_train,
+        _add_evaluate,
+        _add_recalibrate,
+        _add_ood_fit,
+        _add_predict,
+        _add_check,
+        _add_seal,
+        _add_sign,
+        _add_models,
+    ):
+        add(sub)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
     p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
     p.add_argument(
@@ -26,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a bundle on a split of a dataset")
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("--data", required=True, help=f"dataset name or local path: {FORMATS_HELP}")
@@ -41,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_recalibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recalibrate",
         help="refit a binary bundle's temperature and threshold on a site's labelled images",
@@ -63,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_recalibrate)
 
+
+def _add_ood_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ood-fit",
         help="add an out-of-distribution check to a bundle, fitted on its training data",
@@ -80,6 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cut-off: this percentile of the validation distances (default 99)")  # fmt: skip
     p.set_defaults(func=cmd_ood_fit)
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files or folders")
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("paths", nargs="+", help="image files or folders")
@@ -93,6 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
         help="check a bundle: its seal, paths, fields and bounds, weights, head, signature",
@@ -104,6 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_require_signed(p)
     p.set_defaults(func=cmd_check)
 
+
+def _add_seal(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "seal",
         help="trust a reviewed bundle as it is: write its seal (manifest.json)",
@@ -116,6 +142,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="bundle folder")
     p.set_defaults(func=cmd_seal)
 
+
+def _add_sign(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sign",
         help="sign a bundle's files with a private key (OpenSSF model-signing, offline)",
@@ -133,6 +161,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --certificate: the certificates up to the root of trust")  # fmt: skip
     p.set_defaults(func=cmd_sign)
 
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the registered models with parameter counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cnnlab.data.cache import DEFAULT_MAX_GB, MAX_GB_ENV  # no torch: the parser reads them
 from cnnlab.errors import CnnlabError
 
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cache",
         help="list or clear cnnlab's caches (decoded images, features, extracted archives)",
         description="Decoded image folders and backbone features are kept under "
-        "$CNNLAB_CACHE_MAX_GB (default 5), least recently used removed first. Downloaded "
+        f"${MAX_GB_ENV} (default {DEFAULT_MAX_GB:g}), least recently used removed first. Downloaded "
         "datasets are not a cache and stay.",
     )
     p.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
@@ -86,6 +87,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for e in entries:
         print(f"{e.kind:<10}{e.bytes / 1e6:>8.1f} MB  {e.to_dict()['last_used']:<17} {e.what}")
     print(f"{len(entries)} entries, {total / 1e9:.2f} GB in {cache_dir()} (decoded and features "
-          f"kept under {max_bytes() / 1e9:g} GB: CNNLAB_CACHE_MAX_GB); `cnnlab cache clear` "
+          f"kept under {max_bytes() / 1e9:g} GB: {MAX_GB_ENV}); `cnnlab cache clear` "
           "empties it")  # fmt: skip
     return 0

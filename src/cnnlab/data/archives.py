@@ -25,11 +25,12 @@ from pathlib import Path, PurePosixPath
 
 from cnnlab.data.download import cache_dir
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import GIB
 
 log = logging.getLogger("cnnlab")
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
-MAX_EXPANDED_BYTES = 64 * 2**30  # refuse archives claiming more than this once unpacked
+MAX_EXPANDED_BYTES = 64 * GIB  # refuse archives claiming more than this once unpacked
 MAX_MEMBERS = 500_000  # each member listed costs memory before a byte is extracted
 # a pax or GNU long-name header holds a path (at most PATH_MAX, 4 KB) and a few attributes.
 # tarfile reads one whole into memory, so a header claiming gigabytes (a small file, once
@@ -95,8 +96,8 @@ def _check_room(total: int, count: int, where: Path, archive: Path) -> None:
     free = shutil.disk_usage(where).free
     if total > MAX_EXPANDED_BYTES or total > free:
         raise ArchiveRefused(
-            f"{archive.name} would unpack to {total / 2**30:.1f} GiB "
-            f"({free / 2**30:.1f} GiB free in {where}); extract it yourself and pass the folder"
+            f"{archive.name} would unpack to {total / GIB:.1f} GiB "
+            f"({free / GIB:.1f} GiB free in {where}); extract it yourself and pass the folder"
         )
     if count > MAX_MEMBERS:
         raise ArchiveRefused(

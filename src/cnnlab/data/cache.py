@@ -25,6 +25,7 @@ from cnnlab.errors import CnnlabError
 log = logging.getLogger("cnnlab")
 
 DEFAULT_MAX_GB = 5.0
+MAX_GB_ENV = "CNNLAB_CACHE_MAX_GB"
 KINDS = ("decoded", "features", "extracted")
 CAPPED = ("decoded", "features")  # an extracted folder may be being read: never removed unasked
 
@@ -41,11 +42,11 @@ def feature_cache_dir() -> Path:
 
 def max_bytes() -> int:
     """The cap, from `$CNNLAB_CACHE_MAX_GB` (0 keeps nothing but the entry just written)."""
-    raw = os.environ.get("CNNLAB_CACHE_MAX_GB", "")
+    raw = os.environ.get(MAX_GB_ENV, "")
     try:
         gb = float(raw) if raw else DEFAULT_MAX_GB
     except ValueError:
-        raise CnnlabError(f"CNNLAB_CACHE_MAX_GB must be a number of GB, got {raw!r}") from None
+        raise CnnlabError(f"{MAX_GB_ENV} must be a number of GB, got {raw!r}") from None
     return int(max(gb, 0) * 1e9)
 
 

@@ -32,7 +32,7 @@ from cnnlab.data.cache import decode_cache_dir, enforce_limit, touch
 from cnnlab.data.images import ImageReadError, fit_image, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, atomic_write_text
-from cnnlab.machine import memory_bytes
+from cnnlab.machine import MAX_PER_CORE, available_cpus, memory_bytes
 
 log = logging.getLogger("cnnlab")
 
@@ -91,13 +91,6 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core; also keeps forked OpenMP pools out of the way
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _executor(backend: str, workers: int) -> Executor:
     if backend == "process" and sys.platform.startswith("linux"):
         ctx = mp.get_context("fork")  # workers inherit the imported modules: starts in ms
@@ -115,8 +108,8 @@ def parallel_map(
     """`fn(item, *args)` for each item, in order, in chunks over `workers` processes (or threads).
 
     `fn` must be a module-level function that never raises (return the error instead).
-    At most 4 workers per core (`--workers 100000` would fork until the machine stops)."""
-    workers = min(workers or available_cpus(), 4 * available_cpus())
+    At most `MAX_PER_CORE` workers per core (`--workers 100000` would fork until the machine stops)."""
+    workers = min(workers or available_cpus(), MAX_PER_CORE * available_cpus())
     n = len(items)
     if workers <= 1 or n < PARALLEL_FROM or backend == "serial":
         for item in items:

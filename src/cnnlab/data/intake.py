@@ -18,8 +18,8 @@ import torch
 from cnnlab.data.images import SourceFacts, claimed_pixels, fit_image, read_image_facts
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import ImageReadError
+from cnnlab.fileio import MIB
 
-MIB = 1024 * 1024
 UNUSABLE = "not a usable image"  # how every implausible input's message begins
 MIN_AREA_SHARE_INV = 16  # an image needs at least 1/16 of the model's input pixels (224: 56x56)
 MAX_ASPECT = 8.0  # longer side / shorter side

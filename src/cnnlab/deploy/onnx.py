@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from cnnlab.bundle import WEIGHTS, Bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path
+from cnnlab.machine import available_cpus
 from cnnlab.runtime.decision import probabilities
 from cnnlab.runtime.device import Runtime
 from cnnlab.runtime.inference import predict_logits
@@ -246,7 +246,7 @@ class OnnxBackend:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        opts.intra_op_num_threads = threads or available_cpus()
         opts.inter_op_num_threads = 1
         # ORT's idle workers spin-wait by default: on a small CPU they steal the cores that
         # PyTorch, the HTTP server and the request batcher in the same process need.

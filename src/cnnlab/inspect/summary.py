@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from cnnlab.config import MAX_INPUT_PIXELS
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import MIB
 from cnnlab.inspect.receptive import SPATIAL, Field, FieldRecorder
 from cnnlab.runtime.taps import evaluating, tapped
 
@@ -222,7 +223,7 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:,.2f} MB"
+    return f"{n / MIB:,.2f} MB"
 
 
 def _count(n: int) -> str:

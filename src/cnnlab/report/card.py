@@ -50,15 +50,24 @@ def medical_card(
     meta: dict[str, Any], intended_use: str = "", limitations: list[str] | None = None
 ) -> str:
     """Markdown for card.md, built from bundle.json alone (so re-writing it needs no retraining)."""
-    d, m, data = meta.get("decision", {}), meta.get("metrics", {}), meta.get("data", {})
-    pre, recipe = meta["preprocess"], meta.get("recipe", {})
-    train = meta.get("training", {})
-    rd = recipe.get("data", {})
     lines = [
         f"# {meta['name']}: {meta['classes'][0]} vs {meta['classes'][1]}",
         "",
         "**Not for clinical use.** A research and teaching model: it has not been validated "
         "prospectively, on other hospitals' images, or by any regulator.",
+        *_model_lines(meta),
+        *_data_lines(meta),
+        *_figure_lines(meta),
+        *_decision_lines(meta),
+        *_use_lines(meta, intended_use, limitations),
+        *_retrain_lines(meta),
+    ]
+    return "\n".join(lines)
+
+
+def _model_lines(meta: dict[str, Any]) -> list[str]:
+    pre, d, train = meta["preprocess"], meta.get("decision", {}), meta.get("training", {})
+    return [
         "",
         "## Model",
         f"- `{meta['model']['name']}` ({meta['params']:,} parameters), arguments "
@@ -68,10 +77,14 @@ def medical_card(
         f"- output: p({meta['classes'][1]}), calibrated by temperature {d.get('temperature', 1.0):.3f}",
         f"- {how_trained(meta)}",
         *([f"- {train['loss']}"] if train.get("loss") else []),
-        "",
-        "## Data and splits",
-        f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format', '?')})",
     ]
+
+
+def _data_lines(meta: dict[str, Any]) -> list[str]:
+    """Where the images came from, each split's counts, how validation was held out."""
+    data, rd = meta.get("data", {}), meta.get("recipe", {}).get("data", {})
+    lines = ["", "## Data and splits",
+             f"- source: `{data_name(data.get('source', '?'))}` ({data.get('format', '?')})"]  # fmt: skip
     for split, counts in data.get("counts", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     lines.append(
@@ -82,8 +95,15 @@ def medical_card(
         else f"- validation: {data.get('val_origin', '?')}, {rd.get('val_fraction', 0):.0%}, "
         "stratified (not grouped by patient: figures may be optimistic)"
     )
-    lines.append(f"- {imbalance_text(data, train)}")
-    lines += ["", "## Figures", ""]
+    lines.append(f"- {imbalance_text(data, meta.get('training', {}))}")
+    return lines
+
+
+def _figure_lines(meta: dict[str, Any]) -> list[str]:
+    """Validation and external figures side by side with their intervals, and the rule each
+    was measured at."""
+    d, m = meta.get("decision", {}), meta.get("metrics", {})
+    lines = ["", "## Figures", ""]
     warning = degenerate_warning(m.get("confusion_matrix"), meta["classes"])
     if warning:
         lines += [f"**{warning}**", ""]
@@ -112,8 +132,13 @@ def medical_card(
     if "confusion_matrix" in m:
         lines += ["", f"Validation confusion matrix (rows true, columns predicted; "
                   f"{', '.join(meta['classes'])}): `{m['confusion_matrix']}`"]  # fmt: skip
-    history = meta.get("decision_history", [])
-    lines += [
+    return lines
+
+
+def _decision_lines(meta: dict[str, Any]) -> list[str]:
+    """The rule in force, the rules it replaced, and the out-of-distribution check."""
+    d = meta.get("decision", {})
+    lines = [
         "",
         "## Decision rule",
         f"- predict **{d.get('positive_class', meta['classes'][1])}** when the calibrated "
@@ -122,12 +147,15 @@ def medical_card(
         f"({d.get('policy_text', '')}); temperature {d.get('temperature', 1.0):.3f}"
         f"{'' if d.get('temperature', 1.0) != 1.0 else ' (no temperature scaling)'}",
     ]
-    for old in history:
+    for old in meta.get("decision_history", []):
         lines.append(f"- replaced: threshold {old.get('threshold', 0.5):.4f}, temperature "
                      f"{old.get('temperature', 1.0):.3f}, fitted on {fitted_on_text(old)}")  # fmt: skip
-    lines += ood_lines(meta)
+    return lines + ood_lines(meta)
+
+
+def _use_lines(meta: dict[str, Any], intended_use: str, limitations: list[str] | None) -> list[str]:
     kind = "transfer-learned CNN" if transferred(meta) else "CNN trained from scratch"
-    lines += [
+    lines = [
         "",
         "## Intended use",
         intended_use
@@ -137,8 +165,12 @@ def medical_card(
         "",
         "## Limitations",
     ]
-    lines += [f"- {x}" for x in (limitations or default_limitations(meta))]
-    lines += [
+    return lines + [f"- {x}" for x in (limitations or default_limitations(meta))]
+
+
+def _retrain_lines(meta: dict[str, Any]) -> list[str]:
+    train = meta.get("training", {})
+    return [
         "",
         "## How to retrain it",
         f"Training took {train.get('seconds', 0):.0f} s ({train.get('runtime', '')}).",
@@ -150,11 +182,10 @@ def medical_card(
         "The resolved recipe:",
         "",
         "```yaml",
-        yaml.safe_dump(shareable_recipe(recipe), sort_keys=False).rstrip(),
+        yaml.safe_dump(shareable_recipe(meta.get("recipe", {})), sort_keys=False).rstrip(),
         "```",
         "",
     ]
-    return "\n".join(lines)
 
 
 def shareable_recipe(recipe: dict[str, Any]) -> dict[str, Any]:

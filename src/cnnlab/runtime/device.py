@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import GIB
+from cnnlab.machine import MAX_PER_CORE, available_cpus
 
 log = logging.getLogger("cnnlab")
 
@@ -118,23 +120,17 @@ def choose_runtime(
     return Runtime(dev, amp, cl)
 
 
-THREADS_PER_CORE = 4  # past this, more threads only contend (and enough of them fail to start)
-
-
 def set_threads(threads: int = 0) -> int:
     """Use `threads` intra-op threads (0 = every core this process may use), at most
-    `THREADS_PER_CORE` per core: a recipe written on a big machine still runs on a small one."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
+    `MAX_PER_CORE` per core: a recipe written on a big machine still runs on a small one."""
+    cores = available_cpus()
     if threads <= 0:
         # processes started together by torchrun on one machine share its cores
         threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    elif threads > THREADS_PER_CORE * cores:
+    elif threads > MAX_PER_CORE * cores:
         log.warning("train.threads %d is more than %d per core on %d cores: using %d",
-                    threads, THREADS_PER_CORE, cores, THREADS_PER_CORE * cores)  # fmt: skip
-        threads = THREADS_PER_CORE * cores
+                    threads, MAX_PER_CORE, cores, MAX_PER_CORE * cores)  # fmt: skip
+        threads = MAX_PER_CORE * cores
     torch.set_num_threads(threads)
     return threads
 
@@ -166,5 +162,5 @@ def keep_allocations_on_heap() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _heap_kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    _heap_kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, GIB))
     return _heap_kept

@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import MIB
 from cnnlab.runtime.device import Runtime
 from cnnlab.runtime.taps import evaluating, hooked
 
@@ -110,7 +111,7 @@ def save_ood(folder: Path, check: OODCheck) -> Path:
     return Path(folder) / OOD_FILE
 
 
-OOD_MAX_BYTES = 256 * 2**20  # (classes + 256 eigenvectors) x 4,096 floats per part: far less
+OOD_MAX_BYTES = 256 * MIB  # (classes + 256 eigenvectors) x 4,096 floats per part: far less
 
 
 def load_ood(

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cnnlab.serve.limits import ServeLimits
+
 log = logging.getLogger("cnnlab")
 
 
@@ -44,9 +46,9 @@ class MicroBatcher:
     def __init__(
         self,
         infer: Callable[[torch.Tensor], torch.Tensor],
-        max_batch: int = 32,
-        max_wait_ms: float = 5.0,
-        max_queue: int = 512,
+        max_batch: int = ServeLimits.max_batch,
+        max_wait_ms: float = ServeLimits.max_wait_ms,
+        max_queue: int = ServeLimits.max_queue,
     ) -> None:
         self.infer, self.max_batch, self.max_wait = infer, max(1, max_batch), max_wait_ms / 1000
         self.max_queue = max_queue

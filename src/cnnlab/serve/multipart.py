@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from cnnlab.fileio import MIB
+
 FIELD = "files"
 MAX_BOUNDARY = 70  # RFC 2046: 1 to 70 characters
 
@@ -36,7 +38,7 @@ async def read_body(request: Request, max_bytes: int, timeout: float | None = No
     has not all arrived within `timeout` seconds (a client that sends half a body and waits
     must not hold a connection, nor a shutdown, for ever), 400 when the client left."""
     too_big = UploadError(
-        413, "request_too_large", f"the request is over the {max_bytes / 2**20:g} MiB limit"
+        413, "request_too_large", f"the request is over the {max_bytes / MIB:g} MiB limit"
     )
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:

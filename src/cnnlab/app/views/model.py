@@ -15,6 +15,8 @@ from cnnlab.report.metrics import degenerate_warning, figure_table
 from cnnlab.report.verdict import nice_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
+FIGURE_MAX_BYTES = 32 * MIB  # a run's PNG figure: a few hundred KB at the DPI cnnlab draws
+MISTAKES_MAX_BYTES = MIB  # mistakes.json: a few dozen rows
 
 
 def run_file(path: Path, limit: int) -> bytes | None:
@@ -27,10 +29,12 @@ def run_file(path: Path, limit: int) -> bytes | None:
 
 
 def run_png(path: Path) -> bytes | None:
-    data = run_file(path, 32 * MIB)
+    data = run_file(path, FIGURE_MAX_BYTES)
     if data is None or not data.startswith(PNG):
         if path.exists():
-            st.warning(f"{path.name} is not shown: not a PNG of at most 32 MB")
+            st.warning(
+                f"{path.name} is not shown: not a PNG of at most {FIGURE_MAX_BYTES // MIB} MB"
+            )
         return None
     return data
 
@@ -103,7 +107,7 @@ else:
                  "the true class", width="stretch")  # fmt: skip
 
 st.subheader("Most confident mistakes (validation split)")
-listed = run_file(entry.path / "mistakes.json", MIB)
+listed = run_file(entry.path / "mistakes.json", MISTAKES_MAX_BYTES)
 if listed is not None and listed.strip() in (b"[]", b""):
     st.success("No mistakes on the validation split.")
 elif gallery := run_png(entry.path / "mistakes.png"):
