@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import math
 import os
 import re
-import shlex
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The file gets the permissions a plain open() would give (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here, as hashlib and shlex below: the CLI parser reads this module
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -87,6 +86,7 @@ def data_name(path: str | Path) -> str:
 def shareable_command(command: str) -> str:
     """The commands that made a bundle (one per line) with every absolute path shortened to its
     data name."""
+    import shlex
 
     def one(line: str) -> str:
         try:
@@ -194,6 +194,8 @@ def _size(n: int) -> str:
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, read in 1 MB chunks (bundles record their weights' digest)."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:  # noqa: PTH123
         for chunk in iter(lambda: f.read(MIB), b""):

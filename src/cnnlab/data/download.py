@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
-from cnnlab.net import reachable
 
 
 @dataclass
@@ -71,6 +70,8 @@ def fetch(name: str) -> Path:
     missing = [(f, md5) for f, md5 in spec.files if not check_integrity(str(root / f), md5)]
     if not missing:
         return root / spec.subdir
+    from cnnlab.net import reachable  # here: `cnnlab cache --help` reads this package
+
     mirrors = [m for m in spec.mirrors if reachable(m)]
     if not mirrors:
         raise CnnlabError(
