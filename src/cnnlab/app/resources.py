@@ -86,7 +86,7 @@ def require_bundle() -> tuple[BundleEntry, Bundle]:
 
 
 def upload_limit_mb() -> int:
-    """Streamlit's `server.maxUploadSize` as this server runs it (cnnlab's default: 32 MB)."""
+    """Streamlit's `server.maxUploadSize` as this server runs it (default UPLOAD_LIMIT_MB)."""
     try:
         return int(st.get_option("server.maxUploadSize"))
     except (

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from cnnlab.app.launch import UPLOAD_LIMIT_MB  # stdlib only: the parser reads it
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="start the web app (Streamlit): classify, explain, model card",
         description="Starts `streamlit run` on cnnlab's app. Streamlit's own settings apply "
         "(.streamlit/config.toml, STREAMLIT_SERVER_PORT, STREAMLIT_SERVER_ADDRESS, ...); "
-        "cnnlab only fills in defaults you have not set (upload limit 32 MB, headless, "
+        f"cnnlab only fills in defaults you have not set (upload limit {UPLOAD_LIMIT_MB} MB, headless, "
         "no usage statistics).",
     )
     p.add_argument("bundle", nargs="?", metavar="BUNDLE|NAME",
