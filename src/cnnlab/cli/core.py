@@ -309,7 +309,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.bundle import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
-    from cnnlab.report.rows import prediction_rows, rows_csv
+    from cnnlab.report.present import present
+    from cnnlab.report.rows import rows_csv
 
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
@@ -318,24 +319,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = use_backend(loaded, args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
-    if args.json or args.csv:  # the one row schema the app's table and the API share
-        rows = prediction_rows(results, bundle.classes, bundle.binary)
-        if args.json:
-            json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,
-                      allow_nan=False)  # fmt: skip
-            sys.stdout.write("\n")
-        else:
-            sys.stdout.write(rows_csv(rows))
+    shown = [present(r, bundle) for r in results]  # the app's and the API's words too
+    if args.json:
+        rows = [s.row for s in shown]
+        json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,
+                  allow_nan=False)  # fmt: skip
+        sys.stdout.write("\n")
+    elif args.csv:
+        sys.stdout.write(rows_csv([s.row for s in shown]))
     else:
-        for r in results:
-            if r.error:
-                continue
-            top = ", ".join(f"{t['label']} {t['probability']:.2%}" for t in r.top_k)
-            extra = f" (threshold {r.threshold:.2f})" if r.threshold is not None else ""
-            if r.out_of_distribution:
-                extra += (f"   DOES NOT LOOK LIKE THE TRAINING IMAGES (distance "
-                          f"{r.ood_distance:.2f}, cut-off {r.ood_threshold:.2f})")  # fmt: skip
-            print(f"{r.source}: {r.label} {r.probability:.2%}{extra}   [{top}]")
+        for s in shown:
+            if s.text is not None:
+                print(s.text)
     for r in failed:
         print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)
     return 2 if failed else 0

@@ -30,6 +30,15 @@ class Verdict:
     out_of_distribution: bool = False
     positive: bool = False  # a binary model's positive class headlined (shown in its own colour)
 
+    @property
+    def kind(self) -> str:
+        """likely, uncertain, out_of_distribution or not_classified: what the colour shows."""
+        if self.error:
+            return "not_classified"
+        if self.out_of_distribution:
+            return "out_of_distribution"
+        return "uncertain" if self.uncertain else "likely"
+
 
 def nice_label(name: str) -> str:
     """'PNEUMONIA' -> 'Pneumonia' for sentences; other names stay as they are."""

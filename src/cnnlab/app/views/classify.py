@@ -20,8 +20,9 @@ from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
 from cnnlab.predict import predict_uploads
 from cnnlab.report.figures import colorbar_figure, png_bytes
-from cnnlab.report.rows import flat_row, prediction_row, rows_csv
-from cnnlab.report.verdict import Verdict, nice_label, prediction_details, verdict
+from cnnlab.report.present import present
+from cnnlab.report.rows import flat_row, rows_csv
+from cnnlab.report.verdict import Verdict, nice_label
 
 RESULTS = "classify_results"
 
@@ -81,9 +82,9 @@ def colorbar_png(label: str) -> bytes:
 def show_verdict(box, v: Verdict) -> None:
     """One colour per kind of answer: the positive class (e.g. Pneumonia) red, the other class
     (or a confident multi-class label) green, unsure amber, unlike the training images grey-blue."""
-    if v.out_of_distribution:
+    if v.kind == "out_of_distribution":
         box.info(v.sentence, icon=":material/help:")
-    elif v.uncertain:
+    elif v.kind == "uncertain":
         box.warning(v.sentence, icon=":material/help:")
     elif v.positive:
         box.error(v.sentence, icon=":material/report:")
@@ -100,8 +101,9 @@ def model_view(pixels: torch.Tensor) -> np.ndarray:
 if results is not None:
     rows = []
     for f, pred in zip(files, results, strict=True):
-        v = verdict(pred, bundle.classes, bundle.binary)
-        rows.append(prediction_row(pred, v))
+        shown = present(pred, bundle)  # the CLI's and the API's words too
+        v = shown.verdict
+        rows.append(shown.row)
         with st.container(border=True):
             if v.error:
                 st.error(f"**{f.name}**: cannot be classified: {v.error}")
@@ -122,7 +124,7 @@ if results is not None:
             text = cols[-1]
             text.markdown(f"**{f.name}**")
             show_verdict(text, v)
-            text.markdown(prediction_details(pred, bundle.classes, bundle.binary))
+            text.markdown(shown.details)
             if pred.notes:
                 text.caption("Input: " + "; ".join(pred.notes))
     st.dataframe([flat_row(r, empty=None) for r in rows], hide_index=True)
