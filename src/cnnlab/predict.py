@@ -1,4 +1,5 @@
-"""Predictions on image files or uploads: the function behind `cnnlab predict`, the app and the API.
+"""Predictions on image files or uploads: the functions behind `cnnlab predict`, the app and the
+API (`predict_images`, the one inference path all three take).
 
 Each input is decoded once (`cnnlab.data.intake.decode_batch`) and its prediction keeps the
 pixels the model saw and the notes on how they were made, so a page that shows the image,
@@ -7,6 +8,7 @@ its Grad-CAM or the notes reads nothing again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -106,6 +108,26 @@ def label_probabilities(
     return out
 
 
+def predict_images(
+    bundle: Bundle,
+    images: torch.Tensor,
+    names: Sequence[str],
+    top_k: int = 3,
+    batch_size: int = 256,
+) -> list[Prediction]:
+    """uint8 (N, C, H, W) images at the bundle's size, decoded once, -> one Prediction each,
+    named: its label by the bundle's decision rule, its out-of-distribution distance.
+
+    The one inference path: `predict_sources` (the CLI, the app) and the API's micro-batcher
+    call it, so they cannot diverge; every decision any surface makes passes here, the place
+    to attach a recorder of decisions."""
+    probs, distances = bundle.predict_checked(images, batch_size)
+    preds = label_probabilities(bundle, probs, top_k, distances)
+    for pred, name in zip(preds, names, strict=True):
+        pred.source = name
+    return preds
+
+
 def predict_sources(
     bundle: Bundle,
     sources: list[str | Path | bytes],
@@ -127,11 +149,9 @@ def predict_sources(
     for start in range(0, len(ready), batch_size):
         chunk = ready[start : start + batch_size]
         images = torch.stack([decoded[i].pixels for i in chunk])
-        probs, distances = bundle.predict_checked(images, batch_size)
-        for i, pred in zip(
-            chunk, label_probabilities(bundle, probs, top_k, distances), strict=True
-        ):
-            pred.source, pred.notes, pred.pixels = names[i], decoded[i].notes, decoded[i].pixels
+        found = predict_images(bundle, images, [names[i] for i in chunk], top_k, batch_size)
+        for i, pred in zip(chunk, found, strict=True):
+            pred.notes, pred.pixels = decoded[i].notes, decoded[i].pixels
             results[i] = pred
     return results
 

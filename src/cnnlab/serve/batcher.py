@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -37,15 +38,17 @@ class Overloaded(Exception):
 @dataclass
 class _Job:
     images: torch.Tensor
+    names: list[str]
     future: asyncio.Future
 
 
 class MicroBatcher:
-    """`await submit(images)` returns `infer(batch)` rows for those images."""
+    """`await submit(images, names)` returns those images' items of `infer(batch, names)`, one
+    per image in order (in the API: `cnnlab.predict.predict_images`, the CLI's own path)."""
 
     def __init__(
         self,
-        infer: Callable[[torch.Tensor], torch.Tensor],
+        infer: Callable[[torch.Tensor, list[str]], Sequence[Any]],
         max_batch: int = ServeLimits.max_batch,
         max_wait_ms: float = ServeLimits.max_wait_ms,
         max_queue: int = ServeLimits.max_queue,
@@ -106,8 +109,10 @@ class MicroBatcher:
         the first batch has been timed)."""
         return (self.queued + n) * (self.per_image or 0.0)
 
-    async def submit(self, images: torch.Tensor, deadline: float | None = None) -> torch.Tensor:
-        """The rows for `images`; Overloaded at once when the queue is full or the wait would
+    async def submit(
+        self, images: torch.Tensor, names: list[str], deadline: float | None = None
+    ) -> Sequence[Any]:
+        """The answers for `images`, named `names`; Overloaded at once when the queue is full or the wait would
         run past `deadline` (the event loop's clock), and when the deadline passes waiting."""
         self.start()
         assert self._queue is not None and self._loop is not None
@@ -122,7 +127,7 @@ class MicroBatcher:
         if deadline is not None and now + wait > deadline:
             raise Overloaded(f"the queue would take about {wait:.1f} s, over this request's time "
                              f"budget", self.expected_wait())  # fmt: skip
-        job = _Job(images, self._loop.create_future())
+        job = _Job(images, list(names), self._loop.create_future())
         self.queued += n
         try:
             self._queue.put_nowait(job)
@@ -171,9 +176,10 @@ class MicroBatcher:
             if not live:
                 continue
             batch = torch.cat([j.images for j in live])
+            names = [name for j in live for name in j.names]
             started = self._loop.time()
             try:
-                out = await self._loop.run_in_executor(self._executor, self.infer, batch)
+                out = await self._loop.run_in_executor(self._executor, self.infer, batch, names)
             except Exception as e:  # noqa: BLE001 - handed to each waiting request
                 log.exception("inference failed on a batch of %d images", len(batch))
                 for j in live:
