@@ -135,3 +135,86 @@ def test_evaluate_and_predict_use_the_bundle_decision(
     pred = json.loads(capsys.readouterr().out)["predictions"][0]
     assert pred["threshold"] == pytest.approx(0.99)
     assert pred["label"] == ("PNEUMONIA" if pred["positive_probability"] >= 0.99 else "NORMAL")
+
+
+def _killed_after(saves: int, source: str, out: str, resume: bool) -> None:
+    """A forked child that trains and SIGKILLs itself right after its `saves`-th checkpoint."""
+    import os
+    import signal
+
+    from cnnlab.train import checkpoint
+
+    torch.set_num_threads(1)
+    write, done = checkpoint.write_checkpoint, []
+
+    def write_then_die(path, payload):
+        write(path, payload)
+        done.append(payload["step"])
+        if len(done) == saves:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    checkpoint.write_checkpoint = write_then_die
+    try:
+        train_recipe(resumable(Path(source)), None, out, resume=resume, progress=False)
+    finally:
+        os._exit(0)
+
+
+def resumable(source: Path):
+    """6 epochs of 2 steps with a checkpoint after every step (no OOD check: faster)."""
+    return recipe(source, train={"epochs": 6, "threads": 1, "checkpoint_minutes": 1e-6},
+                  decision={"ood_check": False})  # fmt: skip
+
+
+def test_a_run_killed_in_its_head_on_features_phase_resumes_bit_identical(xray_dir, tmp_path):
+    import multiprocessing as mp
+
+    from safetensors.torch import load_file
+
+    from cnnlab.train.checkpoint import CHECKPOINT, read_checkpoint
+
+    r = resumable(xray_dir)
+    assert uses_feature_cache(create_model("efficientnet_lite0", in_channels=1), r)
+    full = train_recipe(r, None, tmp_path / "full", progress=False)
+    out, where = tmp_path / "cut", []
+    for kill, saves in enumerate((3, 1)):  # inside epoch 2, then at its end
+        child = mp.get_context("fork").Process(
+            target=_killed_after, args=(saves, str(xray_dir), str(out), kill > 0)
+        )
+        child.start()
+        child.join(120)
+        assert child.exitcode == -9  # killed, not finished
+        ckpt = read_checkpoint(out / CHECKPOINT)
+        where.append((ckpt["epoch"], ckpt["step"]))
+    assert where == [(1, 1), (2, 0)]
+    assert not (out / "model.safetensors").exists()
+    resumed = train_recipe(resumable(xray_dir), None, out, resume=True, progress=False)
+    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))  # fmt: skip
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(resumed.result.history) == drop(full.result.history)
+    assert resumed.result.steps == full.result.steps
+    assert [r["phase"] for r in resumed.result.history] == ["head"] * 6
+
+
+def test_the_feature_phase_writes_history_steps_tensorboard_and_checkpoints(xray_dir, tmp_path):
+    """Training the head on cached features is a phase like any other: epoch rows with the
+    same figures, a step row per step, TensorBoard scalars on the step axis, checkpoint.pt."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from cnnlab.train.checkpoint import CHECKPOINT, read_checkpoint
+
+    r = recipe(xray_dir, train={"epochs": 3})
+    out = train_recipe(r, out_dir=tmp_path / "run", progress=False).out_dir
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [set(row) for row in history] == [{"epoch", "loss", "accuracy", "lr", "val_loss",
+                                              "val_accuracy", "seconds", "phase"}] * 3  # fmt: skip
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 7))  # 24 images in batches of 16
+    acc = event_accumulator.EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/train_step")] == [s["step"] for s in steps]
+    assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx(
+        [row["val_loss"] for row in history]
+    )
+    assert read_checkpoint(out / CHECKPOINT)["epoch"] == 3

@@ -1,9 +1,11 @@
 """The training loop, readable in one sitting: `fit` is `set_up`, then epochs (`train_epoch`)
 of steps (`train_step`), with callbacks for what cuts across (history, checkpoints, early
-stopping, pruning: cnnlab.train.callbacks).
+stopping, pruning: cnnlab.train.callbacks; which ones, cnnlab.train.listed).
 
-Data lives on the device as one uint8 tensor; each step indexes a batch, augments it
-as a whole, normalises it with one multiply-add, and runs a plain PyTorch step.
+Batches come from a source (cnnlab.train.batches): images through the whole model, or a
+frozen transfer model's cached backbone features through its head; the loop is the same
+for both. Images live on the device as one uint8 tensor; each step indexes a batch,
+augments it as a whole, normalises it with one multiply-add, and runs a plain PyTorch step.
 Randomness is re-seeded from (seed, epoch) at every epoch, so a run resumed from a
 checkpoint continues bit for bit like one that never stopped. The loss and the optimiser
 are built in cnnlab.train.losses and cnnlab.train.optim.
@@ -23,26 +25,16 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from cnnlab.config import Recipe
-from cnnlab.data.augment import BatchAugment
-from cnnlab.data.dataset import ImageData, concat
+from cnnlab.data.dataset import concat
 from cnnlab.data.prepare import PreparedData
-from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import on_terminal
 from cnnlab.runtime.device import Runtime, choose_runtime, keep_allocations_on_heap, set_threads
-from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
-from cnnlab.train.callbacks import (
-    Callback,
-    EarlyStopping,
-    FitState,
-    HistoryWriter,
-    LateFreeze,
-    Lookahead,
-    WeightAverage,
-)
-from cnnlab.train.checkpoint import Checkpointer, restore
-from cnnlab.train.evaluate import loss_from_logits
+from cnnlab.train.batches import Features, Pixels, batch_source
+from cnnlab.train.callbacks import Callback, FitState
+from cnnlab.train.checkpoint import restore
+from cnnlab.train.listed import fit_callbacks
 from cnnlab.train.losses import correct_count, describe_losses, make_loss, sample_losses
 from cnnlab.train.optim import make_optimizer, make_scheduler
 from cnnlab.train.pruning import EasySamplePruning
@@ -69,11 +61,9 @@ class Loop:
 
     recipe: Recipe
     model: nn.Module
-    train: ImageData
-    val: ImageData | None
-    preprocess: Preprocess
+    source: Pixels | Features  # the batches, and the module they step (the model, or its head)
     rt: Runtime
-    batch: int  # images per step (all processes together)
+    batch: int  # examples per step (all processes together)
     epoch_steps: list[int]  # steps in each epoch (fewer where pruning skips images)
     ddp: distributed.Dist | None  # None unless launched by torchrun with several processes
     pruner: EasySamplePruning | None
@@ -81,15 +71,13 @@ class Loop:
     weighting: str  # how the loss weighs the classes, in words
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    augment: BatchAugment
     scaler: torch.amp.GradScaler | None  # fp16 on a GPU only
     callbacks: list[Callback]
     state: FitState
-    # on the device once training starts (after the callbacks' on_train_start)
-    images: torch.Tensor | None = None
-    labels: torch.Tensor | None = None
-    affine: tuple[torch.Tensor, torch.Tensor] | None = None  # uint8 -> normalised: x * a + b
-    step_fn: nn.Module | None = None  # the model, wrapped by DDP and torch.compile when asked
+    # once training starts (after the callbacks' on_train_start)
+    step_fn: nn.Module | None = (
+        None  # the stepped module, wrapped by DDP and torch.compile when asked
+    )
     bar: tqdm | None = None
     started: float = 0.0  # perf_counter when the training time not yet in state.seconds began
 
@@ -106,15 +94,13 @@ def fit(
     """Train `model` by the recipe: set up, then epochs of steps. History, checkpoints, early
     stopping and pruning are callbacks (cnnlab.train.callbacks); add yours with `callbacks`."""
     t = recipe.train
-    loop = set_up(model, data, recipe, out_dir, resume, callbacks)
-    state = loop.state
+    loop = set_up(model, data, recipe, out_dir, resume, callbacks, progress)
+    state, source = loop.state, loop.source
     for cb in loop.callbacks:
         cb.on_train_start(state)
 
-    loop.images = loop.train.images.to(loop.rt.device)
-    loop.labels = loop.train.labels.to(loop.rt.device)
-    loop.affine = data.preprocess.affine(loop.rt.device)
-    train_model = distributed.wrap(model, loop.rt.device)  # DDP when distributed, else the model
+    source.to_device()
+    train_model = distributed.wrap(source.module, loop.rt.device)  # DDP when distributed
     loop.step_fn = torch.compile(train_model) if t.compile else train_model
     steps = loop.epoch_steps
     done = sum(steps[: state.epoch]) + (state.position or {}).get("step", 0)
@@ -127,8 +113,8 @@ def fit(
         state.position = None
         row = train_epoch(loop, epoch, resumed)
         every = t.validation_freq
-        if loop.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
-            row.update(validate(model, loop.val, data.preprocess, loop.rt, t.eval_batch_size))
+        if source.val is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == t.epochs):
+            row.update(source.validate(t.eval_batch_size))
         row["seconds"] = round(
             time.perf_counter() - epoch_start + resumed.get("epoch_seconds", 0), 3
         )
@@ -148,9 +134,9 @@ def fit(
     log.debug("this process trained %.1f s", time.perf_counter() - started)
     for cb in loop.callbacks:
         cb.on_train_end(state)
-    distributed.unwrap(model)
+    distributed.unwrap(source.module)
     model.eval()
-    return FitResult(state.history, loop.rt.describe(), state.seconds, loop.train.class_counts(),
+    return FitResult(state.history, loop.rt.describe(), state.seconds, source.train.class_counts(),
                      loop.weighting, state.steps)  # fmt: skip
 
 
@@ -161,9 +147,10 @@ def set_up(
     out_dir: Path | None,
     resume: bool,
     callbacks: list[Callback] | None,
+    progress: bool = True,
 ) -> Loop:
-    """Runtime, data, steps per epoch, loss, optimiser, schedule and callbacks; on `resume`, the
-    checkpoint's state. Everything a bad recipe can get wrong fails here, before any step."""
+    """Runtime, batches, steps per epoch, loss, optimiser, schedule and callbacks; on `resume`,
+    the checkpoint's state. Everything a bad recipe can get wrong fails here, before any step."""
     t = recipe.train
     set_threads(t.threads)
     rt = choose_runtime(t.device, t.precision, t.channels_last)
@@ -178,50 +165,27 @@ def set_up(
     n = len(train)
     batch = min(t.batch_size, n)
     ddp = distributed.current()  # None unless launched by torchrun with several processes
-    world = ddp.world if ddp else 1
-    if ddp is not None and batch < 2 * world:
-        raise CnnlabError(f"train.batch_size {batch} is too small for {world} processes (2 each)")
-    if ddp is not None and t.prune_easy:
-        raise CnnlabError("train.prune_easy does not work with several processes yet; set it to 0")
-    if ddp is not None and t.freeze_after:
-        raise CnnlabError("train.freeze_after does not work with several processes yet; remove it")
-    pruner = EasySamplePruning(n, t.prune_easy, t.epochs, rt.device) if t.prune_easy else None
-
-    def count_steps(m: int) -> int:
-        # a last batch of 1 (per process) would upset BatchNorm: a short remainder joins the last
-        return m // batch + (1 if m % batch >= 2 * world else 0)
-
-    epoch_steps = [count_steps(pruner.size(e) if pruner else n) for e in range(t.epochs)]
-
+    check_processes(recipe, batch, ddp)
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
+    source = batch_source(model, train, val, data.preprocess, recipe, rt, progress)
+    pruner = EasySamplePruning(n, t.prune_easy, t.epochs, rt.device) if t.prune_easy else None
+    world = ddp.world if ddp else 1
+
+    def count_steps(m: int) -> int:  # a short remainder joins the last batch
+        return m // batch + (1 if m % batch >= source.smallest_last * world else 0)
+
+    epoch_steps = [count_steps(pruner.size(e) if pruner else n) for e in range(t.epochs)]
     binary = _num_outputs(model) == 1
     loss_fn, weighting = make_loss(t, binary, train)
     loss_fn.to(rt.device)
-    optimizer = make_optimizer(model, t)
+    optimizer = make_optimizer(source.module, t)
     scheduler = make_scheduler(optimizer, t, epoch_steps)
-    augment = BatchAugment(recipe.augment)
-    scaler = torch.amp.GradScaler("cuda") if rt.needs_grad_scaler else None
-
-    # only with early stopping on are the best epoch's weights put back (model selection on val)
-    stopper = (
-        EarlyStopping(t.early_stopping, t.monitor) if val is not None and t.early_stopping else None
-    )
-    average = WeightAverage(t.ema) if t.ema else None
-    lookahead = Lookahead() if t.lookahead else None
-    stateful: list[Callback] = [c for c in (stopper, pruner, lookahead, average) if c]
-    stateful += list(callbacks or [])
-    cbs = list(stateful)
-    if t.freeze_after:  # no state of its own: the epoch count decides
-        cbs.append(LateFreeze(model, t.freeze_after))
-    if out_dir is not None and distributed.is_main():
-        cbs.append(HistoryWriter(out_dir))
-        if t.checkpoint:
-            # inside an epoch only with one process: the other ranks' generators are not saved
-            minutes = t.checkpoint_minutes if ddp is None else 0.0
-            cbs.append(Checkpointer(out_dir, stateful, {"recipe": resume_key(recipe)}, minutes))
-    state = FitState(model, optimizer, scheduler, t.epochs)
+    scaler = torch.amp.GradScaler("cuda") if source.rt.needs_grad_scaler else None
+    stateful, cbs = fit_callbacks(recipe, source.module, val is not None, out_dir, pruner,
+                                  list(callbacks or []), resume_key(recipe))  # fmt: skip
+    state = FitState(source.module, optimizer, scheduler, t.epochs)
     state.total_steps = sum(epoch_steps)
     state.log_every = step_log_every(state.total_steps)
     if resume:
@@ -233,29 +197,45 @@ def set_up(
             raise CnnlabError("--resume: the checkpoint's place inside the epoch does not fit "
                               "this run (steps per epoch or processes differ); start a new run")  # fmt: skip
         state.step = sum(epoch_steps[: state.epoch]) + (state.position or {}).get("step", 0)
+    state.seconds += source.seconds  # computing the features is part of training
 
     counts = train.class_counts()
-    log.info("training %s on %d images (%s), validating on %d", recipe.model.name, n,
+    log.info("training %s (%s), validating on %d", source.describe(recipe.model.name),
              ", ".join(f"{k}: {v}" for k, v in counts.items()), len(val) if val is not None else 0)  # fmt: skip
     log.info("runtime: %s; batch %d, %d steps/epoch", rt.describe(), batch, epoch_steps[0])
     log.info(describe_losses(t, binary, weighting))
     if pruner is not None and pruner.prunes(1):
         log.info("epochs 2-%d skip %d of the well-learned images each (%d steps)",
                  pruner.full_from, pruner.drop, epoch_steps[1])  # fmt: skip
-    return Loop(recipe, model, train, val, data.preprocess, rt, batch, epoch_steps, ddp, pruner,
-                loss_fn, weighting, optimizer, scheduler, augment, scaler, cbs, state)  # fmt: skip
+    return Loop(recipe, model, source, rt, batch, epoch_steps, ddp, pruner, loss_fn, weighting,
+                optimizer, scheduler, scaler, cbs, state)  # fmt: skip
+
+
+def check_processes(recipe: Recipe, batch: int, ddp: distributed.Dist | None) -> None:
+    """What several processes (torchrun) cannot do yet, refused before anything is computed."""
+    t = recipe.train
+    if ddp is None:
+        return
+    if batch < 2 * ddp.world:
+        raise CnnlabError(
+            f"train.batch_size {batch} is too small for {ddp.world} processes (2 each)"
+        )
+    if t.prune_easy:
+        raise CnnlabError("train.prune_easy does not work with several processes yet; set it to 0")
+    if t.freeze_after:
+        raise CnnlabError("train.freeze_after does not work with several processes yet; remove it")
 
 
 def train_epoch(loop: Loop, epoch: int, resumed: dict | None = None) -> dict[str, float]:
     """One pass over the training images (those pruning keeps), in an order drawn from
     (seed, epoch): a resumed run continues exactly, from a mid-epoch checkpoint's `resumed`
     position too. Returns the epoch's row of figures."""
-    t, rt, model = loop.recipe.train, loop.rt, loop.model
+    t, rt = loop.recipe.train, loop.rt
     epoch_start = time.perf_counter()
     gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
     torch.manual_seed(epoch_seed(t.seed, epoch) + 1)  # dropout and other global draws
     # weights: per-image loss weights when the epoch skips well-learned images, else None
-    n = len(loop.train)
+    n = len(loop.source.train)
     if resumed:  # the order drawn when the epoch began, and the generators as they stood
         order, weights = resumed["order"], resumed.get("weights")
         gen.set_state(resumed["gen"])
@@ -271,9 +251,7 @@ def train_epoch(loop: Loop, epoch: int, resumed: dict | None = None) -> dict[str
     steps, m, batch = loop.epoch_steps[epoch], len(order), loop.batch
     if loop.ddp is not None:
         loop.ddp.own_draws(gen, epoch_seed(t.seed, epoch))  # per-rank augmentation and dropout
-    model.train()
-    if hasattr(model, "on_train_mode"):
-        model.on_train_mode()  # e.g. keep a frozen backbone's BatchNorm in eval mode
+    loop.source.train_mode()
     loss_sum = torch.zeros((), device=rt.device)
     hits = torch.zeros((), device=rt.device, dtype=torch.long)
     seen, first = 0, 0
@@ -340,22 +318,17 @@ def train_step(
     weight: float = 1.0,
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step on images `idx`: augment the batch as a whole, normalise it with one
-    multiply-add, forward, backward, step. `weight` scales this process's share of the loss
-    (DDP); `weights` are pruning's per-image loss weights. Returns (loss, logits, labels)."""
-    rt, pruner, loss_fn = loop.rt, loop.pruner, loop.loss_fn
-    scale, shift = loop.affine
-    x = loop.images[idx].float()
-    y = loop.labels[idx]
-    x = loop.augment(x, gen, idx, loop.state.epoch)
-    x = x * scale + shift
-    if rt.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    """One optimiser step on examples `idx` (the source makes the batch: images augmented and
+    normalised, or features): forward, backward, step. `weight` scales this process's share
+    of the loss (DDP); `weights` are pruning's per-example loss weights. Returns (loss,
+    logits, labels)."""
+    rt, pruner, loss_fn = loop.source.rt, loop.pruner, loop.loss_fn
+    x, y = loop.source.batch(idx, gen, loop.state.epoch)
     with rt.autocast():
         out = loop.step_fn(x)
         if pruner is None:
             loss = loss_fn(out.float(), y)
-        else:  # each image's loss is remembered; the kept easy ones count double
+        else:  # each example's loss is remembered; the kept easy ones count double
             per, norm = sample_losses(loss_fn, out.float(), y)
             pruner.record(idx, per)
             loss = (per if weights is None else per * weights[idx]).sum() / norm
@@ -383,19 +356,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def step_log_every(total_steps: int, points: int = 1000) -> int:
     """Steps per step row: every step for short runs, about `points` rows for long ones."""
     return max(1, total_steps // points)
-
-
-def validate(model: nn.Module, data: ImageData, pre: Preprocess, rt: Runtime, batch: int) -> dict:
-    """val_loss and val_accuracy of the model on `data` (with DDP, each rank does its part).
-    val_loss is plain cross-entropy (BCE for one logit), without the training loss's label
-    smoothing or class weights: the one definition `evaluate` and the model card report too."""
-    logits = distributed.shard_predict(
-        lambda x: predict_logits(model, x, pre, rt, batch), data.images
-    )  # with DDP, each rank predicts its part
-    return {
-        "val_loss": loss_from_logits(logits, data.labels),
-        "val_accuracy": float(correct_count(logits, data.labels)) / max(1, len(data)),
-    }
 
 
 def _num_outputs(model: nn.Module) -> int:

@@ -1,10 +1,10 @@
-"""Training transfer models in phases: the head on cached features, then optional fine-tuning.
+"""Training transfer models in phases: the head first, then optional fine-tuning.
 
-Phase 1: with the backbone frozen and no augmentation in this phase, the backbone's pooled
-features are computed once (train.features, cached on disk) and the head trains on them in
-seconds. With augmentation on, the frozen model trains through fit() as any other model.
-When a fine-tuning phase follows (and `finetune.augment` is on), the augment section is
-that phase's, and phase 1 trains on the fixed features.
+Phase 1 trains the head with the backbone frozen as the model says. With the backbone
+frozen and no augmentation in this phase, fit() trains the head on the backbone's pooled
+features, computed once and cached on disk (cnnlab.train.batches); with augmentation on,
+the frozen model trains on augmented images. When a fine-tuning phase follows (and
+`finetune.augment` is on), the augment section is that phase's, and phase 1 runs without it.
 Phase 2 (recipe `finetune.epochs` > 0): the chosen stages are unfrozen and the whole model
 trains through fit(), with a lower learning rate for the backbone (`param_groups`).
 Models that are not transfer models go straight to fit().
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from cnnlab.config import AugmentConfig, Recipe
@@ -26,13 +24,9 @@ from cnnlab.data.augment import BatchAugment
 from cnnlab.data.prepare import PreparedData
 from cnnlab.errors import CnnlabError
 from cnnlab.models.transfer import TransferNet
-from cnnlab.runtime.device import choose_runtime, set_threads
-from cnnlab.train.callbacks import Callback, FitState, HistoryWriter
-from cnnlab.train.evaluate import loss_from_logits
-from cnnlab.train.features import cached_features
-from cnnlab.train.fit import FitResult, epoch_seed, fit, step_log_every
-from cnnlab.train.losses import correct_count, describe_losses, make_loss
-from cnnlab.train.optim import make_optimizer, make_scheduler
+from cnnlab.train.batches import on_features
+from cnnlab.train.callbacks import Callback
+from cnnlab.train.fit import FitResult, fit
 
 log = logging.getLogger("cnnlab")
 
@@ -45,13 +39,18 @@ def augment_in_phase_one(recipe: Recipe) -> bool:
     return BatchAugment(recipe.augment).enabled
 
 
+def phase_one_recipe(recipe: Recipe) -> Recipe:
+    """The recipe of phase 1: without the augment section when that belongs to phase 2."""
+    if augment_in_phase_one(recipe) or not BatchAugment(recipe.augment).enabled:
+        return recipe
+    phase_one = copy.deepcopy(recipe)
+    phase_one.augment = AugmentConfig()
+    return phase_one
+
+
 def uses_feature_cache(model: nn.Module, recipe: Recipe) -> bool:
-    return (
-        isinstance(model, TransferNet)
-        and model.backbone_frozen
-        and recipe.train.feature_cache
-        and not augment_in_phase_one(recipe)
-    )
+    """Whether phase 1 trains the head on cached backbone features."""
+    return on_features(model, phase_one_recipe(recipe))
 
 
 def fit_model(
@@ -73,17 +72,10 @@ def fit_model(
     if resume:
         check_resume_phases(model, recipe)
     started = time.perf_counter()
-    if uses_feature_cache(model, recipe):
-        first = fit_head_on_features(model, data, recipe, out_dir, progress, callbacks)
-    else:
-        phase_one = recipe
-        if not augment_in_phase_one(recipe):
-            phase_one = copy.deepcopy(recipe)
-            phase_one.augment = AugmentConfig()
-        first = fit(model, data, phase_one, out_dir, resume=resume, progress=progress,
-                    callbacks=callbacks)  # fmt: skip
-        for row in first.history:
-            row["phase"] = "head" if model.backbone_frozen else "train"
+    first = fit(model, data, phase_one_recipe(recipe), out_dir, resume=resume, progress=progress,
+                callbacks=callbacks)  # fmt: skip
+    for row in first.history:
+        row["phase"] = "head" if model.backbone_frozen else "train"
     if ft.epochs == 0:
         return first
     model.freeze("none" if ft.unfreeze == "all" else ft.unfreeze)
@@ -106,10 +98,8 @@ def fit_model(
 
 
 def check_resume_phases(model: nn.Module, recipe: Recipe) -> None:
-    """`--resume` continues one fit(); a run in phases (cached features, fine-tuning) cannot."""
-    if isinstance(model, TransferNet) and (
-        recipe.finetune.epochs or uses_feature_cache(model, recipe)
-    ):
+    """`--resume` continues one fit(); a run with a fine-tuning phase cannot."""
+    if isinstance(model, TransferNet) and recipe.finetune.epochs:
         raise CnnlabError("--resume works for single-phase runs; this transfer recipe has phases")
 
 
@@ -124,111 +114,3 @@ def finetune_recipe(recipe: Recipe) -> Recipe:
     if not ft.augment:
         r.augment = AugmentConfig()
     return r
-
-
-def fit_head_on_features(
-    model: TransferNet,
-    data: PreparedData,
-    recipe: Recipe,
-    out_dir: Path | None = None,
-    progress: bool = True,
-    callbacks: list[Callback] | None = None,
-) -> FitResult:
-    """Phase 1: the head trained on cached pooled features (same loss, optimizer and schedule
-    settings as fit(); the best epoch by the monitored value kept when early_stopping is on).
-    The callbacks see its step and epoch rows as fit()'s would (history.jsonl, TensorBoard)."""
-    t = recipe.train
-    set_threads(t.threads)
-    rt = choose_runtime(t.device, t.precision, t.channels_last)
-    torch.manual_seed(t.seed)
-    train = data.train
-    feature_batch = min(64, t.eval_batch_size)
-    started = time.perf_counter()
-    x_train, hit = cached_features(model, train.images, data.preprocess, rt, feature_batch,
-                                   progress=progress)  # fmt: skip
-    x_val = y_val = None
-    if data.val is not None:
-        x_val, _ = cached_features(model, data.val.images, data.preprocess, rt, feature_batch,
-                                   progress=progress)  # fmt: skip
-        y_val = data.val.labels
-    extract_seconds = time.perf_counter() - started
-    model.cpu()
-    head = model.classifier_head()
-    binary = model.get_classifier().out_features == 1
-    loss_fn, weighting = make_loss(t, binary, train)
-    counts = train.class_counts()
-    log.info("training the head of %s on cached features of %d images (%s), validating on %d; "
-             "features %s in %.1f s", recipe.model.name, len(train),
-             ", ".join(f"{k}: {v}" for k, v in counts.items()),
-             len(data.val) if data.val is not None else 0,
-             "from the cache" if hit else "computed", extract_seconds)  # fmt: skip
-    log.info(describe_losses(t, binary, weighting))
-    y = train.labels
-    n = len(y)
-    batch = min(t.batch_size, n)
-    steps = math.ceil(n / batch)
-    optimizer = make_optimizer(head, t)
-    scheduler = make_scheduler(optimizer, t, steps)
-    state = FitState(head, optimizer, scheduler, t.epochs, total_steps=steps * t.epochs)
-    state.log_every = step_log_every(state.total_steps)
-    cbs = [*([HistoryWriter(out_dir)] if out_dir is not None else []), *(callbacks or [])]
-    for cb in cbs:
-        cb.on_train_start(state)
-    history = state.history
-    best = (math.inf, None)
-    head_started = time.perf_counter()
-    for epoch in range(t.epochs):
-        gen = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))
-        torch.manual_seed(epoch_seed(t.seed, epoch) + 1)
-        order = torch.randperm(n, generator=gen)
-        head.train()
-        loss_sum, hits = 0.0, 0
-        since = [0.0, 0, 0]  # loss, hits, images since the last step row
-        for s in range(steps):
-            idx = order[s * batch : (s + 1) * batch]
-            out = head(x_train[idx])
-            loss = loss_fn(out, y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            batch_loss, batch_hits = float(loss.detach()) * len(idx), int(correct_count(out.detach(), y[idx]))  # fmt: skip
-            loss_sum += batch_loss
-            hits += batch_hits
-            state.step += 1
-            since = [since[0] + batch_loss, since[1] + batch_hits, since[2] + len(idx)]
-            step_row = None
-            if state.step % state.log_every == 0 or s == steps - 1:
-                step_row = {"step": state.step, "epoch": round(epoch + (s + 1) / steps, 4),
-                            "loss": since[0] / since[2], "accuracy": since[1] / since[2],
-                            "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-                state.steps.append(step_row)
-                since = [0.0, 0, 0]
-            for cb in cbs:
-                cb.on_step_end(state, step_row, None)  # no mid-epoch checkpoints of the head phase
-        row = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": hits / n,
-               "lr": optimizer.param_groups[0]["lr"], "phase": "head"}  # fmt: skip
-        if x_val is not None:
-            head.eval()
-            with torch.no_grad():
-                logits = head(x_val)
-                row["val_loss"] = loss_from_logits(logits, y_val)
-                row["val_accuracy"] = float(correct_count(logits, y_val)) / max(1, len(y_val))
-            monitored = row["val_loss"] if t.monitor == "val_loss" else -row["val_accuracy"]
-            if t.early_stopping and monitored < best[0]:
-                best = (monitored, copy.deepcopy(head.state_dict()))
-        history.append(row)
-        state.epoch = epoch + 1
-        for cb in cbs:
-            cb.on_epoch_end(state, row)
-        log.info("head epoch %d/%d  loss %.4f  acc %.2f%%%s", epoch + 1, t.epochs, row["loss"],
-                 100 * row["accuracy"], f"  val_loss {row['val_loss']:.4f}  val_acc "
-                 f"{100 * row['val_accuracy']:.2f}%" if "val_loss" in row else "")  # fmt: skip
-    if best[1] is not None:
-        head.load_state_dict(best[1])
-    model.eval()
-    for cb in cbs:
-        cb.on_train_end(state)
-    log.info("head trained in %.1f s", time.perf_counter() - head_started)
-    return FitResult(history, rt.describe(), time.perf_counter() - started, counts, weighting,
-                     state.steps)  # fmt: skip
