@@ -137,7 +137,7 @@ def test_evaluate_and_predict_use_the_bundle_decision(
     assert pred["label"] == ("PNEUMONIA" if pred["positive_probability"] >= 0.99 else "NORMAL")
 
 
-def _killed_after(saves: int, source: str, out: str, resume: bool) -> None:
+def _killed_after(saves: int, source: str, out: str, case: str, resume: bool) -> None:
     """A forked child that trains and SIGKILLs itself right after its `saves`-th checkpoint."""
     import os
     import signal
@@ -155,46 +155,73 @@ def _killed_after(saves: int, source: str, out: str, resume: bool) -> None:
 
     checkpoint.write_checkpoint = write_then_die
     try:
-        train_recipe(resumable(Path(source)), None, out, resume=resume, progress=False)
+        train_recipe(resumable(Path(source), case), None, out, resume=resume, progress=False)
     finally:
         os._exit(0)
 
 
-def resumable(source: Path):
-    """6 epochs of 2 steps with a checkpoint after every step (no OOD check: faster)."""
-    return recipe(source, train={"epochs": 6, "threads": 1, "checkpoint_minutes": 1e-6},
+# a checkpoint after every step; no OOD check (faster). "head": 6 epochs of 2 steps on cached
+# features; "finetune": 2 of them, then 2 augmented epochs of 3 steps with blocks.6 unfrozen
+RESUMABLE = {
+    "head": ({"epochs": 6}, {}, {}),
+    "finetune": ({"epochs": 2}, {"epochs": 2, "unfreeze": "blocks.6", "batch_size": 8,
+                                 "lr": 0.001}, {"rotation_range": 10}),
+}  # fmt: skip
+# checkpoints saved before each SIGKILL, and where the phase's checkpoint then stands
+KILLS = {"head": ((3, 1), [(1, 1), (2, 0)]), "finetune": ((6, 2), [(0, 2), (1, 1)])}
+
+
+def resumable(source: Path, case: str):
+    train, finetune, augment = RESUMABLE[case]
+    return recipe(source, train={**train, "threads": 1, "checkpoint_minutes": 1e-6},
+                  finetune=finetune, augment=augment,
                   decision={"ood_check": False})  # fmt: skip
 
 
-def test_a_run_killed_in_its_head_on_features_phase_resumes_bit_identical(xray_dir, tmp_path):
+@pytest.mark.parametrize("case", list(RESUMABLE))
+def test_a_run_killed_in_either_phase_resumes_bit_identical(xray_dir, tmp_path, case, caplog):
+    """SIGKILLed twice in its head-on-features phase (or in its fine-tuning phase), a transfer
+    run resumes to the weights, rows and TensorBoard steps of a run that never stopped."""
     import multiprocessing as mp
 
     from safetensors.torch import load_file
+    from tensorboard.backend.event_processing import event_accumulator
 
     from cnnlab.train.checkpoint import CHECKPOINT, read_checkpoint
 
-    r = resumable(xray_dir)
+    r = resumable(xray_dir, case)
     assert uses_feature_cache(create_model("efficientnet_lite0", in_channels=1), r)
     full = train_recipe(r, None, tmp_path / "full", progress=False)
     out, where = tmp_path / "cut", []
-    for kill, saves in enumerate((3, 1)):  # inside epoch 2, then at its end
+    saves, expected = KILLS[case]
+    for kill, count in enumerate(saves):
         child = mp.get_context("fork").Process(
-            target=_killed_after, args=(saves, str(xray_dir), str(out), kill > 0)
+            target=_killed_after, args=(count, str(xray_dir), str(out), case, kill > 0)
         )
         child.start()
         child.join(120)
         assert child.exitcode == -9  # killed, not finished
-        ckpt = read_checkpoint(out / CHECKPOINT)
+        ckpt = read_checkpoint(out / ("finetune" if case == "finetune" else "") / CHECKPOINT)
         where.append((ckpt["epoch"], ckpt["step"]))
-    assert where == [(1, 1), (2, 0)]
+    assert where == expected
     assert not (out / "model.safetensors").exists()
-    resumed = train_recipe(resumable(xray_dir), None, out, resume=True, progress=False)
+    caplog.set_level("INFO", logger="cnnlab")
+    resumed = train_recipe(resumable(xray_dir, case), None, out, resume=True, progress=False)
+    ckpt = out / ("finetune" if case == "finetune" else "") / CHECKPOINT
+    after = {"head": "epoch 2", "finetune": "step 1 of epoch 2"}[case]
+    assert f"resuming from {ckpt} after {after}" in caplog.text  # not started again
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))  # fmt: skip
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(resumed.result.history) == drop(full.result.history)
     assert resumed.result.steps == full.result.steps
-    assert [r["phase"] for r in resumed.result.history] == ["head"] * 6
+    phases = [row["phase"] for row in resumed.result.history]
+    assert phases == (["head"] * 6 if case == "head" else ["head"] * 2 + ["finetune"] * 2)
+    acc = event_accumulator.EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()  # what the cut runs logged past their checkpoints is purged: no step twice
+    assert [e.step for e in acc.Scalars("loss/train_step")] == [
+        s["step"] for s in full.result.steps
+    ]
 
 
 def test_the_feature_phase_writes_history_steps_tensorboard_and_checkpoints(xray_dir, tmp_path):

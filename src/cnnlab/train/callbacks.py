@@ -296,35 +296,44 @@ class TensorBoardLogger(Callback):
     per step `loss/train_step`, `accuracy/train_step`, `lr`; per epoch `loss/train`, `loss/val`,
     `accuracy/train`, `accuracy/val`, `epoch`; the resolved recipe as text; at the end
     (`add_images`) the run's figures. Every scalar is on the global step axis (Lightning's
-    way), so phases continue one another and a resumed run purges what it repeats.
+    way), so phases continue one another and a resumed run purges what it repeats (events
+    past its checkpoint's step, which the run that was cut logged and this one logs again).
 
     One logger can follow several fits (a transfer run's phases): each continues the steps."""
 
     def __init__(self, log_dir: Path, recipe_text: str = "") -> None:
         self.log_dir, self.recipe_text = Path(log_dir), recipe_text
-        self.writer = None
+        self.writer = None  # opened at the first event
+        self.fits = 0
+        self.start = 0  # global step this process started from (a resumed run's checkpoint's)
         self.base = 0  # global step of this fit's step 0
-        self.last = 0  # the last global step logged
+        self.last = 0  # the last global step reached
         self.epoch_base = 0
         self.last_epoch = 0
 
-    def on_train_start(self, state: FitState) -> None:
+    def _open(self):
         if self.writer is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:  # tensorboard is a dependency; a broken install only warns
                 log.warning("no TensorBoard logs: %s (pip install tensorboard)", e)
                 self.writer = False
-                return
-            # a resumed run starts at its checkpoint's step: later events of the cut run go
-            self.writer = SummaryWriter(str(self.log_dir), purge_step=state.step or None)
+                return self.writer
+            # a resumed run: later events of the cut run go (they are logged again)
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=self.start + 1 if self.start else None)  # fmt: skip
             if self.recipe_text:
                 self.writer.add_text("recipe", "```yaml\n" + self.recipe_text + "\n```", 0)
-        else:  # a later phase: its steps and epochs come after the last ones logged
+        return self.writer
+
+    def on_train_start(self, state: FitState) -> None:
+        if self.fits:  # a later phase: its steps and epochs come after the last ones reached
             self.base, self.epoch_base = self.last, self.last_epoch
+        self.fits += 1
+        if self.writer is None:
+            self.start = self.base + state.step
 
     def on_step_end(self, state: FitState, row: dict | None, position: Callable | None) -> None:
-        if not self.writer or row is None:
+        if row is None or not self._open():
             return
         self.last = step = self.base + int(row["step"])
         self.writer.add_scalar("loss/train_step", row["loss"], step)
@@ -332,7 +341,7 @@ class TensorBoardLogger(Callback):
         self.writer.add_scalar("lr", row["lr"], step)
 
     def on_epoch_end(self, state: FitState, row: dict[str, float]) -> None:
-        if not self.writer:
+        if not self._open():
             return
         self.last = step = max(self.last, self.base + state.step)
         self.last_epoch = epoch = self.epoch_base + int(row["epoch"])
@@ -343,9 +352,14 @@ class TensorBoardLogger(Callback):
                 self.writer.add_scalar(tag, row[key], step)
         self.writer.flush()
 
+    def on_train_end(self, state: FitState) -> None:
+        # a fit resumed after its end logs nothing: the next phase still starts after it
+        self.last = max(self.last, self.base + state.step)
+        self.last_epoch = max(self.last_epoch, self.epoch_base + state.epoch)
+
     def add_images(self, paths: list[Path]) -> None:
         """The run's figures (PNG files that exist) as images at the last step."""
-        if not self.writer:
+        if not self._open():
             return
         import numpy as np
         from PIL import Image

@@ -6,7 +6,9 @@ features, computed once and cached on disk (cnnlab.train.batches); with augmenta
 the frozen model trains on augmented images. When a fine-tuning phase follows (and
 `finetune.augment` is on), the augment section is that phase's, and phase 1 runs without it.
 Phase 2 (recipe `finetune.epochs` > 0): the chosen stages are unfrozen and the whole model
-trains through fit(), with a lower learning rate for the backbone (`param_groups`).
+trains through fit(), with a lower learning rate for the backbone (`param_groups`), its files
+(history, checkpoint) in the run's `finetune/` folder. `--resume` continues either phase: a
+finished phase 1 is restored from its last checkpoint and phase 2 goes on from its own.
 Models that are not transfer models go straight to fit().
 """
 
@@ -22,13 +24,15 @@ import torch.nn as nn
 from cnnlab.config import AugmentConfig, Recipe
 from cnnlab.data.augment import BatchAugment
 from cnnlab.data.prepare import PreparedData
-from cnnlab.errors import CnnlabError
 from cnnlab.models.transfer import TransferNet
 from cnnlab.train.batches import on_features
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.fit import FitResult, fit
+from cnnlab.train.checkpoint import CHECKPOINT, check_resumable
+from cnnlab.train.fit import FitResult, fit, resume_key
 
 log = logging.getLogger("cnnlab")
+
+FINETUNE = "finetune"  # phase 2's folder inside the run folder
 
 
 def augment_in_phase_one(recipe: Recipe) -> bool:
@@ -69,8 +73,9 @@ def fit_model(
         return fit(model, data, recipe, out_dir, resume=resume, progress=progress,
                    callbacks=callbacks)  # fmt: skip
     ft = recipe.finetune
-    if resume:
-        check_resume_phases(model, recipe)
+    second_dir = out_dir / FINETUNE if out_dir else None
+    if second_dir is not None and not resume:  # a checkpoint of an earlier run's phase 2 goes
+        (second_dir / CHECKPOINT).unlink(missing_ok=True)  # (resuming phase 1 re-runs phase 2)
     started = time.perf_counter()
     first = fit(model, data, phase_one_recipe(recipe), out_dir, resume=resume, progress=progress,
                 callbacks=callbacks)  # fmt: skip
@@ -82,10 +87,10 @@ def fit_model(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("fine-tuning from %s: %s trainable parameters, %d epochs", ft.unfreeze,
              f"{trainable:,}", ft.epochs)  # fmt: skip
-    second = fit(
-        model, data, finetune_recipe(recipe), out_dir / "finetune" if out_dir else None,
-        progress=progress, callbacks=callbacks,
-    )  # fmt: skip
+    # phase 2's checkpoint exists only once phase 1 has finished (it is removed at a new start)
+    resume_second = resume and second_dir is not None and (second_dir / CHECKPOINT).is_file()
+    second = fit(model, data, finetune_recipe(recipe), second_dir, resume=resume_second,
+                 progress=progress, callbacks=callbacks)  # fmt: skip
     for row in second.history:
         row["phase"] = "finetune"
     done_steps = int(first.steps[-1]["step"]) if first.steps else 0
@@ -97,10 +102,16 @@ def fit_model(
     )  # fmt: skip
 
 
-def check_resume_phases(model: nn.Module, recipe: Recipe) -> None:
-    """`--resume` continues one fit(); a run with a fine-tuning phase cannot."""
-    if isinstance(model, TransferNet) and recipe.finetune.epochs:
-        raise CnnlabError("--resume works for single-phase runs; this transfer recipe has phases")
+def check_resume(out_dir: Path, model: nn.Module, recipe: Recipe) -> None:
+    """Every checkpoint a `--resume` of this run will read (phase 1's, and phase 2's where it
+    has one), verified before anything in the run folder changes."""
+    phases = [(out_dir, recipe)]
+    if isinstance(model, TransferNet):
+        phases = [(out_dir, phase_one_recipe(recipe))]
+        if recipe.finetune.epochs and (out_dir / FINETUNE / CHECKPOINT).is_file():
+            phases.append((out_dir / FINETUNE, finetune_recipe(recipe)))
+    for folder, r in phases:
+        check_resumable(folder, resume_key(r), r.train.epochs, model)
 
 
 def finetune_recipe(recipe: Recipe) -> Recipe:
@@ -109,7 +120,7 @@ def finetune_recipe(recipe: Recipe) -> Recipe:
     ft, t = r.finetune, r.train
     t.epochs, t.lr, t.batch_size, t.optimizer = ft.epochs, ft.lr, ft.batch_size, ft.optimizer
     t.weight_decay, t.schedule = ft.weight_decay, ft.schedule
-    t.early_stopping, t.checkpoint = 0, False
+    t.early_stopping = 0
     t.seed = t.seed + 1
     if not ft.augment:
         r.augment = AugmentConfig()

@@ -35,11 +35,11 @@ from cnnlab.runtime.ood import save_ood
 from cnnlab.train import distributed
 from cnnlab.train.budget import check_fits
 from cnnlab.train.callbacks import TensorBoardLogger, write_history
-from cnnlab.train.checkpoint import CHECKPOINT, check_resumable
+from cnnlab.train.checkpoint import CHECKPOINT
 from cnnlab.train.evaluate import full_report, save_confusion_matrix, save_mistakes
-from cnnlab.train.fit import FitResult, resume_key
+from cnnlab.train.fit import FitResult
 from cnnlab.train.losses import describe_losses
-from cnnlab.train.phases import check_resume_phases, fit_model
+from cnnlab.train.phases import check_resume, fit_model
 
 log = logging.getLogger("cnnlab")
 
@@ -109,8 +109,7 @@ def train_recipe(
     if resume:  # verified before anything is written: a refused --resume changes nothing
         if not (out / CHECKPOINT).is_file():
             raise CnnlabError(f"--resume: no {CHECKPOINT} in {out}")
-        check_resume_phases(model, recipe)
-        check_resumable(out, resume_key(recipe), recipe.train.epochs, model)
+        check_resume(out, model, recipe)
     if not distributed.is_main():  # the other ranks train their share; rank 0 writes
         return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
     with run_folder(out):
