@@ -68,8 +68,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import finite_values
 from cnnlab.runtime.decision import Decision
 from cnnlab.runtime.device import choose_runtime
-from cnnlab.runtime.inference import predict_logits
-from cnnlab.runtime.ood import OODCheck, load_ood, logits_and_features
+from cnnlab.runtime.inference import logits_and_features
+from cnnlab.runtime.ood import OODCheck, load_ood
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Bundle:
     meta: dict[str, Any]
     path: Path | None = None
     runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
-    backend: Any = field(default=None, repr=False)  # None = PyTorch; see cnnlab.deploy.backends
+    backend: Any = field(default=None, repr=False)  # None: PyTorch; else cnnlab.deploy.backends
     ood: OODCheck | None = field(default=None, repr=False)  # None: a bundle without the check
     card_text: str | None = field(default=None, repr=False)  # card.md as the load verified it
     sealed: dict[str, Any] = field(default_factory=dict, repr=False)  # manifest of what loaded
@@ -116,26 +116,31 @@ class Bundle:
         file swapped for a link or a 2 GB one later is never served."""
         return self.card_text or ""
 
+    def run(
+        self, images: torch.Tensor, batch_size: int = 256, features: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """uint8 (N, C, H, W) at the bundle's size -> float32 logits (N, K) and, with `features`
+        and an out-of-distribution check, each of its parts' features: the one place a
+        bundle's model runs, on ONE engine per batch (PyTorch, or a backend such as ONNX
+        Runtime whose graph outputs the features too: `cnnlab.deploy.backends`)."""
+        if self.backend is not None:
+            return self.backend.run(images, batch_size)
+        parts = self.ood.layers if self.ood is not None and features else []
+        return logits_and_features(self.model, images, self.preprocess, self.runtime, parts,
+                                   batch_size)  # fmt: skip
+
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, C, H, W) at the bundle's size -> calibrated class probabilities (N, K)."""
-        if self.backend is not None:  # e.g. ONNX Runtime: same uint8 input, same logits
-            logits = self.backend.logits(images, batch_size)
-        else:
-            logits = predict_logits(self.model, images, self.preprocess, self.runtime, batch_size)
-        return self.decision.probabilities(logits)
+        return self.decision.probabilities(self.run(images, batch_size, features=False)[0])
 
     def predict_checked(
         self, images: torch.Tensor, batch_size: int = 256
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(calibrated probabilities (N, K), out-of-distribution distances (N,) or None when the
-        bundle has no check). With PyTorch, one forward pass gives both."""
-        if self.ood is None:
-            return self.predict_proba(images, batch_size), None
-        logits, feats = logits_and_features(self.model, images, self.preprocess, self.runtime,
-                                            self.ood.layers, batch_size)  # fmt: skip
-        if self.backend is not None:  # the backend's own logits; the features come from PyTorch
-            logits = self.backend.logits(images, batch_size)
-        return self.decision.probabilities(logits), self.ood.distances(feats)
+        bundle has no check), both from one pass of one engine."""
+        logits, features = self.run(images, batch_size)
+        distances = self.ood.distances(features) if self.ood is not None else None
+        return self.decision.probabilities(logits), distances
 
 
 # ----------------------------------------------------------------------------- load

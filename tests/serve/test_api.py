@@ -140,13 +140,13 @@ class SlowBackend:
     def __init__(self, bundle, delay: float = 0.05) -> None:
         self.bundle, self.calls, self.delay = bundle, [], delay
 
-    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        from cnnlab.runtime.inference import predict_logits
+    def run(self, images: torch.Tensor, batch_size: int = 256):
+        from cnnlab.runtime.inference import logits_and_features
 
         self.calls.append(len(images))
         time.sleep(self.delay)
         b = self.bundle
-        return predict_logits(b.model, images, b.preprocess, b.runtime, batch_size)
+        return logits_and_features(b.model, images, b.preprocess, b.runtime, (), batch_size)
 
 
 def test_concurrent_requests_are_batched_and_answered_correctly(tmp_path, digits):

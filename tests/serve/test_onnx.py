@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from cnnlab.cli import main
 from cnnlab.deploy import use_backend
 from cnnlab.deploy.onnx import OnnxBackend, export_onnx, parity_images
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict_sources
-from tests.conftest import write_image_folder
+from cnnlab.serve import create_app
+from tests.conftest import digit_images, write_image_folder
 from tests.serve.conftest import make_bundle, png_bytes
 
 
@@ -114,3 +117,61 @@ def test_cli_export_and_predict_with_onnx(digit_bundle, image_folder, tmp_path, 
     assert main(["export", str(digit_bundle.path), "--onnx", str(tmp_path / "x.onnx"),
                  "--images", str(tmp_path / "nowhere")]) == 2  # fmt: skip
     assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def checked_bundle(tmp_path_factory):
+    """A digits bundle with an out-of-distribution check fitted on toy digits (held in memory)."""
+    from cnnlab.data.dataset import ImageData
+    from cnnlab.train.ood import fit_ood
+
+    bundle = make_bundle(tmp_path_factory.mktemp("bundles") / "checked", seed=3)
+    x, y = digit_images(300, seed=11)
+    split = [ImageData(torch.from_numpy(x[s])[:, None], torch.from_numpy(y[s]), bundle.classes)
+             for s in (slice(0, 240), slice(240, None))]  # fmt: skip
+    bundle.ood = fit_ood(bundle.model, *split, bundle.preprocess, bundle.runtime)
+    return bundle
+
+
+def test_onnx_runs_one_engine_per_batch_with_the_ood_distances_of_torch(checked_bundle, digits):
+    bundle = checked_bundle
+    x = torch.from_numpy(np.concatenate([digits[:12], 255 - digits[:4]]))[:, None]
+    torch_probs, torch_distances = bundle.predict_checked(x)
+    use_backend(bundle, "onnx")  # no file: exported in memory, with the check's features
+    forwards, runs = [], []  # PyTorch forward passes; ONNX Runtime session runs
+    hook = bundle.model.register_forward_pre_hook(lambda m, args: forwards.append(len(args[0])))
+    session, real_run = bundle.backend.session, bundle.backend.session.run
+    session.run = lambda *a, **kw: runs.append(1) or real_run(*a, **kw)
+    try:
+        probs, distances = bundle.predict_checked(x, batch_size=len(x))
+        assert (forwards, len(runs)) == ([], 1)  # one engine, one run for the batch
+        with TestClient(create_app(bundle)) as client:  # the API's batches: the same
+            upload = [("files", (f"{i}.png", png_bytes(digits[i]), "image/png")) for i in range(3)]
+            rows = client.post("/v1/predict", files=upload).json()["predictions"]
+        assert forwards == [] and len(runs) == 2 and len(rows) == 3
+    finally:
+        hook.remove()
+        use_backend(bundle, "torch")
+    assert torch.allclose(probs, torch_probs, atol=1e-5)
+    assert torch.allclose(distances, torch_distances, rtol=1e-4, atol=1e-4)
+    flags = bundle.ood.flags(distances)
+    assert torch.equal(flags, bundle.ood.flags(torch_distances)) and flags[-4:].all()
+
+
+def test_an_export_carries_the_check_and_one_from_before_it_is_refused(checked_bundle, tmp_path):
+    bundle = checked_bundle
+    _, result = export_onnx(bundle, tmp_path / "checked.onnx")
+    assert result.parity.ood_max_diff is not None and result.parity.ood_max_diff <= 1e-3
+    assert "out-of-distribution distances: max |d_torch - d_onnx|" in result.parity.describe()
+    assert OnnxBackend(tmp_path / "checked.onnx").parts == bundle.ood.layers
+    use_backend(bundle, "onnx", tmp_path / "checked.onnx")
+    use_backend(bundle, "torch")
+    check, bundle.ood = bundle.ood, None
+    try:  # a file exported before the check was fitted
+        _, result = export_onnx(bundle, tmp_path / "plain.onnx")
+    finally:
+        bundle.ood = check
+    assert result.parity.ood_max_diff is None
+    with pytest.raises(CnnlabError, match="out-of-distribution check .*re-export it"):
+        use_backend(bundle, "onnx", tmp_path / "plain.onnx")
+    assert bundle.backend is None

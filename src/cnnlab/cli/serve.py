@@ -104,10 +104,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     _, result = export_onnx(bundle, args.onnx, images, source)
     pre = bundle.preprocess
     print(result.parity.describe())
+    outputs = ", ".join(f"'{name}'" for name in result.outputs)
     print(
         f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB; input 'images' uint8 "
         f"[batch, {pre.channels}, {pre.size[0]}, {pre.size[1]}], normalisation inside; outputs "
-        f"'logits' and 'probabilities'; {result.seconds:.1f} s)"
+        f"{outputs}; {result.seconds:.1f} s)"
     )
     return 0
 

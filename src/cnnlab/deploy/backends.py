@@ -1,7 +1,8 @@
 """Which engine runs a bundle's forward pass: PyTorch (the default) or ONNX Runtime.
 
-A backend turns the uint8 batch that `Bundle.predict_proba` receives into logits; the
-bundle then applies its own temperature and threshold, so both backends decide alike.
+A backend turns the uint8 batch that `Bundle.run` receives into logits and the bundle's
+out-of-distribution features, in one pass of one engine; the bundle then applies its own
+temperature, threshold and check, so both backends decide and flag alike.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from cnnlab.errors import CnnlabError
 class Backend(Protocol):
     name: str
 
-    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """uint8 (N, C, H, W) at the bundle's size -> float32 logits (N, K) on the CPU."""
+    def run(
+        self, images: torch.Tensor, batch_size: int = 256
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """uint8 (N, C, H, W) at the bundle's size -> float32 logits (N, K) and the features of
+        each part of the bundle's out-of-distribution check (N, D_i) (none without one), on
+        the CPU."""
         ...
 
 
 def use_backend(bundle: Bundle, name: str = "torch", onnx_file: str | Path | None = None) -> Bundle:
-    """Point `bundle.predict_proba` (and so `predict_sources`) at a backend; returns the bundle."""
+    """Point `bundle.run` (and so `predict_images`, every surface's path) at a backend; returns
+    the bundle."""
     if name not in BACKENDS:
         raise CnnlabError(f"unknown backend {name!r} (use {' or '.join(BACKENDS)})")
     if name == "torch":

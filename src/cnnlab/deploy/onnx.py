@@ -4,7 +4,10 @@ The graph takes the same uint8 (N, C, H, W) batch that `Bundle.predict_proba` ta
 the bundle's size, with the bundle's mean/std folded in as one multiply-add: nobody can
 feed it pixels normalised differently (pytorch #80133). Decoding and resizing stay in
 `Preprocess.load`, shared by both backends. Outputs: `logits` and `probabilities`
-(temperature-calibrated; [1 - p, p] for one-logit binary models), batch axis dynamic.
+(temperature-calibrated; [1 - p, p] for one-logit binary models), and for a bundle with an
+out-of-distribution check `ood.0`, `ood.1`, ...: the features each part of the check reads,
+taken in the same pass (`runtime.ood.capture`), so the ONNX backend runs one engine per batch.
+The batch axis is dynamic.
 """
 
 from __future__ import annotations
@@ -30,34 +33,51 @@ from cnnlab.fileio import atomic_path
 from cnnlab.machine import available_cpus
 from cnnlab.runtime.decision import probabilities
 from cnnlab.runtime.device import Runtime
-from cnnlab.runtime.inference import predict_logits
+from cnnlab.runtime.inference import logits_and_features
+from cnnlab.runtime.ood import capture
 
 log = logging.getLogger("cnnlab")
 
 INPUT, OUTPUTS = "images", ("logits", "probabilities")
 OPSET = 18
 PARITY_LIMIT = 1e-4  # max |difference| of probabilities between PyTorch and ONNX Runtime
+OOD_PARITY_LIMIT = 1e-3  # ... and of OOD distances (in units of the cut-off; relative beyond 1)
+OOD_PARTS = "cnnlab.ood_parts"  # metadata: the (layer, take) pairs the ood.i outputs hold
 PARITY_IMAGES = 64
 
 
-class Deployable(nn.Module):
-    """uint8 images in; logits and calibrated probabilities out (what gets exported)."""
+def ood_outputs(parts: list[tuple[str, str]]) -> list[str]:
+    return [f"ood.{i}" for i in range(len(parts))]
 
-    def __init__(self, model: nn.Module, preprocess: Preprocess, temperature: float) -> None:
+
+class Deployable(nn.Module):
+    """uint8 images in; logits, calibrated probabilities and the out-of-distribution check's
+    features (one output per part, read as PyTorch reads them) out: what gets exported."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocess: Preprocess,
+        temperature: float,
+        parts: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         scale, shift = preprocess.affine("cpu")
         self.register_buffer("scale", scale)
         self.register_buffer("shift", shift)
         self.temperature = float(temperature)
+        self.parts = list(parts or [])
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(images.to(torch.float32) * self.scale + self.shift)
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with capture(self.model, self.parts) as seen:
+            logits = self.model(images.to(torch.float32) * self.scale + self.shift)
+        features = [seen[f"{layer}:{take}"] for layer, take in self.parts]
         z = logits / self.temperature
         if z.shape[1] == 1:
             p = torch.sigmoid(z)
-            return logits, torch.cat([1 - p, p], 1)
-        return logits, torch.softmax(z, 1)
+            return logits, torch.cat([1 - p, p], 1), *features
+        return logits, torch.softmax(z, 1), *features
 
 
 @dataclass
@@ -65,12 +85,21 @@ class ParityReport:
     max_abs_diff: float
     n: int
     source: str  # where the images came from
+    ood_max_diff: float | None = None  # out-of-distribution distances; None: no check
 
     def describe(self) -> str:
+        ood = ("" if self.ood_max_diff is None else
+               f"; out-of-distribution distances: max |d_torch - d_onnx| / max(1, d_torch) = "
+               f"{self.ood_max_diff:.2e} (limit {OOD_PARITY_LIMIT:.0e})")  # fmt: skip
         return (
             f"parity: max |p_torch - p_onnx| = {self.max_abs_diff:.2e} over {self.n} images "
-            f"from {self.source} (limit {PARITY_LIMIT:.0e})"
+            f"from {self.source} (limit {PARITY_LIMIT:.0e}){ood}"
         )
+
+    @property
+    def passed(self) -> bool:
+        ood = self.ood_max_diff
+        return self.max_abs_diff <= PARITY_LIMIT and (ood is None or ood <= OOD_PARITY_LIMIT)
 
 
 @dataclass
@@ -79,6 +108,7 @@ class ExportResult:
     size_bytes: int
     parity: ParityReport
     seconds: float
+    outputs: tuple[str, ...] = OUTPUTS  # the graph's outputs: OUTPUTS, then ood.0, ood.1, ...
 
 
 # ----------------------------------------------------------------------------- export
@@ -99,10 +129,12 @@ def weights_digest(bundle: Bundle) -> str:
 
 
 def onnx_model_bytes(bundle: Bundle) -> bytes:
-    """Export the bundle's model (fp32, CPU, contiguous) with torch.export to ONNX bytes."""
+    """Export the bundle's model (fp32, CPU, contiguous) with torch.export to ONNX bytes, with
+    its out-of-distribution check's features as outputs when it has one."""
     model = copy.deepcopy(bundle.model).float().cpu().eval()
     model.to(memory_format=torch.contiguous_format)
-    wrapped = Deployable(model, bundle.preprocess, bundle.temperature).eval()
+    parts = bundle.ood.layers if bundle.ood is not None else []
+    wrapped = Deployable(model, bundle.preprocess, bundle.temperature, parts).eval()
     c, (h, w) = bundle.preprocess.channels, bundle.preprocess.size
     example = torch.zeros(2, c, h, w, dtype=torch.uint8)  # batch 2: a 1 would be specialised
     chatter = io.StringIO()  # the exporter prints its progress on stdout; keep stdout clean
@@ -110,7 +142,7 @@ def onnx_model_bytes(bundle: Bundle) -> bytes:
         with contextlib.redirect_stdout(chatter):
             program = torch.onnx.export(
                 wrapped, (example,), dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=[INPUT], output_names=list(OUTPUTS),
+                input_names=[INPUT], output_names=[*OUTPUTS, *ood_outputs(parts)],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - exporter errors come in many types
@@ -128,6 +160,7 @@ def onnx_model_bytes(bundle: Bundle) -> bytes:
         "cnnlab.preprocess": json.dumps(bundle.preprocess.to_dict()),
         "cnnlab.input": f"uint8 [N, {c}, {h}, {w}], 0-255, normalisation inside the graph",
         "cnnlab.weights_sha256": weights_digest(bundle),
+        OOD_PARTS: json.dumps(parts),
     }
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -135,14 +168,25 @@ def onnx_model_bytes(bundle: Bundle) -> bytes:
     return proto.SerializeToString()
 
 
-def parity_check(bundle: Bundle, model: bytes | str | Path, images: torch.Tensor) -> float:
-    """max |difference| of calibrated probabilities, PyTorch fp32 vs ONNX Runtime."""
+def parity_check(
+    bundle: Bundle, model: bytes | str | Path, images: torch.Tensor
+) -> tuple[float, float | None]:
+    """max |difference| of calibrated probabilities, PyTorch fp32 vs ONNX Runtime, and of the
+    out-of-distribution distances (relative where they pass 1, so a far-off synthetic image's
+    fp32 rounding is not a failure; None without a check)."""
     fp32 = Runtime(torch.device("cpu"), None, False)
     model_cpu = copy.deepcopy(bundle.model).float().cpu()
-    ref = probabilities(predict_logits(model_cpu, images, bundle.preprocess, fp32, 64),
-                        bundle.temperature)  # fmt: skip
-    got = probabilities(OnnxBackend(model).logits(images, 64), bundle.temperature)
-    return float((ref - got).abs().max()) if len(images) else 0.0
+    parts = bundle.ood.layers if bundle.ood is not None else []
+    logits, features = logits_and_features(model_cpu, images, bundle.preprocess, fp32, parts, 64)
+    got_logits, got_features = OnnxBackend(model).run(images, 64)
+    if not len(images):
+        return 0.0, None if bundle.ood is None else 0.0
+    ref, got = (probabilities(z, bundle.temperature) for z in (logits, got_logits))
+    diff = float((ref - got).abs().max())
+    if bundle.ood is None:
+        return diff, None
+    ref_d, got_d = (bundle.ood.distances(f) for f in (features, got_features))
+    return diff, float(((ref_d - got_d).abs() / ref_d.abs().clamp_min(1)).max())
 
 
 def export_onnx(
@@ -153,22 +197,24 @@ def export_onnx(
 ) -> tuple[bytes, ExportResult]:
     """Export, check parity on `images` (uint8 at the bundle's size), then write `path` atomically.
 
-    A parity error above PARITY_LIMIT is a CnnlabError and leaves no file behind.
+    A parity error above PARITY_LIMIT (or OOD_PARITY_LIMIT for the out-of-distribution
+    distances) is a CnnlabError and leaves no file behind.
     """
     started = time.perf_counter()
     if images is None:
         images, source = parity_images(bundle)
     data = onnx_model_bytes(bundle)
-    diff = parity_check(bundle, data, images)
-    report = ParityReport(diff, len(images), source or "the given images")
-    if not diff <= PARITY_LIMIT:
+    diff, ood_diff = parity_check(bundle, data, images)
+    report = ParityReport(diff, len(images), source or "the given images", ood_diff)
+    if not report.passed:
         raise CnnlabError(f"ONNX export failed the parity check: {report.describe()}")
     out = None
     if path is not None:
         out = Path(path)
         with atomic_path(out) as tmp:
             tmp.write_bytes(data)
-    return data, ExportResult(out, len(data), report, time.perf_counter() - started)
+    outputs = (*OUTPUTS, *ood_outputs(bundle.ood.layers if bundle.ood is not None else []))
+    return data, ExportResult(out, len(data), report, time.perf_counter() - started, outputs)
 
 
 # ----------------------------------------------------------------------------- parity images
@@ -238,7 +284,8 @@ def synthetic_images(pre: Preprocess, n: int, seed: int = 0) -> torch.Tensor:
 
 
 class OnnxBackend:
-    """Runs the exported graph with ONNX Runtime; same uint8 input and logits as PyTorch."""
+    """Runs the exported graph with ONNX Runtime: same uint8 input, logits and out-of-distribution
+    features as PyTorch, all from one session run per chunk."""
 
     name = "onnx"
 
@@ -263,16 +310,36 @@ class OnnxBackend:
         if names != [INPUT]:
             raise CnnlabError(f"not a cnnlab ONNX export (inputs {names}, expected [{INPUT!r}])")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        try:  # a file exported before the check (or by an older cnnlab) has no ood outputs
+            self.parts = [tuple(p) for p in json.loads(self.metadata.get(OOD_PARTS, "[]"))]
+        except (TypeError, ValueError):
+            raise CnnlabError(
+                f"not a cnnlab ONNX export (metadata {OOD_PARTS} unreadable)"
+            ) from None
+        outputs = {o.name for o in self.session.get_outputs()}
+        self.outputs = [OUTPUTS[0], *ood_outputs(self.parts)]
+        if not set(self.outputs) <= outputs:
+            raise CnnlabError(f"not a cnnlab ONNX export (outputs {sorted(outputs)}, expected "
+                              f"{self.outputs})")  # fmt: skip
 
-    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> float32 logits (N, K), in chunks of `batch_size`."""
-        outs = [
-            self.session.run([OUTPUTS[0]], {INPUT: np.ascontiguousarray(chunk.numpy())})[0]
+    def run(
+        self, images: torch.Tensor, batch_size: int = 256
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """uint8 (N, C, H, W) -> float32 logits (N, K) and each exported part's features
+        (N, D_i), in chunks of `batch_size`: one session run per chunk."""
+        chunks = [
+            self.session.run(self.outputs, {INPUT: np.ascontiguousarray(chunk.numpy())})
             for chunk in images.cpu().split(max(1, batch_size))
         ]
-        if not outs:
-            return torch.zeros(0, 0)
-        return torch.from_numpy(np.concatenate(outs))
+        if not chunks:
+            return torch.zeros(0, 0), [torch.zeros(0, 0) for _ in self.parts]
+        logits, *features = (
+            torch.from_numpy(np.concatenate(outs)) for outs in zip(*chunks, strict=True)
+        )
+        return logits, features
+
+    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        return self.run(images, batch_size)[0]
 
 
 def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> OnnxBackend:
@@ -302,6 +369,12 @@ def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> Onn
             raise CnnlabError(
                 f"{path} was exported from other weights than {bundle.path}; "
                 f"re-export it with `cnnlab export {bundle.path} --onnx {path}`"
+            )
+        if bundle.ood is not None and backend.parts != bundle.ood.layers:
+            raise CnnlabError(  # else PyTorch would have to run beside it for the features
+                f"{path} does not output the features of {bundle.name}'s out-of-distribution "
+                f"check (exported before the check, or by an older cnnlab); re-export it with "
+                f"`cnnlab export {bundle.path} --onnx {path}`"
             )
         log.info("ONNX backend: %s", path)
         return backend

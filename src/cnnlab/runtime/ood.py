@@ -34,10 +34,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import MIB
-from cnnlab.runtime.device import Runtime
 from cnnlab.runtime.taps import evaluating, hooked
 
 OOD_FILE = "ood.safetensors"
@@ -82,8 +80,8 @@ class OODCheck:
         return [(p.layer, p.take) for p in self.parts]
 
     def distances(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Each part's features (as `logits_and_features` gives them) -> (N,) the larger of
-        the parts' distances, each in units of its own cut-off."""
+        """Each part's features (as `runtime.inference.logits_and_features` gives them) ->
+        (N,) the larger of the parts' distances, each in units of its own cut-off."""
         scaled = [p.distances(f) / p.scale for p, f in zip(self.parts, features, strict=True)]
         return torch.stack(scaled).max(0).values
 
@@ -252,7 +250,8 @@ def _features(take: str, t: torch.Tensor) -> torch.Tensor:
 def capture(model: nn.Module, parts: list[tuple[str, str]]) -> Iterator[dict[str, torch.Tensor]]:
     """The parts' features of the forward pass run inside the block, in this caller's dict:
     each layer's first call only (the image itself, not the extra views test-time
-    augmentation runs). One block per pass."""
+    augmentation runs). One block per pass: `runtime.inference.logits_and_features` for
+    PyTorch, and the ONNX export, whose graph returns the same features as outputs."""
     modules = dict(model.named_modules())
     missing = [layer for layer, _ in parts if layer not in modules]
     if missing:
@@ -274,33 +273,3 @@ def capture(model: nn.Module, parts: list[tuple[str, str]]) -> Iterator[dict[str
             if layers:
                 stack.enter_context(hooked(model, layers, keeper(take), inputs=take == "input"))
         yield seen
-
-
-@torch.inference_mode()
-def logits_and_features(
-    model: nn.Module,
-    images: torch.Tensor,
-    preprocess: Preprocess,
-    runtime: Runtime,
-    parts: list[tuple[str, str]],
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One eval-mode pass over uint8 (N, C, H, W): float32 logits (N, K) and each part's
-    features (N, D_i), all on the CPU. Safe for concurrent callers on one model."""
-    scale, shift = preprocess.affine(runtime.device)
-    logits: list[torch.Tensor] = []
-    features: list[list[torch.Tensor]] = [[] for _ in parts]
-    with evaluating(model):
-        for chunk in images.split(batch_size):
-            x = chunk.to(runtime.device, non_blocking=True).float() * scale + shift
-            if runtime.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with capture(model, parts) as seen, runtime.autocast():
-                logits.append(model(x).float().cpu())
-            for i, (layer, take) in enumerate(parts):
-                if f"{layer}:{take}" not in seen:
-                    raise CnnlabError(f"layer {layer!r} did not run for this input")
-                features[i].append(seen[f"{layer}:{take}"])
-    if not logits:
-        return torch.zeros(0, 0), [torch.zeros(0, 0) for _ in parts]
-    return torch.cat(logits), [torch.cat(f) for f in features]

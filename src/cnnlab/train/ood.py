@@ -27,14 +27,8 @@ from cnnlab.data.dataset import ImageData
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.runtime.device import Runtime
-from cnnlab.runtime.ood import (
-    OOD_FILE,
-    OODCheck,
-    OODPart,
-    default_parts,
-    logits_and_features,
-    save_ood,
-)
+from cnnlab.runtime.inference import logits_and_features
+from cnnlab.runtime.ood import OOD_FILE, OODCheck, OODPart, default_parts, save_ood
 
 log = logging.getLogger("cnnlab")
 
