@@ -130,3 +130,22 @@ def test_the_add_a_model_example_registers_a_model_with_the_uniform_interface(mo
     with torch.no_grad():
         assert torch.equal(model.forward_head(model.forward_features(x)), model(x))
     assert model.get_classifier().out_features == 3
+
+
+def test_the_recipe_reference_is_made_from_the_models():
+    from cnnlab.config.reference import BEGIN, END, reference
+
+    block = README.partition(BEGIN)[2].partition(END)[0]
+    assert block.strip() == reference().strip(), (
+        "the README's recipe keys differ from src/cnnlab/config/sections.py: run "
+        "`python -m cnnlab.config.reference README.md`"
+    )
+
+
+def test_add_a_recipe_key_names_files_and_tests_that_exist():
+    steps = README.partition("### Add a recipe key")[2].partition("\n## ")[0]
+    paths = re.findall(r"`((?:src|tests)/[\w/.]+\.py)(?:::(\w+))?`", steps)
+    assert len(paths) >= 3, steps
+    for path, test in paths:
+        assert (ROOT / path).is_file(), path
+        assert not test or f"def {test}(" in (ROOT / path).read_text(), test

@@ -123,14 +123,16 @@ def _prepare_as_trained(bundle, data_path: str):
     """The training data split as the run split it, decoded with the recipe's own settings where
     they give the bundle's input (so the decode cache the run filled is used, not refilled:
     CIFAR-10's recipe decodes at its native 32x32, not 'at 32x32'); else at the bundle's size."""
-    from cnnlab.config import DataConfig
+    from cnnlab.config import DataConfig, recipe_from_dict
     from cnnlab.data.dataset import ImageData
     from cnnlab.data.images import fit_image, match_channels
     from cnnlab.data.prepare import prepare_data
 
     pre = bundle.preprocess
     raw = dict(bundle.meta.get("recipe", {}).get("data", {}))
-    cfg = DataConfig(**{k: v for k, v in raw.items() if k in DataConfig.__dataclass_fields__})
+    cfg = recipe_from_dict(
+        {"data": {k: v for k, v in raw.items() if k in DataConfig.model_fields}}
+    ).data
     cfg.source = data_path
     cfg.normalize = "unit"  # the bundle's own mean/std are used; skip recomputing them
     if cfg.image_size is not None and list(cfg.image_size) != list(pre.size):
