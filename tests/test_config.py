@@ -100,7 +100,7 @@ def test_every_shipped_recipe_loads_and_builds(path):
         ({"augment": {"zoom_range": float("nan")}}, "augment.zoom_range: expected a finite number"),
         ({"augment": {"rescale": float("inf")}}, "augment.rescale: expected a finite number, got inf"),
         ({"augment": {"rescale": [1]}}, "augment.rescale: [1] is not a number, a string or null"),
-        ({"train": {"freeze_after": {"conv1": "x"}}}, "train.freeze_after.conv1: expected an integer"),
+        ({"train": {"freeze_after": {"conv1": 0}}}, "train.freeze_after.conv1 must be at least 1"),
         ({"train": {"gamma": 0}}, "train.gamma must be positive, got 0"),
         ({"finetune": {"lr": 0}}, "finetune.lr must be positive, got 0"),
         ({"train": {"early_stopping": -2}}, "train.early_stopping must be at least 0, got -2"),

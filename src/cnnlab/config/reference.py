@@ -50,10 +50,10 @@ def takes(info: FieldInfo) -> str:
     """'an integer, from 1 to 10,000', 'a number, in [0, 1)', "'sgd' | 'adam'", and any rule."""
     tp, meta = strip(info.annotation, list(info.metadata))
     words = [type_name(info.annotation), bounds_text(tp, bounds_of(meta))]
+    words += [phrase.removeprefix("must be ") for phrase in _rules(info)]
     if typing.get_origin(tp) in (list, dict):  # bounds on each item (data.std, train.freeze_after)
         item, item_meta = strip(typing.get_args(tp)[-1], [])
         words.append(f"each {bounds_text(item, bounds_of(item_meta))}".removesuffix("each "))
-    words += [phrase.removeprefix("must be ") for phrase in _rules(info)]
     return ", ".join(w for w in words if w)
 
 

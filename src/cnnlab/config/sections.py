@@ -32,8 +32,9 @@ from cnnlab.config.bounds import (
 from cnnlab.config.checks import check_recipe
 
 
-def rule(holds, phrase: str) -> AfterValidator:
-    """A check types and bounds cannot express; a failure reads `<key> <phrase>, got <value>`."""
+def rule(holds, phrase: str, before: bool = False) -> AfterValidator | BeforeValidator:
+    """A check types and bounds cannot express; a failure reads `<key> <phrase>, got <value>`.
+    `before`: on the value as written, ahead of the type's own checks of its items."""
 
     def check(value):
         if not holds(value):
@@ -41,7 +42,7 @@ def rule(holds, phrase: str) -> AfterValidator:
         return value
 
     check.phrase = phrase  # the reference shows it (cnnlab.config.reference)
-    return AfterValidator(check)
+    return BeforeValidator(check) if before else AfterValidator(check)
 
 
 def _yaml_on_off(value: Any) -> Any:
@@ -60,6 +61,12 @@ Brightness = Annotated[
     list[float],
     rule(lambda r: len(r) == 2 and 0 <= r[0] <= r[1], "must be [lo, hi] with 0 <= lo <= hi"),
 ]
+LayerEpochs = Annotated[
+    dict[str, Epochs],
+    rule(lambda m: not isinstance(m, dict) or all(isinstance(k, str) and type(v) is int
+                                                  for k, v in m.items()),
+         "maps layer names to epochs", before=True),
+]  # fmt: skip
 OnOff = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_on_off)]
 Schedule = Literal["constant", "step", "cosine", "onecycle"]
 
@@ -274,7 +281,7 @@ class TrainConfig(Section):
         description="for optimizer: muon, the conv filters' rate along their orthogonalised "
         "momentum (every other parameter takes SGD at lr)",
     )
-    freeze_after: dict[str, Epochs] = Field(
+    freeze_after: LayerEpochs = Field(
         default_factory=dict,
         description="{layer: N} freezes that layer and every one before it after N epochs "
         "(FreezeOut; a run of N epochs or fewer never freezes it)",
