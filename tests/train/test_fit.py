@@ -465,3 +465,24 @@ def test_freeze_after_the_whole_run_never_freezes_and_says_so(idx_dir, caplog):
         run(tiny_recipe(idx_dir, epochs=2, freeze_after={"stage1": 2}), callbacks=[snap])
     assert "features.stage1_conv1.weight" in snap.after[2][1]
     assert "train.freeze_after.stage1: 2 epochs is the whole run" in caplog.text
+
+
+def test_the_recipe_lists_its_callbacks(idx_dir, tmp_path):
+    """train.callbacks: by default every callback whose setting asks for it (today's runs); a
+    name left out turns its callback off whatever its setting says, and a name cnnlab does not
+    know is refused naming the ones it does."""
+    default = tiny_recipe(idx_dir, epochs=2).train.callbacks
+    assert set(default) == {"early_stopping", "lookahead", "ema", "freeze_after", "checkpoint",
+                            "tensorboard"}  # fmt: skip
+    plain, _ = run(tiny_recipe(idx_dir, epochs=2), tmp_path / "plain")
+    averaged, _ = run(tiny_recipe(idx_dir, epochs=2, ema=0.9), tmp_path / "ema")
+    listed, _ = run(tiny_recipe(idx_dir, epochs=2, ema=0.9, callbacks=["tensorboard"]),
+                    tmp_path / "listed")  # fmt: skip
+    assert not same(weights(plain), weights(averaged))
+    assert same(weights(plain), weights(listed))  # ema is set, but not listed
+    assert (tmp_path / "ema" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "listed" / "checkpoint.pt").exists()
+    assert (tmp_path / "listed" / "history.jsonl").is_file()  # the run's record, always
+    with pytest.raises(CnnlabError, match="train.callbacks") as refused:
+        tiny_recipe(idx_dir, callbacks=["tensorbord"])
+    assert "tensorboard" in str(refused.value)

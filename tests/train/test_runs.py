@@ -170,3 +170,14 @@ def test_a_hostile_run_folder_is_one_clear_error(tiny_runs, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and file in err and "Traceback" not in err, (name, err)
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak < 2**28, name
+
+
+def test_a_recipe_that_does_not_list_tensorboard_writes_no_events(idx_dir, tmp_path):
+    from cnnlab.config import recipe_from_dict
+    from cnnlab.train.run import train_recipe
+    from tests.conftest import tiny_recipe_dict
+
+    raw = tiny_recipe_dict(idx_dir, epochs=1, callbacks=["checkpoint"])
+    out = train_recipe(recipe_from_dict(raw), out_dir=tmp_path / "run", progress=False).out_dir
+    assert (out / "checkpoint.pt").is_file() and (out / "history.jsonl").is_file()
+    assert not list(out.glob("events.out.tfevents.*"))

@@ -18,7 +18,7 @@ from typing import Any
 _NAMES = {
     "bounds": ["MAX_BATCH", "MAX_CUTOUT", "MAX_EPOCHS", "MAX_INPUT_PIXELS", "MAX_RANDOM_CROP",
                "MAX_SEED", "MAX_THREADS"],
-    "sections": ["AugmentConfig", "DataConfig", "DecisionConfig", "FinetuneConfig", "ModelConfig",
+    "sections": ["CALLBACKS", "AugmentConfig", "DataConfig", "DecisionConfig", "FinetuneConfig", "ModelConfig",
                  "Recipe", "TrainConfig"],
     "checks": ["check_augment", "check_recipe", "parse_rescale", "zoom_bounds"],
     "load": ["RECIPE_MAX_BYTES", "apply_override", "load_recipe", "recipe_from_dict",

@@ -69,6 +69,7 @@ LayerEpochs = Annotated[
 ]  # fmt: skip
 OnOff = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_on_off)]
 Schedule = Literal["constant", "step", "cosine", "onecycle"]
+CALLBACKS = ("early_stopping", "lookahead", "ema", "freeze_after", "checkpoint", "tensorboard")
 
 
 class Section(BaseModel):
@@ -285,6 +286,11 @@ class TrainConfig(Section):
         default_factory=dict,
         description="{layer: N} freezes that layer and every one before it after N epochs "
         "(FreezeOut; a run of N epochs or fewer never freezes it)",
+    )
+    callbacks: list[Literal[CALLBACKS]] = Field(
+        default_factory=lambda: list(CALLBACKS),
+        description="those that may run (cnnlab.train.listed), each as its own setting above "
+        "says; one left out is off",
     )
 
 

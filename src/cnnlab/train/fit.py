@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from cnnlab.config import Recipe
+from cnnlab.config import CALLBACKS, Recipe
 from cnnlab.data.dataset import concat
 from cnnlab.data.prepare import PreparedData
 from cnnlab.errors import CnnlabError
@@ -378,4 +378,6 @@ def resume_key(recipe: Recipe) -> dict:
     d = recipe.to_dict()
     free = ("threads", "device", "checkpoint", "checkpoint_minutes")
     d["train"] = {k: v for k, v in d["train"].items() if k not in free}
+    if sorted(d["train"]["callbacks"]) == sorted(CALLBACKS):  # the default: as before the list
+        del d["train"]["callbacks"]
     return {k: d[k] for k in ("data", "model", "augment", "train")}

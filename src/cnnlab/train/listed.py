@@ -1,7 +1,12 @@
-"""The callbacks of one fit(), built from the recipe's settings in one place (set_up asks).
+"""The callbacks a recipe lists (`train.callbacks`), built from their settings in one place.
 
-The order is the loop's: the callbacks that carry state come first (a checkpoint saves them,
-in this order), then the freezing, then what writes files.
+Each name stands for one callback; its settings stay where they were (`train.early_stopping`
+is the patience, `train.ema` the decay, ...), and one whose setting is off does nothing, so
+the default list (every name) trains as runs did before the list existed. A name left out
+turns its callback off whatever its setting. The order is the loop's, not the list's: those
+that carry state first (a checkpoint saves them in this order, so checkpoints written before
+the list existed still resume), then the freezing, then what writes files. A run's history
+is its record (`cnnlab runs`, curves): always written, not listed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from cnnlab.train.callbacks import (
     HistoryWriter,
     LateFreeze,
     Lookahead,
+    TensorBoardLogger,
     WeightAverage,
 )
 from cnnlab.train.checkpoint import Checkpointer
@@ -34,21 +40,29 @@ def fit_callbacks(
 ) -> tuple[list[Callback], list[Callback]]:
     """(those whose state a checkpoint keeps, all of them in the order the loop calls them)
     for one fit(): `module` is what the optimiser steps, `pruner` the loop's own sampler."""
-    t = recipe.train
+    t, on = recipe.train, set(recipe.train.callbacks)
     # only with early stopping on are the best epoch's weights put back (model selection on val)
     stopper = (
         EarlyStopping(t.early_stopping, t.monitor) if validating and t.early_stopping else None
     )
     lookahead = Lookahead() if t.lookahead else None
     average = WeightAverage(t.ema) if t.ema else None
-    stateful = [cb for cb in (stopper, pruner, lookahead, average) if cb is not None] + extra
+    listed = [("early_stopping", stopper), ("", pruner), ("lookahead", lookahead), ("ema", average)]
+    stateful = [cb for name, cb in listed if cb is not None and (not name or name in on)] + extra
     every = list(stateful)
-    if t.freeze_after:  # no state of its own: the epoch count decides
+    if "freeze_after" in on and t.freeze_after:  # no state of its own: the epochs decide
         every.append(LateFreeze(module, t.freeze_after))
     if out_dir is not None and distributed.is_main():
         every.append(HistoryWriter(out_dir))
-        if t.checkpoint:
+        if "checkpoint" in on and t.checkpoint:
             # inside an epoch only with one process: the other ranks' generators are not saved
             minutes = t.checkpoint_minutes if distributed.current() is None else 0.0
             every.append(Checkpointer(out_dir, stateful, {"recipe": resume_key}, minutes))
     return stateful, every
+
+
+def run_callbacks(recipe: Recipe, out_dir: Path, recipe_text: str) -> list[TensorBoardLogger]:
+    """Those that follow a whole run across its phases (one TensorBoard log for all of them)."""
+    if "tensorboard" not in recipe.train.callbacks:
+        return []
+    return [TensorBoardLogger(out_dir, recipe_text)]

@@ -34,10 +34,11 @@ from cnnlab.runtime.inference import predict_logits
 from cnnlab.runtime.ood import save_ood
 from cnnlab.train import distributed
 from cnnlab.train.budget import check_fits
-from cnnlab.train.callbacks import TensorBoardLogger, write_history
+from cnnlab.train.callbacks import write_history
 from cnnlab.train.checkpoint import CHECKPOINT
 from cnnlab.train.evaluate import full_report, save_confusion_matrix, save_mistakes
 from cnnlab.train.fit import FitResult
+from cnnlab.train.listed import run_callbacks
 from cnnlab.train.losses import describe_losses
 from cnnlab.train.phases import check_resume, fit_model
 
@@ -171,14 +172,16 @@ def _train_in(
             log.warning("%d files were skipped while loading:", len(data.skipped))
             for path, reason in data.skipped[:50]:
                 log.warning("  %s: %s", path, reason)
-        tb = TensorBoardLogger(out, (out / "recipe.yaml").read_text())
+        listed = run_callbacks(recipe, out, (out / "recipe.yaml").read_text())
         try:
             result = fit_model(model, data, recipe, out, resume=resume, progress=progress,
-                               callbacks=[tb])  # fmt: skip
+                               callbacks=list(listed))  # fmt: skip
             metrics, ood = finish_run(out, model, args, data, recipe, result)
-            tb.add_images([out / f for f in RUN_FIGURES])
+            for tb in listed:
+                tb.add_images([out / f for f in RUN_FIGURES])
         finally:
-            tb.close()
+            for tb in listed:
+                tb.close()
     finally:
         logging.getLogger("cnnlab").removeHandler(file_log)
         file_log.close()
