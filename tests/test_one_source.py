@@ -13,12 +13,7 @@ from tests.test_layers import PACKAGE, modules
 
 BOUND = re.compile(r"(^|_)(MAX|MIN|LIMITS?|CAPS?|MIB|GIB|BACKENDS)(_|$)")
 UNITS = {2**20, 2**30}  # a MiB, a GiB
-SPELLED_HERE = {
-    "fileio.py",  # where MIB and GIB are defined
-    # RECIPE_MAX_BYTES: config.py is being ported to pydantic (issue 26, point 2), by then
-    # spelled with MIB; drop this line when it is
-    "config.py",
-}
+SPELLED_HERE = {"fileio.py"}  # where MIB and GIB are defined
 
 
 def _assigned_names(tree: ast.Module) -> list[str]:

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from cnnlab.config.messages import recipe_error
 from cnnlab.config.sections import Recipe
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import read_capped
+from cnnlab.fileio import MIB, read_capped
 from cnnlab.strict import Refused, strict_yaml
 
-RECIPE_MAX_BYTES = 1024 * 1024  # a recipe is a page of YAML
+RECIPE_MAX_BYTES = MIB  # a recipe is a page of YAML
 
 
 def recipe_from_dict(raw: Any) -> Recipe:
