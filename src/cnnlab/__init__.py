@@ -6,7 +6,7 @@ without loading torch, scikit-learn and friends.
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from cnnlab.version import __version__
 
 _EXPORTS = {
     "Bundle": "cnnlab.bundle",

@@ -27,7 +27,7 @@ from cnnlab.fileio import (
 def versions() -> dict[str, str]:
     import torchvision
 
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     out = {
         "cnnlab": __version__,

@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     parser = _Parser(
         prog="cnnlab",

@@ -45,7 +45,7 @@ def create_app(
 ) -> FastAPI:
     """An app serving `bundles` (the first is the default model); one micro-batcher per model.
     `allowed_hosts`: the Host names it answers (guards.AllowedHosts); None answers any."""
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     served = Served([bundles] if isinstance(bundles, Bundle) else list(bundles),
                     limits or ServeLimits())  # fmt: skip
