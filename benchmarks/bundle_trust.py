@@ -37,9 +37,9 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from cnnlab.bundle import load_bundle
-    from cnnlab.bundle_seal import bundle_files, read_manifest, read_sealed
-    from cnnlab.bundle_sign import sign_bundle, verify_signature
-    from cnnlab.catalog import shipped_bundles
+    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.bundle.seal import bundle_files, read_manifest, read_sealed
+    from cnnlab.bundle.sign import sign_bundle, verify_signature
     from cnnlab.runtime.device import machine_line
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,7 +100,7 @@ def best(data_path: str, external: str, out: Path) -> dict:
     """Train chest_xray_best (its external figures at the validation-fitted rule are recorded),
     then refit the rule on the external site sample: the bundle `--out` keeps is the one that
     ships. Both bundles record the CLI commands that do the same."""
-    from cnnlab.bundle import update_bundle_meta
+    from cnnlab.bundle.save import update_bundle_meta
     from cnnlab.config import DecisionConfig
     from cnnlab.report.card import write_card
     from cnnlab.train.external import recalibrate

@@ -112,7 +112,7 @@ def test_head_must_match_the_classes(tmp_path):
 
 def rewrite_weights(path: Path, change) -> None:
     """Change the weights and record their new size and hash (as a careless save would)."""
-    from cnnlab.bundle_check import files_record
+    from cnnlab.bundle.check import files_record
 
     state = load_file(str(path / "model.safetensors"))
     change(state)

@@ -311,7 +311,7 @@ def test_cnnlab_seal_trusts_a_reviewed_bundle_and_refuses_a_broken_one(copy, cap
 
 
 def test_the_shipped_bundle_is_sealed():
-    from cnnlab.catalog import shipped_bundles
+    from cnnlab.bundle.catalog import shipped_bundles
 
     path = shipped_bundles()["pneumonia"]
     files = json.loads((path / MANIFEST).read_text())["files"]

@@ -159,7 +159,7 @@ def test_certificate_signing_round_trip(unsigned, keys, tmp_path, capsys):
 
 
 def test_an_edit_through_a_command_removes_the_signature_it_breaks(signed, keys):
-    from cnnlab.bundle_seal import seal_bundle
+    from cnnlab.bundle.seal import seal_bundle
 
     edit_meta(signed, lambda meta: meta["metrics"].update(accuracy=0.9), seal=False)
     seal_bundle(signed)  # what evaluate --record, recalibrate and ood-fit do after their edit

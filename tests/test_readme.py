@@ -92,8 +92,8 @@ def test_no_example_names_a_file_or_layer_that_is_not_there(old):
 def test_the_limits_the_readme_states_are_the_ones_the_code_holds():
     """Each figure is formatted from the constant that holds the limit, so changing one
     without the README (or the other way round) fails here."""
-    from cnnlab.bundle_check import META_MAX_BYTES
-    from cnnlab.bundle_seal import CARD_MAX_BYTES, WEIGHTS_MAX_BYTES
+    from cnnlab.bundle.check import META_MAX_BYTES
+    from cnnlab.bundle.seal import CARD_MAX_BYTES, WEIGHTS_MAX_BYTES
     from cnnlab.data.archives import MAX_HEADER_BYTES, MAX_MEMBERS
     from cnnlab.data.intake import MAX_ASPECT, MIN_AREA_SHARE_INV
     from cnnlab.fileio import DEFAULT_MAX_FILE_MB, GIB, MAX_FILE_ENV, MIB

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.bundle import Bundle
+from cnnlab.bundle.loading import Bundle
 from cnnlab.data.images import IMAGE_SUFFIXES
 from cnnlab.data.intake import decode_batch, upload_too_large
 from cnnlab.errors import CnnlabError

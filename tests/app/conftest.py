@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from cnnlab.bundle import save_bundle
-from cnnlab.bundle_seal import seal_bundle
+from cnnlab.bundle.seal import seal_bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.models import create_model
 from cnnlab.report.card import medical_card

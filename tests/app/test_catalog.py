@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-import cnnlab.catalog as catalog
-from cnnlab.catalog import bundles_under, find_bundles
+import cnnlab.bundle.catalog as catalog
+from cnnlab.bundle.catalog import bundles_under, find_bundles
 from cnnlab.errors import CnnlabError
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import re
 
-from cnnlab import catalog
 from cnnlab.app.launch import DEFAULTS, streamlit_command
+from cnnlab.bundle import catalog
 
 MESSAGE = re.compile(
     r"Something went wrong \(error ([0-9a-f]{6})\); the details are in the server log"

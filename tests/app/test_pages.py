@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cnnlab.app.resources as resources
-import cnnlab.catalog as catalog
+import cnnlab.bundle.catalog as catalog
 from cnnlab.bundle import load_bundle
 from cnnlab.predict import predict_sources
 from cnnlab.report.verdict import verdict

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.bundle import default_card
+from cnnlab.bundle.save import default_card
 from cnnlab.report.card import medical_card
 
 

@@ -80,7 +80,7 @@ def test_evaluating_leaves_an_eval_model_alone_and_restores_a_training_one():
 
 # where a model's mode may switch: training's own model; a bundle's while it loads, before
 # anyone shares it; a copy being exported; the text of generated scripts
-MODE_SWITCHES_ALLOWED = ("train/", "bundle.py", "bundle_check.py", "deploy/", "learn/code_")
+MODE_SWITCHES_ALLOWED = ("train/", "bundle/loading.py", "bundle/check.py", "deploy/", "learn/code_")
 # models that live and die inside one call, never shared: the size check's meta-device build
 PRIVATE_MODELS = ("models/budget.py",)
 

@@ -73,7 +73,7 @@ def locate_bundle(ref: str) -> str:
     """`resolve_bundle`'s answer for the app's environment: a shipped model by its name (the
     picker labels it so), any other bundle by its absolute path. A bad reference is a
     CnnlabError, raised before any server (or torch) starts."""
-    from cnnlab.catalog import resolve_bundle, shipped_bundles
+    from cnnlab.bundle.catalog import resolve_bundle, shipped_bundles
 
     path = resolve_bundle(ref)
     return ref if shipped_bundles().get(ref) == path else str(path.resolve())

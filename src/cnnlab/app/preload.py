@@ -46,7 +46,7 @@ def warm_up(wait: bool = True) -> None:
 
         from cnnlab.app.launch import app_settings
         from cnnlab.app.resources import get_bundle, get_cam_layer, get_summary
-        from cnnlab.catalog import find_bundles
+        from cnnlab.bundle.catalog import find_bundles
 
         entries = find_bundles(*app_settings())
         if entries:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings, required_signer
-from cnnlab.bundle import Bundle, load_bundle
-from cnnlab.catalog import BundleEntry, find_bundles
+from cnnlab.bundle.catalog import BundleEntry, find_bundles
+from cnnlab.bundle.loading import Bundle, load_bundle
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.summary import Summary, summarize
 

@@ -34,7 +34,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     # a bad reference is exit 2 here, before any server starts
     bundle = locate_bundle(args.bundle) if args.bundle else None
     if args.require_signed and bundle:
-        from cnnlab.bundle import load_bundle
+        from cnnlab.bundle.loading import load_bundle
 
         load_bundle(bundle, require_signed=args.require_signed)
     argv, env = streamlit_command(bundle, args.runs, require_signed=args.require_signed)

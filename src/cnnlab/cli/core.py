@@ -186,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle, shipped_bundles
+    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.bundle.loading import load_bundle
     from cnnlab.train.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
@@ -306,7 +307,7 @@ def format_report(report: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle.loading import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
     from cnnlab.report.present import present
@@ -337,7 +338,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import check_bundle
+    from cnnlab.bundle.loading import check_bundle
 
     checks, bundle = check_bundle(args.bundle, args.require_signed)
     if args.json:
@@ -356,7 +357,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import seal_reviewed
+    from cnnlab.bundle.loading import seal_reviewed
 
     path, changes = seal_reviewed(args.bundle)
     print(f"sealed {path}: " + ("; ".join(changes) if changes else "nothing changed"))
@@ -364,8 +365,8 @@ def cmd_seal(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle
-    from cnnlab.bundle_sign import sign_bundle
+    from cnnlab.bundle.loading import load_bundle
+    from cnnlab.bundle.sign import sign_bundle
 
     if args.chain and not args.certificate:
         raise CnnlabError("--chain goes with --certificate")

@@ -94,7 +94,7 @@ def add_require_signed(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle.loading import load_bundle
     from cnnlab.deploy.onnx import export_onnx, parity_images
 
     if args.parity_images < 1:
@@ -114,7 +114,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle.loading import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.runtime.device import set_threads
     from cnnlab.serve import create_app

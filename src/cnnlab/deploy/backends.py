@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from cnnlab.bundle import Bundle
+from cnnlab.bundle.loading import Bundle
 from cnnlab.deploy import BACKENDS
 from cnnlab.errors import CnnlabError
 

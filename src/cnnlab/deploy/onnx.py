@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnlab.bundle import WEIGHTS, Bundle
+from cnnlab.bundle.loading import Bundle
+from cnnlab.bundle.seal import WEIGHTS
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path

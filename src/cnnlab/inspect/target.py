@@ -41,7 +41,7 @@ def parse_input(text: str) -> tuple[int, int, int]:
 
 
 def looks_like_bundle(ref: str) -> bool:
-    from cnnlab.bundle import shipped_bundles
+    from cnnlab.bundle.catalog import shipped_bundles
 
     path = Path(ref).expanduser()
     return path.exists() or ref in shipped_bundles()
@@ -71,7 +71,7 @@ def load_target(
 
 
 def _from_bundle(ref: str, input_shape, num_classes) -> Target:
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle.loading import load_bundle
 
     if num_classes is not None:
         raise CnnlabError("--classes applies to model names; a bundle has its own classes")

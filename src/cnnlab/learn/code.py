@@ -77,7 +77,7 @@ def code_source(ref: str) -> CodeSource:
         what = f"recipe {ref}"
         args = dict(recipe.model.args)
     elif looks_like_bundle(ref):
-        from cnnlab.bundle import load_bundle
+        from cnnlab.bundle.loading import load_bundle
 
         bundle = load_bundle(ref)
         meta = bundle.meta

@@ -377,8 +377,9 @@ def model_card(meta: dict[str, Any]) -> str:
 def write_card(folder: Path, meta: dict[str, Any] | None = None) -> Path:
     """(Re)write a bundle folder's card.md, atomically, from `meta` or its bundle.json: after
     anything that changes what the card says (training, evaluate --record, recalibrate, ood-fit)."""
-    from cnnlab.bundle import CARD, META
-    from cnnlab.bundle_check import read_meta
+    from cnnlab.bundle.catalog import META
+    from cnnlab.bundle.check import read_meta
+    from cnnlab.bundle.seal import CARD
     from cnnlab.fileio import atomic_write_text
 
     folder = Path(folder)

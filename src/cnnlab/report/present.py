@@ -18,7 +18,7 @@ from cnnlab.report.verdict import Verdict, prediction_details, verdict
 from cnnlab.runtime.ood import SENTENCE
 
 if TYPE_CHECKING:
-    from cnnlab.bundle import Bundle
+    from cnnlab.bundle.loading import Bundle
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.bundle_check import read_meta
-from cnnlab.catalog import META, bundles_under
+from cnnlab.bundle.catalog import META, bundles_under
+from cnnlab.bundle.check import read_meta
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import read_capped
 from cnnlab.strict import strict_json

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from cnnlab.bundle import Bundle
+from cnnlab.bundle.loading import Bundle
 from cnnlab.serve.guards import AllowedHosts, RequestCap
 from cnnlab.serve.guards import json_error as _error
 from cnnlab.serve.limits import ServeLimits

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from cnnlab.bundle import Bundle
-from cnnlab.bundle_check import check_meta
+from cnnlab.bundle.check import check_meta
+from cnnlab.bundle.loading import Bundle
 from cnnlab.data.intake import batch_pixels, decode_batch
 from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.bundle import Bundle
-from cnnlab.bundle_check import check_meta
+from cnnlab.bundle.check import check_meta
+from cnnlab.bundle.loading import Bundle
 from cnnlab.data.decode import available_cpus
 from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.bundle import META, WEIGHTS, Bundle, load_bundle
-from cnnlab.bundle_check import read_meta
+from cnnlab.bundle.catalog import META
+from cnnlab.bundle.check import read_meta
+from cnnlab.bundle.loading import Bundle, load_bundle
+from cnnlab.bundle.seal import WEIGHTS
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import data_name, umask
@@ -101,7 +103,7 @@ def external_block(
 
 def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
     """Add (or replace, by name) an external block in bundle.json, re-write the card, re-seal."""
-    from cnnlab.bundle_seal import seal_bundle
+    from cnnlab.bundle.seal import seal_bundle
     from cnnlab.report.card import write_card
 
     meta = read_meta(path, META)
@@ -126,7 +128,7 @@ def record_evaluation(
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    from cnnlab.bundle import write_meta
+    from cnnlab.bundle.save import write_meta
 
     write_meta(path, meta)
 
@@ -259,7 +261,7 @@ def recalibrate(
 def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     """The recalibrated bundle, built in a temporary folder beside `out` and renamed into place:
     an interrupted run leaves no half-written bundle."""
-    from cnnlab.bundle_seal import seal_bundle
+    from cnnlab.bundle.seal import seal_bundle
     from cnnlab.report.card import write_card
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnlab.bundle_check import OOD_SCALE_BOUNDS, OOD_THRESHOLD_BOUNDS, read_meta
+from cnnlab.bundle.check import OOD_SCALE_BOUNDS, OOD_THRESHOLD_BOUNDS, read_meta
 from cnnlab.data.dataset import ImageData
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
@@ -133,8 +133,10 @@ def add_ood(
     """`cnnlab ood-fit`: fit the check of an existing bundle on the training data it was trained
     on (its own split repeated: fitted on the training part, cut off on the validation part),
     and write it into the bundle, or into a copy at `out`. Returns (bundle folder, record)."""
-    from cnnlab.bundle import META, _json_default, load_bundle, resolve_bundle, shipped_bundles
-    from cnnlab.bundle_seal import seal_bundle
+    from cnnlab.bundle.catalog import META, resolve_bundle, shipped_bundles
+    from cnnlab.bundle.loading import load_bundle
+    from cnnlab.bundle.save import _json_default
+    from cnnlab.bundle.seal import seal_bundle
     from cnnlab.fileio import atomic_write_text, data_name
     from cnnlab.report.card import write_card
     from cnnlab.train.evaluate import load_splits_for

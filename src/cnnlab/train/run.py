@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnlab.bundle import save_bundle
+from cnnlab.bundle.save import save_bundle
 from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, check_trainable, prepare_data
 from cnnlab.errors import CnnlabError
@@ -119,9 +119,9 @@ def train_recipe(
 
 def check_savable(recipe: Recipe, data: PreparedData) -> None:
     """What the bundle will hold from the recipe and the data, within the bounds every load
-    checks (`cnnlab.bundle_check`), before any training: never a trained model that cannot
+    checks (`cnnlab.bundle.check`), before any training: never a trained model that cannot
     be saved."""
-    from cnnlab.bundle_check import THRESHOLD_BOUNDS, check_normalisation, within
+    from cnnlab.bundle.check import THRESHOLD_BOUNDS, check_normalisation, within
 
     check_normalisation(data.preprocess, "the data's normalisation (data.normalize)")
     if recipe.data.class_mode == "binary":
@@ -203,7 +203,7 @@ def finish_run(
     """After the last step: the run's history and curves, the validation report (figures, the
     mistakes gallery, a warning for a degenerate model), the decision rule, the
     out-of-distribution check, then the bundle and its card."""
-    from cnnlab.bundle_seal import seal_bundle
+    from cnnlab.bundle.seal import seal_bundle
     from cnnlab.report.card import write_card
     from cnnlab.report.metrics import degenerate_warning
 
@@ -307,7 +307,7 @@ def validation_scores(
 
 def record_external_validation(out: Path, folder: str) -> None:
     """The recipe's `data.external` folder, judged by the new bundle's own rule and recorded."""
-    from cnnlab.bundle import load_bundle
+    from cnnlab.bundle.loading import load_bundle
     from cnnlab.train.evaluate import evaluate_bundle
     from cnnlab.train.external import record_evaluation
 

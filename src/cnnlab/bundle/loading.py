@@ -1,17 +1,10 @@
-"""The model bundle: one folder with weights, preprocessing, classes, decision rule and card.
-
-    model.safetensors   weights (never a pickle)
-    bundle.json         model name + arguments, preprocessing, classes, threshold/temperature,
-                        metrics, the resolved recipe, versions, the `ood` check's cut-off
-    card.md             the model card, for people
-    ood.safetensors     the out-of-distribution check's means and covariance (when fitted)
-    manifest.json       the seal: every file's size and sha256, written last (`cnnlab.bundle_seal`)
-    bundle.sig          a signature over them all, when signed (`cnnlab.bundle_sign`)
+"""Loading a bundle: `load_bundle` runs every check in order (the seal, paths, fields and bounds
+in check.py, the weights against the model, a signature when asked), and `check_bundle` reports
+those checks one by one (`cnnlab check`). A loaded `Bundle` runs its model with its own
+preprocessing, decision rule and out-of-distribution check.
 
 `load_bundle` is the only way the CLI, the app and the API load a model, so all of them
-preprocess and decide exactly as training did; it checks everything first (the seal, paths,
-fields and bounds: `cnnlab.bundle_check`; a signature when asked), and `check_bundle` reports
-those checks one by one (`cnnlab check`).
+preprocess and decide exactly as training did.
 """
 
 from __future__ import annotations
@@ -28,7 +21,8 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load
 
-from cnnlab.bundle_check import (
+from cnnlab.bundle.catalog import META, resolve_bundle, shipped_bundles
+from cnnlab.bundle.check import (
     FORMAT,
     META_MAX_BYTES,
     VERSION,
@@ -41,16 +35,7 @@ from cnnlab.bundle_check import (
     describe_fields,
     parse_meta,
 )
-from cnnlab.bundle_save import (  # noqa: F401 (re-exported: where callers import them)
-    _json_default,
-    default_card,
-    meta_text,
-    save_bundle,
-    update_bundle_meta,
-    versions,
-    write_meta,
-)
-from cnnlab.bundle_seal import (
+from cnnlab.bundle.seal import (
     CARD,
     MANIFEST,
     SIGNATURE,
@@ -62,7 +47,6 @@ from cnnlab.bundle_seal import (
     sealed_line,
     write_manifest,
 )
-from cnnlab.catalog import META, resolve_bundle, shipped_bundles  # noqa: F401 (re-exported)
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import finite_values
@@ -152,7 +136,7 @@ def load_bundle(
     precision: str = "fp32",
     require_signed: str | Path | None = None,
 ) -> Bundle:
-    """Load and check a bundle (its seal, `cnnlab.bundle_check`, and with `require_signed` a
+    """Load and check a bundle (its seal, `cnnlab.bundle.check`, and with `require_signed` a
     PEM public key or CA certificate, its signature); anything missing, changed, mismatched or
     out of range is a CnnlabError that names it."""
     steps = _load_steps(resolve_bundle(ref), device, precision, require_signed)
@@ -231,7 +215,7 @@ def _load_steps(
 
     manifest, manifest_bytes, record, signed = None, b"", {}, None
     if require_signed is not None:  # before anything of the bundle is read
-        from cnnlab.bundle_sign import verify_signature
+        from cnnlab.bundle.sign import verify_signature
 
         with _step("signature"):
             signed, said = verify_signature(path, require_signed)
@@ -256,11 +240,11 @@ def _load_steps(
                 yield "seal", sealed_line(name, record[name], sealed)
     with _step("signature"):
         if signed is not None:
-            from cnnlab.bundle_sign import match_signed
+            from cnnlab.bundle.sign import match_signed
 
             yield "signature", match_signed(path, signed, {MANIFEST: manifest_bytes, **data})
         elif report:
-            from cnnlab.bundle_sign import describe_signature
+            from cnnlab.bundle.sign import describe_signature
 
             yield "signature", describe_signature(path)
     with _step("fields"):

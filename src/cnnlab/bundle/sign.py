@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from cnnlab.bundle_seal import (
+from cnnlab.bundle.seal import (
     MANIFEST,
     SEALED_MAX_BYTES,
     SIGNATURE,
@@ -53,7 +53,7 @@ def sign_bundle(
     bundle's name: nothing else of a run folder (links, FIFOs, history) is walked or signed."""
     from model_signing import signing
 
-    from cnnlab.bundle_seal import read_manifest
+    from cnnlab.bundle.seal import read_manifest
 
     folder = Path(folder)
     for pem in (key, certificate, *chain):

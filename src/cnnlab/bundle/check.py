@@ -5,7 +5,7 @@ A bundle is input like any other: hand-edited, half-copied, or from someone else
 threshold, a negative temperature, `std: 0`, NaN weights or a 60000x60000 input size each
 gave answers that looked fine and were not. Here each is one clear CnnlabError naming the
 field, and every number that decides must lie where training can put it (bounds below). The
-files themselves are sealed (`cnnlab.bundle_seal`); bundle.json's own record of the weights'
+files themselves are sealed (`cnnlab.bundle.seal`); bundle.json's own record of the weights'
 size and sha256 (`files`) is checked too, where present.
 """
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from cnnlab.bundle_check import FORMAT, VERSION, check_meta, check_weights, files_record, parse_meta
-from cnnlab.bundle_seal import CARD, META, WEIGHTS, seal_bundle
+from cnnlab.bundle.check import FORMAT, VERSION, check_meta, check_weights, files_record, parse_meta
+from cnnlab.bundle.seal import CARD, META, WEIGHTS, seal_bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.fileio import (
     atomic_path,

@@ -5,7 +5,7 @@ check off. Every command that writes a bundle seals it last (`seal_bundle`); a b
 before sealing, or changed by hand, is trusted only by a person running `cnnlab seal BUNDLE`.
 
 The seal finds edits; it does not say who made the bundle: anyone who can write the folder
-can recompute it. That is what a signature is for (`cnnlab.bundle_sign`), and it covers
+can recompute it. That is what a signature is for (`cnnlab.bundle.sign`), and it covers
 manifest.json with the rest.
 
 A bundle's files are plain names inside its folder, read without following links and without
@@ -22,8 +22,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cnnlab.bundle_check import META_MAX_BYTES, parse_meta
-from cnnlab.catalog import META
+from cnnlab.bundle.catalog import META
+from cnnlab.bundle.check import META_MAX_BYTES, parse_meta
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import GIB, MIB, atomic_write_text, open_inside, plain_name, read_inside
 from cnnlab.models.registry import MAX_PARAMS
