@@ -102,8 +102,8 @@ def best(data_path: str, external: str, out: Path) -> dict:
     ships. Both bundles record the CLI commands that do the same."""
     from cnnlab.bundle.save import update_bundle_meta
     from cnnlab.config import DecisionConfig
+    from cnnlab.evaluate.recalibrate import recalibrate
     from cnnlab.report.card import write_card
-    from cnnlab.train.external import recalibrate
 
     recipe = load_recipe(ROOT / "recipes" / "chest_xray_best.yaml")
     recipe.data.external = external
@@ -138,7 +138,7 @@ def external_of(bundle: str, external: str) -> dict:
     """The figures of an existing bundle (the baseline: the shipped model before this run) on
     the external folder, at its own rule."""
     from cnnlab.bundle import load_bundle
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
 
     r = evaluate_bundle(load_bundle(bundle), external, "test")
     return {k: r[k] for k in ("n", "auc", "sensitivity", "specificity", "accuracy", "threshold")}

@@ -30,7 +30,7 @@ PUBLISHED = {"VGG-16 (benchmark table)": 0.935, "capsule net (benchmark table)":
 def run(name: str, data: str, out: Path, overrides: list[str]) -> dict:
     from cnnlab.bundle import load_bundle
     from cnnlab.config import load_recipe
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
     from cnnlab.train.run import train_recipe
 
     recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml", overrides)

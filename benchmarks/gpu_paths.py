@@ -24,8 +24,8 @@ import torch
 from cnnlab.bundle import load_bundle
 from cnnlab.config import load_recipe
 from cnnlab.data import prepare_data
+from cnnlab.evaluate.scores import evaluate_bundle
 from cnnlab.runtime.inference import predict_logits
-from cnnlab.train.evaluate import evaluate_bundle
 from cnnlab.train.run import train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -158,8 +158,8 @@ def run_keras(python: str, npz: Path, which: str, epochs: int, batch: int) -> di
 def run_cnnlab(npz: Path, which: str, epochs: int, out: Path) -> dict:
     from cnnlab.bundle import load_bundle
     from cnnlab.config import load_recipe
+    from cnnlab.evaluate.scores import evaluate_bundle
     from cnnlab.models import count_params
-    from cnnlab.train.evaluate import evaluate_bundle
     from cnnlab.train.run import train_recipe
 
     recipe_file, batch, _ = BRIEF[which]

@@ -2,7 +2,7 @@
 (should be <= 2%) beside clearly foreign inputs flagged (should be >= 95%).
 
 1. The shipped bundle is copied to runs/ (src/cnnlab/shipped/ is never written) and gets its
-   check from `cnnlab ood-fit` (cnnlab.train.ood.add_ood) on chest_xray/train: the bundle's
+   check from `cnnlab ood-fit` (cnnlab.evaluate.ood_fit.add_ood) on chest_xray/train: the bundle's
    own patient-grouped split repeated, fitted on the training part, cut off at the 99th
    percentile of the validation part.
 2. In distribution, held out: that validation split (the cut-off's own images: ~1% by
@@ -95,9 +95,9 @@ def flagged(bundle, images: torch.Tensor) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     from cnnlab.bundle import load_bundle, resolve_bundle
+    from cnnlab.evaluate.ood_fit import add_ood
+    from cnnlab.evaluate.scores import load_split_for
     from cnnlab.runtime.device import set_threads
-    from cnnlab.train.evaluate import load_split_for
-    from cnnlab.train.ood import add_ood
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(

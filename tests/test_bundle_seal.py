@@ -31,9 +31,9 @@ def sealed(tmp_path_factory) -> Path:
     """A binary bundle as training writes it: a fitted decision and an out-of-distribution
     check (fitted on toy digits: enough to have real means and covariances)."""
     from cnnlab.data.dataset import ImageData
+    from cnnlab.evaluate.ood_fit import fit_ood
     from cnnlab.runtime.device import choose_runtime
     from cnnlab.runtime.ood import save_ood
-    from cnnlab.train.ood import fit_ood
 
     torch.manual_seed(0)
     args = {"in_channels": 1, "num_classes": 1, "widths": [4, 8]}

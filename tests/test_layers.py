@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runtime", {"runtime"}),
     ("bundle", {"bundle", "predict", "deploy"}),  # the folder, and what runs it (ONNX too)
     ("report", {"report"}),  # below evaluate and train: both write figures and cards
+    ("evaluate", {"evaluate"}),
     ("train", {"train"}),
     ("analysis", {"inspect", "explain", "learn"}),
     ("surfaces", {"cli", "app", "serve", "__main__"}),

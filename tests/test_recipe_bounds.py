@@ -74,7 +74,7 @@ def test_decode_workers_are_held_to_four_per_core(monkeypatch):
 
 @pytest.mark.parametrize("batch", [0, -5, 10**9])
 def test_evaluate_batch_size_is_bounded_before_the_data_is_read(batch):
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
 
     with pytest.raises(CnnlabError, match=f"--batch-size must be from 1 to 65,536, got {batch}"):
         evaluate_bundle(None, "/nonexistent", batch_size=batch)

@@ -18,7 +18,7 @@ _EXPORTS = {
     "Preprocess": "cnnlab.data",
     "load_source": "cnnlab.data",
     "prepare_data": "cnnlab.data",
-    "classification_report": "cnnlab.train",
+    "classification_report": "cnnlab.evaluate",
     "fit": "cnnlab.train",
     "CnnlabError": "cnnlab.errors",
     "create_model": "cnnlab.models",

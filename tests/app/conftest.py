@@ -17,10 +17,10 @@ from PIL import Image
 from cnnlab.bundle import save_bundle
 from cnnlab.bundle.seal import seal_bundle
 from cnnlab.data.preprocess import Preprocess
+from cnnlab.evaluate.medical import binary_report
+from cnnlab.evaluate.scores import classification_report
 from cnnlab.models import create_model
 from cnnlab.report.card import medical_card
-from cnnlab.train.evaluate import classification_report
-from cnnlab.train.medical import binary_report
 from tests.conftest import dicom_bytes
 
 APP = str(Path(__file__).resolve().parents[2] / "src" / "cnnlab" / "app" / "main.py")

@@ -222,7 +222,7 @@ def test_model_page_card_metrics_and_plots(app_env, app_bundle):
 
 
 def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle, tmp_path):
-    from cnnlab.train.external import external_block, record_external
+    from cnnlab.evaluate.external import external_block, record_external
 
     site = tmp_path / "site"
     shutil.copytree(app_bundle, site)

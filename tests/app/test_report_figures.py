@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from cnnlab.evaluate.calibration import calibration_bins
+from cnnlab.evaluate.medical import roc_points
 from cnnlab.report.card import card_section
 from cnnlab.report.figures import confusion_figure, reliability_figure, roc_figure, roc_from_bins
 from cnnlab.report.metrics import metric_rows
-from cnnlab.train.calibration import calibration_bins
-from cnnlab.train.medical import roc_points
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,7 @@ def test_evaluate_val_reuses_the_runs_decode_cache(own_cache, tmp_path, monkeypa
     from cnnlab.bundle import load_bundle
     from cnnlab.config import recipe_from_dict
     from cnnlab.data import decode
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
     from cnnlab.train.run import train_recipe
 
     data = write_image_folder(tmp_path / "folder", ["cat", "dog", "frog"], 30, size=16)

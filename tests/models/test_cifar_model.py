@@ -53,7 +53,7 @@ def test_tta_averages_mirror_and_shifted_views_in_eval_mode_only():
 
 def test_fast_recipe_trains_and_evaluates_on_a_small_folder(tmp_path, monkeypatch):
     from cnnlab.bundle import load_bundle
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
     from cnnlab.train.run import train_recipe
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
@@ -107,7 +107,7 @@ def test_the_94_recipes_train_grey_and_colour_images_with_the_aids(idx_dir, tmp_
     """fashion_mnist_94 (cifarnet on 28x28 grey images) and cifar10_folder_94 (alternating
     flips), as written but shortened, train to a bundle that judges held-out images."""
     from cnnlab.bundle import load_bundle
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
     from cnnlab.train.run import train_recipe
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))

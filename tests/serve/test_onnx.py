@@ -123,7 +123,7 @@ def test_cli_export_and_predict_with_onnx(digit_bundle, image_folder, tmp_path, 
 def checked_bundle(tmp_path_factory):
     """A digits bundle with an out-of-distribution check fitted on toy digits (held in memory)."""
     from cnnlab.data.dataset import ImageData
-    from cnnlab.train.ood import fit_ood
+    from cnnlab.evaluate.ood_fit import fit_ood
 
     bundle = make_bundle(tmp_path_factory.mktemp("bundles") / "checked", seed=3)
     x, y = digit_images(300, seed=11)

@@ -13,9 +13,10 @@ import torch
 from cnnlab.bundle import load_bundle
 from cnnlab.cli import main
 from cnnlab.config import DecisionConfig
-from cnnlab.train.calibration import fit_decision
-from cnnlab.train.external import SiteScores, _folds, cross_validated, refit
-from cnnlab.train.medical import binary_metrics
+from cnnlab.evaluate.calibration import fit_decision
+from cnnlab.evaluate.external import SiteScores
+from cnnlab.evaluate.medical import binary_metrics
+from cnnlab.evaluate.recalibrate import _folds, cross_validated, refit
 from tests.app.conftest import make_app_bundle
 from tests.conftest import write_image_folder
 

@@ -11,14 +11,14 @@ import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from cnnlab.config import DecisionConfig
-from cnnlab.train.calibration import (
+from cnnlab.evaluate.calibration import (
     brier_score,
     choose_threshold,
     expected_calibration_error,
     fit_decision,
     fit_temperature,
 )
-from cnnlab.train.medical import binary_metrics, binary_report, bootstrap_intervals
+from cnnlab.evaluate.medical import binary_metrics, binary_report, bootstrap_intervals
 
 
 def scores(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from cnnlab.bundle import load_bundle
+from cnnlab.evaluate.ood_fit import fit_part
 from cnnlab.predict import predict_sources
 from cnnlab.report.rows import prediction_rows
 from cnnlab.runtime.ood import OOD_FILE
-from cnnlab.train.ood import fit_part
 from tests.bundle_edit import BASE, reseal
 from tests.conftest import digit_images
 

@@ -188,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab.bundle.catalog import shipped_bundles
     from cnnlab.bundle.loading import load_bundle
-    from cnnlab.train.evaluate import evaluate_bundle
+    from cnnlab.evaluate.scores import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
     if args.record and bundle.path in shipped_bundles().values():
@@ -201,7 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"figures, and the most confident mistakes (mistakes.png), written to {args.out}",
               file=sys.stderr)  # fmt: skip
     if args.record:
-        from cnnlab.train.external import record_evaluation
+        from cnnlab.evaluate.external import record_evaluation
 
         name = record_evaluation(bundle, report, args.data, args.name)
         print(f"recorded as external validation '{name}' in {bundle.path}", file=sys.stderr)
@@ -215,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     from cnnlab.config import DecisionConfig
-    from cnnlab.train.external import recalibrate
+    from cnnlab.evaluate.recalibrate import recalibrate
 
     if not 0 < args.target_sensitivity < 1:
         raise CnnlabError("--target-sensitivity must be between 0 and 1")
@@ -235,7 +235,7 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_ood_fit(args: argparse.Namespace) -> int:
-    from cnnlab.train.ood import add_ood
+    from cnnlab.evaluate.ood_fit import add_ood
 
     out, record = add_ood(args.bundle, args.data, args.out, args.percentile)
     views = " and ".join(

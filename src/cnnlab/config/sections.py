@@ -329,7 +329,8 @@ class DecisionConfig(Section):
     )
     calibrate: bool = Field(True, description="fit temperature scaling on the validation split")
     ood_check: bool = Field(
-        True, description="fit an out-of-distribution check after training (cnnlab.train.ood)"
+        True,
+        description="fit an out-of-distribution check after training (cnnlab.evaluate.ood_fit)",
     )
     ood_percentile: float = Field(
         99.0, ge=50, lt=100, description="its cut-off: this percentile of the validation distances"

@@ -2,7 +2,7 @@
 validation and external figures side by side, and the lines `cnnlab evaluate` prints.
 
 `INTERVAL_KEYS` are the binary figures reported with a bootstrap interval, in the order every
-report shows them; `cnnlab.train.medical` computes exactly these.
+report shows them; `cnnlab.evaluate.medical` computes exactly these.
 """
 
 from __future__ import annotations

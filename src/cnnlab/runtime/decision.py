@@ -3,7 +3,7 @@
 Temperature scaling first (calibrated probabilities; it never changes the order of the scores),
 then a rule: for a binary model, the positive class when p(positive) >= threshold; for the
 others, the most probable class. Fitting the temperature and the threshold is training's work
-(`cnnlab.train.calibration`); applying them is here, so evaluate, predict, the app, the API
+(`cnnlab.evaluate.calibration`); applying them is here, so evaluate, predict, the app, the API
 and the ONNX path all decide alike.
 """
 
@@ -19,7 +19,7 @@ import torch
 from cnnlab.errors import CnnlabError
 
 MAX_TEMPERATURE = 100.0  # fitted temperatures are about 0.5-5; beyond this every p is ~0.5
-# What calibration can fit (`cnnlab.train.calibration` clamps to these): a bundle's decision
+# What calibration can fit (`cnnlab.evaluate.calibration` clamps to these): a bundle's decision
 # outside them was not made by training (1e-300 makes every probability 0 or 1)
 THRESHOLD_MARGIN = 1e-6  # a fitted threshold stays this far inside (0, 1)
 TEMPERATURE_RANGE = (0.05, 20.0)

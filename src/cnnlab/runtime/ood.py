@@ -19,7 +19,7 @@ Stored compactly: `ood.safetensors` holds each part's class means and its covari
 eigenvectors with their variances; the rest of the space shares one variance (probabilistic
 PCA), so a 1280-wide feature needs a few hundred vectors, not a 1280x1280 matrix. bundle.json's
 `ood` block holds the layers, the scales and the threshold. Fitting is training's work
-(`cnnlab.train.ood`); applying it is here, so predict, the app and the API judge alike.
+(`cnnlab.evaluate.ood_fit`); applying it is here, so predict, the app and the API judge alike.
 """
 
 from __future__ import annotations

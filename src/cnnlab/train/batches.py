@@ -20,11 +20,11 @@ from cnnlab.config import Recipe
 from cnnlab.data.augment import BatchAugment
 from cnnlab.data.dataset import ImageData
 from cnnlab.data.preprocess import Preprocess
+from cnnlab.evaluate.scores import loss_from_logits
 from cnnlab.models.transfer import TransferNet
 from cnnlab.runtime.device import Runtime
 from cnnlab.runtime.inference import predict_logits
 from cnnlab.train import distributed
-from cnnlab.train.evaluate import loss_from_logits
 from cnnlab.train.features import cached_features
 from cnnlab.train.losses import correct_count
 

@@ -26,6 +26,7 @@ from cnnlab.bundle.save import save_bundle
 from cnnlab.config import Recipe, save_recipe
 from cnnlab.data.prepare import PreparedData, check_trainable, prepare_data
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.scores import full_report, save_confusion_matrix, save_mistakes
 from cnnlab.fileio import clean_stale_temps
 from cnnlab.models import create_model, get_entry
 from cnnlab.runtime.decision import probabilities
@@ -36,7 +37,6 @@ from cnnlab.train import distributed
 from cnnlab.train.budget import check_fits
 from cnnlab.train.callbacks import write_history
 from cnnlab.train.checkpoint import CHECKPOINT
-from cnnlab.train.evaluate import full_report, save_confusion_matrix, save_mistakes
 from cnnlab.train.fit import FitResult
 from cnnlab.train.listed import run_callbacks
 from cnnlab.train.losses import describe_losses
@@ -250,8 +250,8 @@ def finish_run(
 
 
 def fit_ood_check(model: nn.Module, data: PreparedData, recipe: Recipe):
-    """The bundle's out-of-distribution check (cnnlab.train.ood), unless the recipe turns it off."""
-    from cnnlab.train.ood import fit_ood
+    """The bundle's out-of-distribution check (cnnlab.evaluate.ood_fit), unless the recipe turns it off."""
+    from cnnlab.evaluate.ood_fit import fit_ood
 
     if not recipe.decision.ood_check:
         return None
@@ -283,7 +283,7 @@ def binary_decision(
 ) -> dict[str, Any] | None:
     """Temperature and threshold for binary models, fitted on the validation split (see
     train.calibration); None (argmax) for the others."""
-    from cnnlab.train.calibration import fit_decision
+    from cnnlab.evaluate.calibration import fit_decision
 
     if recipe.data.class_mode != "binary":
         return None
@@ -308,8 +308,8 @@ def validation_scores(
 def record_external_validation(out: Path, folder: str) -> None:
     """The recipe's `data.external` folder, judged by the new bundle's own rule and recorded."""
     from cnnlab.bundle.loading import load_bundle
-    from cnnlab.train.evaluate import evaluate_bundle
-    from cnnlab.train.external import record_evaluation
+    from cnnlab.evaluate.external import record_evaluation
+    from cnnlab.evaluate.scores import evaluate_bundle
 
     bundle = load_bundle(out)
     report = evaluate_bundle(bundle, folder, "test")

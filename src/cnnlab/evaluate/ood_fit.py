@@ -137,9 +137,9 @@ def add_ood(
     from cnnlab.bundle.loading import load_bundle
     from cnnlab.bundle.save import _json_default
     from cnnlab.bundle.seal import seal_bundle
+    from cnnlab.evaluate.scores import load_splits_for
     from cnnlab.fileio import atomic_write_text, data_name
     from cnnlab.report.card import write_card
-    from cnnlab.train.evaluate import load_splits_for
 
     src = resolve_bundle(ref)
     if out is None and src in shipped_bundles().values():

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_curve
 
+from cnnlab.evaluate.calibration import brier_score, calibration_bins, expected_calibration_error
 from cnnlab.report.figures import pr_figure, reliability_figure, roc_figure, save_figure
 from cnnlab.report.metrics import INTERVAL_KEYS
-from cnnlab.train.calibration import brier_score, calibration_bins, expected_calibration_error
 
 
 def positive_probability(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:

@@ -1,24 +1,14 @@
-"""External validation and site recalibration of binary bundles.
-
-A model and a threshold tuned on a split of the training folder rarely carry over to images
-acquired elsewhere or later (other exposure, contrast, cropping). A site's own labelled sample
-is used twice, the way deployed screening models are checked at each new hospital:
-
-- to *measure* the bundle as it is: `cnnlab evaluate BUNDLE --data FOLDER --record NAME` stores
-  an `external` block (figures with bootstrap intervals, n, counts, the data's name) in
-  bundle.json and the card;
-- to *refit* its temperature and threshold: `cnnlab recalibrate` writes a new bundle whose
-  decision came from the site's images. Its figures come from cross-validation (each image
-  judged by a rule fitted on the other folds, patients kept together), so the figures it
-  reports are never the figures the rule was fitted on.
+"""Site recalibration of binary bundles: `cnnlab recalibrate` refits temperature and threshold
+on a site's labelled images, the way deployed screening models are checked at each new hospital,
+and writes a new bundle whose decision came from the site's images. Its figures come from
+cross-validation (each image judged by a rule fitted on the other folds, patients kept
+together), so the figures it reports are never the figures the rule was fitted on.
 
 The network's weights are never changed here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,110 +20,14 @@ import torch
 
 from cnnlab.bundle.catalog import META
 from cnnlab.bundle.check import read_meta
-from cnnlab.bundle.loading import Bundle, load_bundle
+from cnnlab.bundle.loading import load_bundle
+from cnnlab.bundle.save import write_meta
 from cnnlab.bundle.seal import WEIGHTS
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import data_name, umask
+from cnnlab.evaluate.external import SiteScores, external_block, now, site_scores
+from cnnlab.fileio import umask
 from cnnlab.runtime.ood import OOD_FILE
-
-log = logging.getLogger("cnnlab")
-
-STORED = ("n", "counts", "auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy",
-          "brier", "ece", "threshold", "threshold_range", "temperature", "confusion_matrix",
-          "roc_curve")  # fmt: skip
-MIN_SITE_PER_CLASS = 10  # a site sample with fewer images of a class cannot fit or check a rule
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-@dataclass
-class SiteScores:
-    """A labelled folder as the bundle sees it: raw logits, labels, and the patient of each image."""
-
-    logits: torch.Tensor
-    labels: torch.Tensor
-    groups: list[str]
-    name: str
-
-
-def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> SiteScores:
-    """Logits of every image of a labelled folder (`root/<class>/*`, or its `test/` split)."""
-    from cnnlab.data.splits import patient_id
-    from cnnlab.runtime.inference import predict_logits
-    from cnnlab.train.evaluate import load_split_for
-
-    if not bundle.binary:
-        raise CnnlabError(f"{bundle.name} is not a binary model; recalibration fits binary rules")
-    data = load_split_for(bundle, data_path, "test")
-    y = data.labels
-    for k, cls in enumerate(bundle.classes):
-        if int((y == k).sum()) < MIN_SITE_PER_CLASS:
-            raise CnnlabError(
-                f"{data_path} has {int((y == k).sum())} readable {cls} images; a site sample needs "
-                f"at least {MIN_SITE_PER_CLASS} of each class to fit or check a decision rule"
-            )
-    logits = predict_logits(bundle.model, data.images, bundle.preprocess, bundle.runtime, 64)
-    groups = [patient_id(p) for p in data.paths] if data.paths else [str(i) for i in range(len(y))]
-    return SiteScores(logits, y, groups, name or data_name(Path(data_path).resolve()))
-
-
-def external_block(
-    report: dict[str, Any], name: str, classes: list[str], rule: str, cross_validated: int = 0
-) -> dict[str, Any]:
-    """What bundle.json keeps of an evaluation on outside data (no per-image scores)."""
-    block = {"name": name, "evaluated": now(), "rule": rule}
-    cm = report.get("confusion_matrix")
-    if cm is not None:
-        report = {
-            **report,
-            "counts": {c: int(sum(row)) for c, row in zip(classes, cm, strict=True)},
-        }
-    for key in STORED:
-        if key in report:
-            block[key] = report[key]
-        if f"{key}_ci" in report:
-            block[f"{key}_ci"] = report[f"{key}_ci"]
-    if cross_validated:
-        block["cross_validated_folds"] = cross_validated
-    return block
-
-
-def record_external(path: Path, block: dict[str, Any]) -> dict[str, Any]:
-    """Add (or replace, by name) an external block in bundle.json, re-write the card, re-seal."""
-    from cnnlab.bundle.seal import seal_bundle
-    from cnnlab.report.card import write_card
-
-    meta = read_meta(path, META)
-    others = [b for b in meta.get("external", []) if b.get("name") != block["name"]]
-    meta["external"] = [*others, block]
-    _write_meta(path, meta)
-    write_card(path, meta)  # the card's kind (medical or general) follows the bundle
-    seal_bundle(path)
-    return meta
-
-
-def record_evaluation(
-    bundle: Bundle, report: dict[str, Any], data_path: str, name: str | None = None
-) -> str:
-    """Store an evaluation of `bundle` at its own rule as external validation; returns its name."""
-    from cnnlab.report.card import fitted_on_text
-
-    name = name or data_name(Path(data_path).resolve())
-    rule = f"the bundle's own rule (fitted on {fitted_on_text(bundle.decision)})"
-    record_external(bundle.path, external_block(report, name, bundle.classes, rule))
-    return name
-
-
-def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    from cnnlab.bundle.save import write_meta
-
-    write_meta(path, meta)
-
-
-# ----------------------------------------------------------------------------- recalibration
 
 
 def _folds(scores: SiteScores, k: int, seed: int) -> list[np.ndarray]:
@@ -151,9 +45,9 @@ def cross_validated(
 ) -> tuple[dict[str, Any], int]:
     """The site figures of a rule refitted on the site, each image judged by the rule fitted on
     the folds without it: (report, folds used)."""
+    from cnnlab.evaluate.calibration import fit_decision
+    from cnnlab.evaluate.medical import probability_report
     from cnnlab.runtime.decision import probabilities
-    from cnnlab.train.calibration import fit_decision
-    from cnnlab.train.medical import probability_report
 
     held = _folds(scores, folds, seed)
     n = len(scores.labels)
@@ -195,8 +89,8 @@ def refit(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     """(new rule fitted on every site image, site figures under the `current` rule, cross-validated
     site figures of the refitted rule, folds used)."""
-    from cnnlab.train.calibration import fit_decision
-    from cnnlab.train.evaluate import full_report
+    from cnnlab.evaluate.calibration import fit_decision
+    from cnnlab.evaluate.scores import full_report
 
     if cfg.policy == "fixed":
         raise CnnlabError(
@@ -227,7 +121,7 @@ def recalibrate(
     """Refit temperature and threshold on a site's labelled images; write a new bundle that
     records both rules, the data each came from, and the site's cross-validated figures.
     `command` (the CLI line) is added to the commands that made the bundle."""
-    from cnnlab.train.evaluate import full_report
+    from cnnlab.evaluate.scores import full_report
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -271,7 +165,7 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
         shutil.copyfile(src / WEIGHTS, tmp / WEIGHTS)  # (not copy2: the mode of a new file)
         if (src / OOD_FILE).is_file():  # the out-of-distribution check travels with the weights
             shutil.copyfile(src / OOD_FILE, tmp / OOD_FILE)
-        _write_meta(tmp, meta)
+        write_meta(tmp, meta)
         write_card(tmp, meta)
         seal_bundle(tmp)
         if out.exists():

@@ -72,7 +72,7 @@ def full_report(
     """classification_report, plus the medical fields (train.medical) for binary models."""
     report = classification_report(logits, labels, classes, threshold, temperature)
     if binary:
-        from cnnlab.train.medical import binary_report
+        from cnnlab.evaluate.medical import binary_report
 
         report.update(
             binary_report(logits, labels, classes, threshold, temperature, out_dir, title)
