@@ -162,7 +162,7 @@ def percentile(values: list[float], q: float) -> float:
 def sessions_at_once(bundle_ref: str, levels: list[int], rounds: int) -> list[dict]:
     """One session alone, then each level of sessions at once, on one preloaded server: the
     answers beside the library's, and upload -> result in the page."""
-    from cnnlab.inspect.summary import summarize
+    from cnnlab.anatomy.summary import summarize
 
     external = sorted(
         (ROOT.parent / "shared" / "data" / "chest_xray" / "external").glob("*/*.jpeg")

@@ -42,8 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     from torch.profiler import ProfilerActivity, profile
 
+    from cnnlab.anatomy.summary import summarize
     from cnnlab.config import load_recipe
-    from cnnlab.inspect.summary import summarize
     from cnnlab.models import create_model, get_entry
     from cnnlab.runtime.device import (
         choose_runtime,

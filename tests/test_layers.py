@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("report", {"report"}),  # below evaluate and train: both write figures and cards
     ("evaluate", {"evaluate"}),
     ("train", {"train"}),
-    ("analysis", {"inspect", "explain", "learn"}),
+    ("analysis", {"anatomy", "explain", "learn"}),
     ("surfaces", {"cli", "app", "serve", "__main__"}),
     ("facade", {ROOT}),  # its lazy exports name every layer, so nothing may import it
 ]
@@ -239,6 +239,14 @@ def test_no_circles_between_files() -> None:
 
 def test_no_cycles_between_parts() -> None:
     check_no_cycles_between_parts(SRC)
+
+
+def test_no_two_modules_share_a_name() -> None:
+    check_no_two_modules_share_a_name(SRC)
+
+
+def test_no_name_shadows_the_standard_library() -> None:
+    check_no_name_shadows_the_standard_library(SRC)
 
 
 def fake_package(tmp: Path, files: dict[str, str]) -> Path:

@@ -106,7 +106,7 @@ def test_cnnlab_app_starts_the_server_without_importing_torch(app_bundle):
 
 
 def test_serve_cli_backends_match_the_library():
-    from cnnlab.cli.serve import BACKENDS as CLI_BACKENDS
+    from cnnlab.cli.common import BACKENDS as CLI_BACKENDS
     from cnnlab.deploy.backends import BACKENDS
 
     assert CLI_BACKENDS == BACKENDS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cnnlab.anatomy.summary import summarize
 from cnnlab.bundle import load_bundle
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, explain_layer, layer_table
-from cnnlab.inspect.summary import summarize
 from tests.app.conftest import SIZE, encode, xray_like
 
 

@@ -10,9 +10,9 @@ import re
 import pytest
 import torch.nn.functional as F
 
+from cnnlab.anatomy.summary import target_summary
 from cnnlab.bundle import load_bundle
 from cnnlab.explain.gallery import load_input
-from cnnlab.inspect.summary import target_summary
 from cnnlab.learn.convolution import first_conv
 from cnnlab.net import free_port
 from cnnlab.samples import sample_path

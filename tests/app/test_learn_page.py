@@ -7,15 +7,15 @@ import re
 
 import torch.nn.functional as F
 
+from cnnlab.anatomy.summary import summarize
 from cnnlab.bundle import load_bundle
 from cnnlab.explain.gallery import load_input
-from cnnlab.inspect.summary import summarize
 from cnnlab.learn.convolution import first_conv
 from cnnlab.learn.fields import spatial_rows
 from cnnlab.samples import samples_for
 from tests.app.conftest import verdicts
 
-LEARN = "views/learn.py"
+LEARN = "views/learn_page.py"
 VALUE = re.compile(r"= (-?\d+\.\d+)$")
 
 
@@ -99,7 +99,7 @@ def test_try_a_sample_on_classify_and_explain(app_env, app_bundle):
     assert not at.exception, at.exception
     assert len(verdicts(at)) == 1 and "threshold" in verdicts(at)[0]
     assert at.dataframe[0].value["file"].tolist() == ["xray_pneumonia.jpeg"]
-    at.switch_page("views/explain.py").run()
+    at.switch_page("views/explain_page.py").run()
     at.button(key="explain_sample_button").click().run()
     assert not at.exception, at.exception
     assert len(at.image) == 2  # the filters, and the sample's feature maps

@@ -31,7 +31,7 @@ def test_an_exception_in_a_page_is_a_plain_message_with_an_id(
     monkeypatch.setattr(layer_view, "layer_table", broken)
     at = app_env(app_bundle).run()
     with caplog.at_level(logging.ERROR, logger="cnnlab.app"):
-        at.switch_page("views/explain.py").run()
+        at.switch_page("views/explain_page.py").run()
     assert not at.exception  # no traceback element
     errors = [e.value for e in at.error if MESSAGE.search(e.value)]
     assert len(errors) == 1, every_text(at)
@@ -41,7 +41,7 @@ def test_an_exception_in_a_page_is_a_plain_message_with_an_id(
     assert logged and logged[0].exc_info and "secret internals" in str(logged[0].exc_info[1])
     # the sidebar still works, and the other pages are untouched
     assert any("Not for diagnosis" in w.value for w in at.sidebar.warning)
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception and not any(MESSAGE.search(e.value) for e in at.error)
 
 
@@ -73,7 +73,7 @@ def test_an_exception_in_a_fragment_is_a_plain_message_too(app_env, app_bundle, 
 
     monkeypatch.setattr(conv_drawing, "draw_conv", broken)
     at = app_env(app_bundle).run()
-    at.switch_page("views/learn.py").run()
+    at.switch_page("views/learn_page.py").run()
     assert not at.exception
     assert any(MESSAGE.search(e.value) for e in at.error), every_text(at)
     assert "secret internals" not in every_text(at)

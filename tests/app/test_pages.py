@@ -148,7 +148,7 @@ def test_sidebar_about_says_intended_use_and_not_for_diagnosis(app_env, app_bund
 
 def test_no_bundle_says_how_to_get_one(app_env, monkeypatch):
     monkeypatch.setattr(catalog, "shipped_bundles", dict)
-    for page in (None, "views/explain.py", "views/model.py"):
+    for page in (None, "views/explain_page.py", "views/model_page.py"):
         at = app_env(None)
         if page:
             at.run()
@@ -173,7 +173,7 @@ def test_a_broken_bundle_is_reported_not_crashed(app_env, app_bundle, tmp_path):
 
 def test_explain_page_filters_maps_and_layer_table(app_env, app_bundle):
     at = app_env(app_bundle).run()
-    at.switch_page("views/explain.py").run()
+    at.switch_page("views/explain_page.py").run()
     assert not at.exception
     assert texts(at, "title") == ["Explain"]
     layer = at.selectbox(key="explain_layer")
@@ -202,7 +202,7 @@ def test_explain_page_filters_maps_and_layer_table(app_env, app_bundle):
 
 def test_model_page_card_metrics_and_plots(app_env, app_bundle):
     at = app_env(app_bundle).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     assert texts(at, "title") == ["Model"]
     metrics = at.dataframe[0].value
@@ -234,7 +234,7 @@ def test_model_page_shows_external_figures_beside_validation(app_env, app_bundle
     record_external(site, external_block(report, "hospital/xrays", ["NORMAL", "PNEUMONIA"],
                                          "the rule refitted on this site", cross_validated=5))  # fmt: skip
     at = app_env(site).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table.columns) == ["metric", "validation (120)", "hospital/xrays (312 CV)"]
@@ -254,14 +254,14 @@ def test_model_page_of_a_bundle_without_metrics(app_env, digits_bundle, tmp_path
     (bare / "bundle.json").write_text(json.dumps(meta))
     reseal(bare)
     at = app_env(bare).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     assert "holds no validation metrics" in texts(at, "info")[0]
 
 
 def test_runs_page_lists_the_runs_and_overlays_their_curves(app_env, app_bundle, tiny_runs):
     at = app_env(app_bundle, [tiny_runs[0].parent]).run()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("views/runs_page.py").run()
     assert not at.exception
     assert texts(at, "title") == ["Runs"]
     table = at.dataframe[0].value
@@ -275,7 +275,7 @@ def test_runs_page_lists_the_runs_and_overlays_their_curves(app_env, app_bundle,
 
 def test_runs_page_without_runs_says_how_to_make_one(app_env, app_bundle):
     at = app_env(app_bundle).run()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("views/runs_page.py").run()
     assert not at.exception and "cnnlab train recipes/mnist_fast.yaml" in texts(at, "info")[0]
 
 
@@ -284,7 +284,7 @@ def test_model_page_of_a_trained_run_mistakes_ood_and_a_readable_matrix(
 ):
     assert json.loads((tiny_runs[1] / "mistakes.json").read_text())  # one epoch: some mistakes
     at = app_env(tiny_runs[1]).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     captions = [i.proto.imgs[0].caption for i in at.image]
     assert captions[0].startswith("confusion matrix (validation)")  # alone: no ROC placeholders
@@ -299,7 +299,7 @@ def test_model_page_of_a_trained_run_mistakes_ood_and_a_readable_matrix(
     shutil.copytree(tiny_runs[1], flawless)
     (flawless / "mistakes.json").write_text("[]\n")
     perfect = app_env(flawless).run()
-    perfect.switch_page("views/model.py").run()
+    perfect.switch_page("views/model_page.py").run()
     assert texts(perfect, "success") == ["No mistakes on the validation split."]
     assert len(perfect.image) == 1
 
@@ -314,7 +314,7 @@ def test_model_page_warns_about_a_degenerate_model(app_env, digits_bundle, tmp_p
     (one / "bundle.json").write_text(json.dumps(meta))
     reseal(one)
     at = app_env(one).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     assert texts(at, "error")[0].startswith("Warning: it predicts 3 for 100% of the 120")
     assert "no gallery of its mistakes" in " ".join(texts(at, "info"))
@@ -349,7 +349,7 @@ def test_model_page_reads_a_run_folders_extra_files_capped(app_env, tiny_runs, t
         os.truncate(run / name, 2**30)  # sparse: no disk used
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     at = app_env(run).run()
-    at.switch_page("views/model.py").run()
+    at.switch_page("views/model_page.py").run()
     assert not at.exception
     assert any("mistakes.png" in t and "not shown" in t for t in texts(at, "warning"))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 2**29

@@ -12,8 +12,8 @@ import asyncio
 
 import pytest
 
+from cnnlab.anatomy.summary import summarize
 from cnnlab.bundle import load_bundle
-from cnnlab.inspect.summary import summarize
 from cnnlab.net import free_port
 from tests.app.running import running_app
 from tests.app.sessions_browser import Expected, differences, run_sessions

@@ -213,7 +213,7 @@ def test_class_names_are_matched_by_name(trained, tmp_path, capsys):
 
 
 def test_json_output_turns_undefined_figures_into_null():
-    from cnnlab.cli.core import finite_json
+    from cnnlab.cli.common import finite_json
 
     report = {"auc": float("nan"), "ci": [np.float32(0.5), float("inf")], "n": np.int64(3)}
     clean = finite_json(report)

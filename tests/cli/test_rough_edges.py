@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.cli.core import format_report
+from cnnlab.cli.judging import format_report
 from tests.conftest import ROOT, write_image_folder
 
 

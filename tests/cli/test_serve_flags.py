@@ -12,7 +12,7 @@ from dataclasses import fields
 import pytest
 
 from cnnlab.cli import build_parser, main
-from cnnlab.cli.serve import limit_flags, serve_limits
+from cnnlab.cli.deployment import limit_flags, serve_limits
 from cnnlab.serve.limits import ServeLimits, flag_of
 
 
@@ -65,7 +65,7 @@ def test_every_limit_flag_refuses_a_senseless_value_naming_itself(flag, capsys):
 
 def test_backends_are_listed_without_loading_torch():
     code = (
-        "import sys\nfrom cnnlab.deploy import BACKENDS\nimport cnnlab.cli.serve as cli\n"
+        "import sys\nfrom cnnlab.deploy import BACKENDS\nimport cnnlab.cli.common as cli\n"
         "assert cli.BACKENDS is BACKENDS\nprint(BACKENDS, 'torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

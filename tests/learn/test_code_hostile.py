@@ -17,7 +17,7 @@ import yaml
 from cnnlab.bundle import save_bundle
 from cnnlab.data import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.learn.code import generate_code
+from cnnlab.learn.codegen import generate_code
 from cnnlab.models import create_model
 from tests.conftest import ROOT
 

@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from cnnlab.anatomy.summary import summarize, target_summary
+from cnnlab.anatomy.target import load_target
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.summary import summarize, target_summary
-from cnnlab.inspect.target import load_target
 from cnnlab.learn.conv_drawing import MAX_FRAMES, diagram_size, draw_conv
 from cnnlab.learn.convolution import ConvSetting, RealConv
 from cnnlab.learn.diagram import block_boxes, draw_diagram

@@ -14,12 +14,12 @@ import pytest
 import torch
 from tests.conftest import shared_path
 
+from cnnlab.anatomy.summary import summarize
 from cnnlab.bundle import load_bundle, save_bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.feature_maps import feature_maps
 from cnnlab.explain.gradcam import default_layer, gradcam
-from cnnlab.inspect.summary import summarize
 from cnnlab.learn.fields import effective_field, spatial_rows, unit_field
 from cnnlab.learn.plain_layers import plain_layers
 from cnnlab.models import create_model

@@ -82,7 +82,7 @@ def test_evaluating_leaves_an_eval_model_alone_and_restores_a_training_one():
 # anyone shares it; a copy being exported; the text of generated scripts
 MODE_SWITCHES_ALLOWED = ("train/", "bundle/loading.py", "bundle/check.py", "deploy/", "learn/code_")
 # models that live and die inside one call, never shared: the size check's meta-device build
-PRIVATE_MODELS = ("models/budget.py",)
+PRIVATE_MODELS = ("models/footprint.py",)
 
 
 def test_only_runtime_taps_registers_hooks_and_only_training_switches_modes():

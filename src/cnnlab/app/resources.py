@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cnnlab.anatomy.summary import Summary, summarize
 from cnnlab.app.launch import UPLOAD_LIMIT_MB, app_settings, required_signer
 from cnnlab.bundle.catalog import BundleEntry, find_bundles
 from cnnlab.bundle.loading import Bundle, load_bundle
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.summary import Summary, summarize
 
 PICKED = "picked_bundle"  # session key: the label of the bundle picked in the sidebar
 

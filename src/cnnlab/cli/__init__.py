@@ -16,15 +16,15 @@ from importlib import import_module
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import DEFAULT_MAX_FILE_MB, MAX_FILE_ENV
 
-MODULES = [  # later modules append themselves here (inspect, data, serve, ...)
-    "cnnlab.cli.core",
-    "cnnlab.cli.serve",
-    "cnnlab.cli.inspect",
-    "cnnlab.cli.explain",
-    "cnnlab.cli.data",
-    "cnnlab.cli.app",
-    "cnnlab.cli.learn",
-    "cnnlab.cli.runs",
+MODULES = [  # each a verb group with a `register(subparsers)`; --help lists them in this order
+    "cnnlab.cli.architecture",
+    "cnnlab.cli.datasets",
+    "cnnlab.cli.training",
+    "cnnlab.cli.judging",
+    "cnnlab.cli.predicting",
+    "cnnlab.cli.trust",
+    "cnnlab.cli.deployment",
+    "cnnlab.cli.teaching",
 ]
 
 

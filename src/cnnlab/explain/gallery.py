@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.anatomy.summary import Summary, summarize
+from cnnlab.anatomy.target import Target
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_map_grid, feature_maps, plot_feature_maps
 from cnnlab.explain.filters import conv_weight, filter_grid, plot_filters
 from cnnlab.explain.gradcam import GradCam, gradcam, plot_gradcam
-from cnnlab.inspect.summary import Summary, summarize
-from cnnlab.inspect.target import Target
 from cnnlab.report.figures import save_figure
 
 DPI = 110  # the explain PNGs' resolution (training's charts use 100)

@@ -1,7 +1,7 @@
 """One layer seen two ways for the app's Explain page: its learned filters and its feature
 maps for one image, beside the summary's layer table (shapes, parameters, receptive field).
 
-`target` is a Bundle or an inspect Target (anything with `model` and `preprocess`); images go
+`target` is a Bundle or an anatomy Target (anything with `model` and `preprocess`); images go
 through its own preprocessing, as in `cnnlab explain`.
 """
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.anatomy.summary import LayerRow, Summary
 from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_map_grid, feature_maps, plot_feature_maps
 from cnnlab.explain.filters import conv_weight, filter_grid, plot_filters
 from cnnlab.explain.gallery import load_input
-from cnnlab.inspect.summary import LayerRow, Summary
 
 
 @dataclass

@@ -4,8 +4,8 @@ layers, optimiser, schedule and `model.fit`. Runs on any Keras backend (torch by
 
 from __future__ import annotations
 
+from cnnlab.anatomy.arithmetic import conv_output_size
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.arithmetic import conv_output_size
 from cnnlab.learn.code_data import KERAS_NAMED, LOAD, READERS
 from cnnlab.learn.code_pytorch import aids_left_out, header, settings, shape_text
 from cnnlab.learn.code_text import literal, model_word

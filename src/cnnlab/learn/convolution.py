@@ -12,8 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.errors import CnnlabError
-from cnnlab.inspect.arithmetic import (
+from cnnlab.anatomy.arithmetic import (
     Padding,
     conv_formula,
     conv_output_size,
@@ -22,6 +21,7 @@ from cnnlab.inspect.arithmetic import (
     resolve_padding,
     used_positions,
 )
+from cnnlab.errors import CnnlabError
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch.nn as nn
 from PIL import Image, ImageDraw
 
+from cnnlab.anatomy.summary import LayerRow, Summary
 from cnnlab.fileio import atomic_path
-from cnnlab.inspect.summary import LayerRow, Summary
 from cnnlab.learn.conv_drawing import font
 from cnnlab.learn.plain_layers import NotPlain, plain_layers
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from cnnlab.anatomy.receptive import SPATIAL
+from cnnlab.anatomy.summary import LayerRow, Summary
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.capture import resolve_layer
-from cnnlab.inspect.receptive import SPATIAL
-from cnnlab.inspect.summary import LayerRow, Summary
 from cnnlab.runtime.taps import evaluating, hooked
 
 
@@ -178,8 +178,8 @@ def draw_fields(image: np.ndarray, field: UnitField, display: int = 336) -> Imag
 def receptive_field_to_file(target, image: str | Path, layer: str, unit: tuple[int, int] | None,
                             out_dir: str | Path, summary: Summary | None = None) -> tuple[Path, UnitField]:  # fmt: skip
     """`cnnlab explain --receptive-field`: receptive_field_<layer>.png in `out_dir`."""
+    from cnnlab.anatomy.summary import summarize
     from cnnlab.explain.gallery import load_input
-    from cnnlab.inspect.summary import summarize
     from cnnlab.report.figures import save_figure
 
     summary = summary or summarize(target.model, target.input_shape, target.name)

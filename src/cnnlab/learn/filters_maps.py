@@ -8,10 +8,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnlab.anatomy.summary import Summary
 from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_maps
 from cnnlab.explain.filters import conv_weight
-from cnnlab.inspect.summary import Summary
 from cnnlab.learn.conv_drawing import font
 
 

@@ -23,7 +23,7 @@ INTRODUCED = {
 
 def architecture_rows(names: list[str]) -> list[dict[str, Any]]:
     """`cnnlab zoo`'s comparison (measured from code) with what each network introduced."""
-    from cnnlab.inspect.compare import compare_models
+    from cnnlab.anatomy.compare import compare_models
 
     rows = []
     for r in compare_models(names):

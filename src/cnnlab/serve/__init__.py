@@ -10,7 +10,7 @@ __all__ = ["ServeLimits", "create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from cnnlab.serve.app import create_app
+        from cnnlab.serve.api import create_app
 
         return create_app
     raise AttributeError(f"module 'cnnlab.serve' has no attribute {name!r}")

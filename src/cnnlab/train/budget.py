@@ -16,7 +16,7 @@ import torch
 from cnnlab.config import Recipe
 from cnnlab.errors import CnnlabError
 from cnnlab.machine import memory_bytes
-from cnnlab.models.budget import footprint
+from cnnlab.models.footprint import footprint
 
 GB = 1e9
 

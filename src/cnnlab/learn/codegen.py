@@ -63,7 +63,7 @@ def _channels(recipe: Recipe, native: int) -> int:
 
 def code_source(ref: str) -> CodeSource:
     """A recipe file, a bundle (folder or shipped name) or a model name, resolved for the generators."""
-    from cnnlab.inspect.target import looks_like_bundle
+    from cnnlab.anatomy.target import looks_like_bundle
     from cnnlab.models import create_model, get_entry
 
     path = Path(ref)

@@ -1,20 +1,29 @@
-"""export (ONNX) and serve (the HTTP API)."""
+"""export, serve, app: a bundle in front of users (ONNX, the HTTP API, the web app)."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import os
+import sys
 from dataclasses import Field, fields, replace
 
-from cnnlab.deploy import BACKENDS  # both load nothing heavy: building the parser must not
+from cnnlab.app.launch import UPLOAD_LIMIT_MB  # stdlib only: the parser reads it
+from cnnlab.cli.common import add_backend_arguments, add_require_signed
 from cnnlab.errors import CnnlabError
 from cnnlab.serve.limits import Flag, ServeLimits, flag_of
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _add_export_serve(sub)
+    _add_app(sub)
+
 
 log = logging.getLogger("cnnlab")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def _add_export_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a bundle to ONNX, with a parity check")
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("--onnx", required=True, metavar="FILE",
@@ -77,20 +86,6 @@ def serve_limits(args: argparse.Namespace) -> ServeLimits:
     limits = ServeLimits(**given)
     limits.max_queue = max(limits.max_queue, 4 * limits.max_batch)
     return limits
-
-
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="inference engine: PyTorch or ONNX Runtime (default torch)")  # fmt: skip
-    p.add_argument("--onnx", metavar="FILE",
-                   help="with --backend onnx: the exported file (default BUNDLE/model.onnx, "
-                   "else an export in memory)")  # fmt: skip
-
-
-def add_require_signed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--require-signed", metavar="PUBLIC.pem",
-                   help="refuse a bundle whose bundle.sig is missing or does not verify with "
-                   "this public key (or CA certificate); see `cnnlab sign`")  # fmt: skip
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -156,3 +151,35 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "app",
+        help="start the web app (Streamlit): classify, explain, model card",
+        description="Starts `streamlit run` on cnnlab's app. Streamlit's own settings apply "
+        "(.streamlit/config.toml, STREAMLIT_SERVER_PORT, STREAMLIT_SERVER_ADDRESS, ...); "
+        f"cnnlab only fills in defaults you have not set (upload limit {UPLOAD_LIMIT_MB} MB, headless, "
+        "no usage statistics).",
+    )
+    p.add_argument("bundle", nargs="?", metavar="BUNDLE|NAME",
+                   help="bundle folder or shipped model name to open with (default: pneumonia)")  # fmt: skip
+    p.add_argument("--runs", action="append", metavar="DIR",
+                   help="folder searched for more bundles (repeatable; default: runs)")  # fmt: skip
+    add_require_signed(p)  # every bundle the app loads, the one named here checked before start
+    p.set_defaults(func=cmd_app)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from cnnlab.app.launch import locate_bundle, streamlit_command
+
+    # a bad reference is exit 2 here, before any server starts
+    bundle = locate_bundle(args.bundle) if args.bundle else None
+    if args.require_signed and bundle:
+        from cnnlab.bundle.loading import load_bundle
+
+        load_bundle(bundle, require_signed=args.require_signed)
+    argv, env = streamlit_command(bundle, args.runs, require_signed=args.require_signed)
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)  # the server replaces this process: signals reach it directly
+    return 0  # pragma: no cover

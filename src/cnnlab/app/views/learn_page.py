@@ -237,7 +237,7 @@ def architectures() -> None:
 
 
 def code() -> None:
-    from cnnlab.learn.code import generate_code
+    from cnnlab.learn.codegen import generate_code
 
     @st.cache_data(show_spinner="Writing the code ...")
     def script(bundle_path: str, framework: str) -> str:

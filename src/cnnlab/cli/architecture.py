@@ -1,4 +1,5 @@
-"""conv, summary, zoo: conv arithmetic on paper, a Keras-style model summary, the classic CNNs compared."""
+"""conv, summary, zoo, models: look at a network before training it (conv arithmetic on
+paper, a Keras-style summary, the classic CNNs compared, the registry)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_inspect(sub)
+    _add_models(sub)
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conv",
         help="conv/pool arithmetic: output size, unused input, receptive field, parameters",
@@ -54,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_conv(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.stack import (
+    from cnnlab.anatomy.stack import (
         describe_layer,
         evaluate_stack,
         format_stack,
@@ -101,8 +107,8 @@ def cmd_conv(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.summary import format_summary, target_summary
-    from cnnlab.inspect.target import parse_input
+    from cnnlab.anatomy.summary import format_summary, target_summary
+    from cnnlab.anatomy.target import parse_input
 
     shape = parse_input(args.input) if args.input else None  # HxW: the model's own channels
     _, summary = target_summary(args.model, shape, args.classes)
@@ -113,7 +119,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.compare import compare_models, format_comparison, plot_comparison
+    from cnnlab.anatomy.compare import compare_models, format_comparison, plot_comparison
 
     if args.diagram:
         return _diagram(args)
@@ -135,7 +141,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _diagram(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.summary import target_summary
+    from cnnlab.anatomy.summary import target_summary
     from cnnlab.learn.diagram import save_diagram
 
     if not args.out or not args.out.lower().endswith(".png"):
@@ -149,4 +155,40 @@ def _diagram(args: argparse.Namespace) -> int:
 def _json(obj: dict) -> int:
     json.dump(obj, sys.stdout)
     sys.stdout.write("\n")
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the registered models with parameter counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from cnnlab.models import count_params, create_model, list_models
+
+    rows = []
+    for entry in list_models():
+        import torch
+
+        with torch.device("meta"):
+            model = create_model(entry.name)
+        rows.append({
+            "name": entry.name, "family": entry.family, "params": count_params(model),
+            "input": "x".join(map(str, entry.input_size)), "classes": entry.num_classes,
+            "description": entry.description,
+        })  # fmt: skip
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{'model':<20}{'family':<9}{'params':>13}  {'input':<10}{'outputs':>7}  description")
+    for r in rows:
+        print(
+            f"{r['name']:<20}{r['family']:<9}{r['params']:>13,}  {r['input']:<10}{r['classes']:>7}  {r['description']}"
+        )
+    print(
+        "\nAny timm or torchvision classifier also works by name (see `cnnlab models --help`).",
+        file=sys.stderr,
+    )
     return 0

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.anatomy.summary import target_summary
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.summary import target_summary
-from cnnlab.learn.code import code_source, generate_code
+from cnnlab.learn.codegen import code_source, generate_code
 from tests.conftest import ROOT, digit_images, write_idx, write_image_folder
 
 BRIEF = {  # recipe: (summary's parameter count, the tiny data it runs on)

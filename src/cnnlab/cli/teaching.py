@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_code(args: argparse.Namespace) -> int:
     from cnnlab.fileio import atomic_write_text
-    from cnnlab.learn.code import generate_code
+    from cnnlab.learn.codegen import generate_code
 
     text = generate_code(args.model, args.framework)
     if args.out:

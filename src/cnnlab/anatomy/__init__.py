@@ -1,4 +1,4 @@
-"""Inspect a CNN without training it: conv arithmetic on paper, a Keras-style summary with
+"""Anatomy: a CNN taken apart without training it: conv arithmetic on paper, a Keras-style summary with
 receptive fields computed on the real forward graph, and the classic architectures compared.
 
 Names are imported on first use: `cnnlab conv` needs only the arithmetic, which is plain
@@ -19,15 +19,15 @@ _EXPORTS = {
             "same_padding",
             "unused_input",
         ),
-        "cnnlab.inspect.arithmetic",
+        "cnnlab.anatomy.arithmetic",
     ),  # fmt: skip
-    "Field": "cnnlab.inspect.receptive",
+    "Field": "cnnlab.anatomy.receptive",
     **dict.fromkeys(
         ("LayerRow", "Summary", "format_summary", "summarize", "target_summary"),
-        "cnnlab.inspect.summary",
+        "cnnlab.anatomy.summary",
     ),
-    "Target": "cnnlab.inspect.target",
-    "load_target": "cnnlab.inspect.target",
+    "Target": "cnnlab.anatomy.target",
+    "load_target": "cnnlab.anatomy.target",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,4 +36,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab.inspect' has no attribute {name!r}")
+    raise AttributeError(f"module 'cnnlab.anatomy' has no attribute {name!r}")

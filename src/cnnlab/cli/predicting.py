@@ -1,14 +1,67 @@
-"""explain: filter grids, feature maps and Grad-CAM overlays as PNG files."""
+"""predict, explain: a bundle put to use on images (labels; filters, maps and Grad-CAM)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from cnnlab.cli.common import add_backend_arguments, add_require_signed, finite_json
 from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_predict(sub)
+    _add_explain(sub)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files or folders")
+    p.add_argument("bundle", help="bundle folder or shipped model name")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--recursive", action="store_true",
+                   help="also classify the images in the folders' subfolders")  # fmt: skip
+    p.add_argument("--top-k", type=int, default=3)
+    add_backend_arguments(p)
+    add_require_signed(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.bundle.loading import load_bundle
+    from cnnlab.deploy.backends import use_backend
+    from cnnlab.predict import expand_inputs, predict_sources
+    from cnnlab.report.present import present
+    from cnnlab.report.rows import rows_csv
+
+    if args.top_k < 1:
+        raise CnnlabError("--top-k must be at least 1")
+    files = expand_inputs(args.paths, args.recursive)
+    loaded = load_bundle(args.bundle, require_signed=args.require_signed)
+    bundle = use_backend(loaded, args.backend, args.onnx)
+    results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
+    failed = [r for r in results if r.error]
+    shown = [present(r, bundle) for r in results]  # the app's and the API's words too
+    if args.json:
+        rows = [s.row for s in shown]
+        json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,
+                  allow_nan=False)  # fmt: skip
+        sys.stdout.write("\n")
+    elif args.csv:
+        sys.stdout.write(rows_csv([s.row for s in shown]))
+    else:
+        for s in shown:
+            if s.text is not None:
+                print(s.text)
+    for r in failed:
+        print(f"cnnlab: error: {r.source}: {r.error}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
         help="filters, feature maps and Grad-CAM of a bundle or model, as PNGs",
@@ -36,8 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnlab.anatomy.target import load_target, looks_like_bundle, parse_input
     from cnnlab.explain.gallery import explain_to_files
-    from cnnlab.inspect.target import load_target, looks_like_bundle, parse_input
 
     if args.max_maps < 1:
         raise CnnlabError(f"--max-maps must be at least 1, got {args.max_maps}")

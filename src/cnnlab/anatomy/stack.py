@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.errors import CnnlabError
-from cnnlab.inspect.arithmetic import (
+from cnnlab.anatomy.arithmetic import (
     ConvGeometry,
     Padding,
     RFStep,
@@ -25,6 +24,7 @@ from cnnlab.inspect.arithmetic import (
     same_padding,
     unused_input,
 )
+from cnnlab.errors import CnnlabError
 
 _TOKEN = re.compile(r"(?P<kind>[cpa])(?P<kh>\d+)(?:x(?P<kw>\d+))?(?P<mods>.*)")
 _MOD = re.compile(r"s(\d+)|d(\d+)|p(same|valid|\d+)|:(\d+)|g(\d+)|(dw)|(ceil)")

@@ -12,9 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.errors import CnnlabError
-from cnnlab.inspect import arithmetic
-from cnnlab.inspect.arithmetic import (
+from cnnlab.anatomy import arithmetic
+from cnnlab.anatomy.arithmetic import (
     ConvGeometry,
     conv_output_shape,
     conv_output_size,
@@ -25,6 +24,7 @@ from cnnlab.inspect.arithmetic import (
     unused_input,
     used_positions,
 )
+from cnnlab.errors import CnnlabError
 
 
 def test_doctests_hold_the_briefs_worked_examples():
@@ -189,7 +189,7 @@ def test_used_positions_are_counted_without_listing_every_tap():
     # implementation that lists taps fails with MemoryError instead of answering
     code = (
         "import resource; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"
-        "from cnnlab.inspect.arithmetic import unused_input\n"
+        "from cnnlab.anatomy.arithmetic import unused_input\n"
         "print(unused_input(10**15, 3, 2), unused_input(10**15, 1, 3),"
         " unused_input(10**6, 2**20 // 2, 7, 'same'))"
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch.nn as nn
 
+from cnnlab.anatomy.arithmetic import conv_mult_adds
+from cnnlab.anatomy.summary import format_summary, summarize
+from cnnlab.anatomy.target import load_target, parse_input
 from cnnlab.bundle import save_bundle
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.arithmetic import conv_mult_adds
-from cnnlab.inspect.summary import format_summary, summarize
-from cnnlab.inspect.target import load_target, parse_input
 from cnnlab.models import create_model
 
 
@@ -109,7 +109,7 @@ def test_a_huge_input_is_summarised_on_meta_or_refused_never_allocated(tmp_path)
     before moving it to the meta device; a bundle's real forward pass is capped at 16.8 MP."""
     import resource
 
-    from cnnlab.inspect.summary import target_summary
+    from cnnlab.anatomy.summary import target_summary
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     _, s = target_summary("cifarnet", (3, 100_000, 100_000))

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from cnnlab.anatomy.summary import target_summary
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.summary import target_summary
 
 
 @dataclass

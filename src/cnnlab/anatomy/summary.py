@@ -14,10 +14,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.anatomy.receptive import SPATIAL, Field, FieldRecorder
 from cnnlab.config import MAX_INPUT_PIXELS
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import MIB
-from cnnlab.inspect.receptive import SPATIAL, Field, FieldRecorder
 from cnnlab.runtime.taps import evaluating, tapped
 
 
@@ -185,7 +185,7 @@ def target_summary(
     allocating or computing anything (VGG-16 in 0.1 s instead of 3 s). Where that fails,
     a real build runs, so the user sees the real error, or a model meta cannot run still works.
     """
-    from cnnlab.inspect.target import load_target, looks_like_bundle
+    from cnnlab.anatomy.target import load_target, looks_like_bundle
 
     if not looks_like_bundle(ref):
         try:

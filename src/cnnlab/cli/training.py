@@ -1,4 +1,4 @@
-"""runs, cache: what training leaves behind, compared and tidied."""
+"""train, runs, cache: train a recipe, then compare and tidy what training leaves behind."""
 
 from __future__ import annotations
 
@@ -7,10 +7,47 @@ import json
 import sys
 
 from cnnlab.data.cache import DEFAULT_MAX_GB, MAX_GB_ENV  # no torch: the parser reads them
+from cnnlab.data.readers import FORMATS_HELP
 from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_train(sub)
+    _add_runs(sub)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a recipe and write a model bundle")
+    p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
+    p.add_argument(
+        "--data", help=f"dataset name or local path: {FORMATS_HELP} (overrides data.source)"
+    )
+    p.add_argument("--out", help="run folder for the bundle (default runs/<recipe>-<time>/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.epochs=3 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.config import load_recipe
+    from cnnlab.train.distributed import is_main
+    from cnnlab.train.run import train_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
+    if not is_main():  # under torchrun, rank 0 reports
+        return 0
+    acc = outcome.metrics.get("accuracy")
+    summary = f"validation accuracy {acc:.2%}, " if acc is not None else ""
+    print(
+        f"bundle written to {outcome.out_dir} ({summary}{outcome.result.train_seconds:.1f} s of training)"
+    )
+    return 0
+
+
+def _add_runs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "runs",
         help="compare training runs: a table, and their curves overlaid (--plot)",

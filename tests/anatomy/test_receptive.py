@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab.inspect.arithmetic import ConvGeometry, receptive_field
-from cnnlab.inspect.summary import summarize
-from tests.inspect.empirical import empirical_bounds, theoretical_bounds
+from cnnlab.anatomy.arithmetic import ConvGeometry, receptive_field
+from cnnlab.anatomy.summary import summarize
+from tests.anatomy.empirical import empirical_bounds, theoretical_bounds
 
 
 def check_against_gradients(model, shape, rows=None, unit="centre", min_rows=1):

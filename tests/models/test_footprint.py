@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_params, create_model, get_entry
-from cnnlab.models.budget import footprint
+from cnnlab.models.footprint import footprint
 
 
 def _rss() -> int:

@@ -1,0 +1,42 @@
+"""What several commands share: the engine and signature flags, and JSON that strict parsers read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnlab.deploy import BACKENDS  # loads nothing heavy: building the parser must not
+
+
+def finite_json(obj):
+    """`obj` as plain JSON values, NaN and infinity as null: an undefined figure (the AUC of a
+    one-class split) must not make the whole output invalid JSON for strict parsers."""
+    import math
+
+    def clean(o):
+        if isinstance(o, float):
+            return o if math.isfinite(o) else None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    def plain(o):  # numpy/torch scalars and arrays
+        return o.tolist() if hasattr(o, "tolist") else float(o)
+
+    return clean(json.loads(json.dumps(obj, default=plain)))
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="inference engine: PyTorch or ONNX Runtime (default torch)")  # fmt: skip
+    p.add_argument("--onnx", metavar="FILE",
+                   help="with --backend onnx: the exported file (default BUNDLE/model.onnx, "
+                   "else an export in memory)")  # fmt: skip
+
+
+def add_require_signed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--require-signed", metavar="PUBLIC.pem",
+                   help="refuse a bundle whose bundle.sig is missing or does not verify with "
+                   "this public key (or CA certificate); see `cnnlab sign`")  # fmt: skip
