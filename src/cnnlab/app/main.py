@@ -22,10 +22,16 @@ pages = [
         url_path="classify",
         default=True,
     ),
-    st.Page(VIEWS / "explain_page.py", title="Explain", icon=":material/layers:", url_path="explain"),
-    st.Page(VIEWS / "model_page.py", title="Model", icon=":material/description:", url_path="model"),
+    st.Page(
+        VIEWS / "explain_page.py", title="Explain", icon=":material/layers:", url_path="explain"
+    ),
+    st.Page(
+        VIEWS / "model_page.py", title="Model", icon=":material/description:", url_path="model"
+    ),
     st.Page(VIEWS / "learn_page.py", title="Learn", icon=":material/school:", url_path="learn"),
-    st.Page(VIEWS / "runs_page.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"),
+    st.Page(
+        VIEWS / "runs_page.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"
+    ),
 ]
 page = st.navigation(pages, position="sidebar")
 with plain_errors("the sidebar"):
