@@ -28,10 +28,12 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("models", {"models"}),
     ("runtime", {"runtime"}),
     ("bundle", {"bundle", "predict", "deploy"}),  # the folder, and what runs it (ONNX too)
+    ("records", {"records"}),  # every decision on record: written by surfaces, read by drift
     ("report", {"report"}),  # below evaluate and train: both write figures and cards
     ("evaluate", {"evaluate"}),
     ("train", {"train"}),
     ("analysis", {"anatomy", "explain", "learn"}),
+    ("clinic", {"pacs"}),  # the hospital's workflow: DICOMweb in and out, SR and SC, a receiver
     ("surfaces", {"cli", "app", "serve", "__main__"}),
     ("facade", {ROOT}),  # its lazy exports name every layer, so nothing may import it
 ]
