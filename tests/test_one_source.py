@@ -9,7 +9,9 @@ import ast
 import re
 from collections import defaultdict
 
-from tests.test_layers import PACKAGE, modules
+from tests.test_layers import ROOT, SRC, modules
+
+PACKAGE = SRC / ROOT
 
 BOUND = re.compile(r"(^|_)(MAX|MIN|LIMITS?|CAPS?|MIB|GIB|BACKENDS)(_|$)")
 UNITS = {2**20, 2**30}  # a MiB, a GiB
