@@ -73,13 +73,14 @@ def bootstrap_intervals(
     threshold: float | np.ndarray,
     n_boot: int = 1000,
     seed: int = 0,
+    stratified: bool = False,
 ) -> dict[str, list[float]]:
-    """Percentile 95% intervals over `n_boot` resamples of the images (with replacement)."""
+    """Percentile 95% intervals over `n_boot` resamples of the images (with replacement);
+    `stratified` resamples positives and negatives apart, keeping their counts."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
     if len(y) < 2:
         return {k: [float("nan"), float("nan")] for k in INTERVAL_KEYS}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), (n_boot, len(y)))
+    idx = resample_indices(y, n_boot, seed, stratified)
     ys, ps = y[idx], p[idx]
     samples = _rates(_decide(p, threshold)[idx], ys)
     samples["brier"] = ((ps - ys) ** 2).mean(1)
@@ -93,6 +94,16 @@ def bootstrap_intervals(
             else [float("nan"), float("nan")]
         )
     return out
+
+
+def resample_indices(y: np.ndarray, n_boot: int, seed: int, stratified: bool) -> np.ndarray:
+    """(n_boot, N) bootstrap indices, the same for the same labels and seed (so two models on
+    the same images are resampled alike); stratified: each class drawn from itself."""
+    rng = np.random.default_rng(seed)
+    if not stratified:
+        return rng.integers(0, len(y), (n_boot, len(y)))
+    parts = [np.flatnonzero(y == k) for k in np.unique(y)]
+    return np.concatenate([c[rng.integers(0, len(c), (n_boot, len(c)))] for c in parts], axis=1)
 
 
 def roc_points(p: np.ndarray, y: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
