@@ -29,6 +29,14 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def _records_in_tmp(tmp_path_factory, monkeypatch):
+    """Every decision a test makes (CLI subprocesses included) goes to a store of its own, never
+    into the user's data folder."""
+    folder = tmp_path_factory.mktemp("records", numbered=True)
+    monkeypatch.setenv("CNNLAB_RECORDS", str(folder / "decisions.db"))
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread for the test: many tiny ops (or several Python threads) on two cores
