@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from cnnlab.bundle.loading import Bundle
+from cnnlab.data.dicom import DicomTags
 from cnnlab.data.images import IMAGE_SUFFIXES
-from cnnlab.data.intake import decode_batch, upload_too_large
+from cnnlab.data.intake import Decoded, decode_batch, upload_too_large
 from cnnlab.errors import CnnlabError
 
 NON_FINITE = "the model's output is not a number (NaN or infinite) for this image; not classified"
@@ -37,6 +38,13 @@ class Prediction:
     ood_threshold: float | None = None
     # the model's input it was made from: uint8 (C, H, W) at the bundle's size
     pixels: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    dicom: DicomTags | None = None  # a DICOM input's identifiers and tags
+    refused: str | None = None  # why the bundle does not screen it (its `accepts`): no label
+
+    @property
+    def screened(self) -> bool:
+        """Whether the model gave it a label (not refused, not unreadable)."""
+        return self.refused is None and self.error is None and self.label is not None
 
     @property
     def out_of_distribution(self) -> bool | None:
@@ -49,6 +57,8 @@ class Prediction:
     def to_dict(self) -> dict:
         """The fields that are set, as JSON values (the pixels stay out)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixels"}
+        if self.dicom is not None:
+            out["dicom"] = self.dicom.to_dict()
         return {k: v for k, v in out.items() if v is not None and v != []}
 
 
@@ -142,18 +152,38 @@ def predict_sources(
     names = names or [
         str(s) if not isinstance(s, bytes) else f"upload-{i}" for i, s in enumerate(sources)
     ]
-    decoded = decode_batch(sources, bundle.preprocess)
-    results = [Prediction(source=n, error=d.error, notes=d.notes, pixels=d.pixels)
-               for n, d in zip(names, decoded, strict=True)]  # fmt: skip
-    ready = [i for i, d in enumerate(decoded) if d.pixels is not None]
+    results, ready = triage(bundle, names, decode_batch(sources, bundle.preprocess))
     for start in range(0, len(ready), batch_size):
         chunk = ready[start : start + batch_size]
-        images = torch.stack([decoded[i].pixels for i in chunk])
+        images = torch.stack([results[i].pixels for i in chunk])
         found = predict_images(bundle, images, [names[i] for i in chunk], top_k, batch_size)
-        for i, pred in zip(chunk, found, strict=True):
-            pred.notes, pred.pixels = decoded[i].notes, decoded[i].pixels
-            results[i] = pred
+        settle(results, chunk, found)
     return results
+
+
+def triage(
+    bundle: Bundle, names: Sequence[str], decoded: Sequence[Decoded]
+) -> tuple[list[Prediction], list[int]]:
+    """A Prediction for each decoded input, final for those that never reach the model (the
+    unreadable, and those the bundle's `accepts` refuses by their DICOM tags), and the
+    indices of the others, to run through `predict_images` then `settle`."""
+    accepts = bundle.accepts
+    results, ready = [], []
+    for i, (name, d) in enumerate(zip(names, decoded, strict=True)):
+        refused = accepts.refusal(d.dicom) if accepts is not None and d.error is None else None
+        results.append(Prediction(source=name, error=d.error, notes=d.notes, pixels=d.pixels,
+                                  dicom=d.dicom, refused=refused))  # fmt: skip
+        if d.error is None and refused is None:
+            ready.append(i)
+    return results, ready
+
+
+def settle(results: list[Prediction], indices: Sequence[int], found: Sequence[Prediction]) -> None:
+    """Put the model's predictions for `indices` in place, keeping what the decode gave each
+    (its notes, pixels and DICOM tags)."""
+    for i, pred in zip(indices, found, strict=True):
+        pred.notes, pred.pixels, pred.dicom = results[i].notes, results[i].pixels, results[i].dicom
+        results[i] = pred
 
 
 def predict_uploads(

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnlab.bundle.accepts import Accepts
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import MIB, file_digest, read_capped
@@ -133,6 +134,7 @@ def check_fields(meta: dict[str, Any], where: Path) -> tuple[Preprocess, Decisio
                   "names were changed after the rule was fitted")  # fmt: skip
     if meta.get("ood"):
         _check_ood_fields(meta["ood"], bad)
+    Accepts.from_record(meta.get("accepts"), where)
     files = meta.get("files", {})
     if not isinstance(files, dict) or not all(
         isinstance(v, dict)
@@ -324,6 +326,8 @@ def describe_fields(meta: dict[str, Any], pre: Preprocess, decision: Decision) -
     rule = (
         f"threshold {decision.threshold:g}" if decision.threshold is not None else "argmax"
     ) + f", temperature {decision.temperature:g}"
+    accepts = Accepts.from_record(meta.get("accepts"))
+    said = f"; accepts DICOM {accepts.describe()}" if accepts is not None else ""
     return (f"model {meta['model']['name']}, {len(meta['classes'])} classes "
             f"({meta.get('class_mode', 'categorical')}), input {pre.channels}x{pre.size[0]}x"
-            f"{pre.size[1]} ({pre.resize}), {rule}")  # fmt: skip
+            f"{pre.size[1]} ({pre.resize}), {rule}{said}")  # fmt: skip

@@ -21,6 +21,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load
 
+from cnnlab.bundle.accepts import Accepts
 from cnnlab.bundle.catalog import META, resolve_bundle, shipped_bundles
 from cnnlab.bundle.check import (
     FORMAT,
@@ -93,6 +94,11 @@ class Bundle:
     @property
     def temperature(self) -> float:
         return self.decision.temperature
+
+    @property
+    def accepts(self) -> Accepts | None:
+        """The DICOM images it was made for (bundle.json `accepts`); None: any image."""
+        return Accepts.from_record(self.meta.get("accepts"))
 
     @property
     def card(self) -> str:

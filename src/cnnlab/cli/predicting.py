@@ -22,6 +22,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true",
                    help="also classify the images in the folders' subfolders")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--with-patient-id", action="store_true",
+                   help="DICOM inputs: add their PatientID to each row (left out otherwise)")  # fmt: skip
     add_backend_arguments(p)
     add_require_signed(p)
     fmt = p.add_mutually_exclusive_group()
@@ -44,7 +46,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = use_backend(loaded, args.backend, args.onnx)
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
-    shown = [present(r, bundle) for r in results]  # the app's and the API's words too
+    shown = [present(r, bundle, args.with_patient_id) for r in results]  # the app's, the API's
     if args.json:
         rows = [s.row for s in shown]
         json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -32,9 +33,60 @@ def open_dicom(data: bytes, header_only: bool = False):
         return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
 
 
-def read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode DICOM bytes to uint8 (H, W, C); the first frame of a multi-frame file. Pixel data
-    over `max_pixels` is refused before it is decoded."""
+# ViewCodeSequence meanings (SNOMED CT, CID 4010) to the ViewPosition terms, for files that
+# give the view only as a code
+VIEW_MEANINGS = {"postero-anterior": "PA", "antero-posterior": "AP", "left lateral": "LL",
+                 "right lateral": "RL", "lateral": "LATERAL", "left anterior oblique": "LAO",
+                 "right anterior oblique": "RAO"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DicomTags:
+    """What a DICOM image says of itself, kept from the read that decoded its pixels: the
+    identifiers every result row carries back to the PACS, and the tags a bundle's `accepts`
+    is held against (modality, body part, view). "" where the file does not say."""
+
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    sop_class_uid: str = ""
+    accession: str = ""
+    patient_id: str = ""  # shown only where the user asks for it
+    modality: str = ""  # CR, DX, CT, ...
+    body_part: str = ""  # BodyPartExamined: CHEST, KNEE, ...
+    view: str = ""  # ViewPosition (PA, AP, LL, ...), else from ViewCodeSequence
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value.value if hasattr(value, "value") else value or "").strip()
+
+
+def dicom_tags(ds) -> DicomTags:
+    """The identifiers and acceptance tags of a pydicom dataset."""
+    view = _text(ds, "ViewPosition").upper()
+    if not view and ds.get("ViewCodeSequence"):
+        meaning = str(getattr(ds.ViewCodeSequence[0], "CodeMeaning", "")).strip().lower()
+        view = VIEW_MEANINGS.get(meaning, meaning.upper())
+    return DicomTags(
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        accession=_text(ds, "AccessionNumber"),
+        patient_id=_text(ds, "PatientID"),
+        modality=_text(ds, "Modality").upper(),
+        body_part=_text(ds, "BodyPartExamined").upper(),
+        view=view,
+    )
+
+
+def read_dicom_tags(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomTags]:
+    """Decode DICOM bytes to uint8 (H, W, C), the first frame of a multi-frame file, and its
+    tags from the same read. Pixel data over `max_pixels` is refused before it is decoded."""
     try:
         from pydicom.pixels import apply_modality_lut
     except ImportError:  # pragma: no cover - pydicom is a dependency
@@ -60,8 +112,9 @@ def read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[0]
+    tags = dicom_tags(ds)
     if photometric in COLOR:
-        return np.ascontiguousarray(_color(arr, ds, photometric))
+        return np.ascontiguousarray(_color(arr, ds, photometric)), tags
     if arr.ndim != 2:
         raise ImageReadError(f"unsupported DICOM pixel array of shape {tuple(arr.shape)}")
     try:
@@ -71,7 +124,7 @@ def read_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageReadError(f"invalid DICOM display settings: {e}") from None
     if photometric == "MONOCHROME1":
         out = 255 - out
-    return np.ascontiguousarray(out[..., None])
+    return np.ascontiguousarray(out[..., None]), tags
 
 
 def _first(value) -> float:

@@ -20,7 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnlab.data.dicom import open_dicom, read_dicom
+from cnnlab.data.dicom import DicomTags, open_dicom, read_dicom_tags
 from cnnlab.errors import ImageReadError
 from cnnlab.fileio import read_capped
 
@@ -126,6 +126,7 @@ class SourceFacts:
     mode: str  # Pillow's mode: "RGBA", "I;16", "P", ...; "" for DICOM
     size: tuple[int, int]  # (width, height), as shown (EXIF orientation applied)
     transparent: bool = False  # a palette image with a transparent colour
+    dicom: DicomTags | None = None  # a DICOM file's identifiers and tags, from the same read
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,8 @@ def _is_dicom_file(head: bytes, name: str) -> bool:
 
 
 def _read_dicom(data: bytes, name: str, draft=None) -> tuple[np.ndarray, SourceFacts]:
-    arr = read_dicom(data, MAX_PIXELS)
-    return arr, SourceFacts("DICOM", "", (arr.shape[1], arr.shape[0]))
+    arr, tags = read_dicom_tags(data, MAX_PIXELS)
+    return arr, SourceFacts("DICOM", "", (arr.shape[1], arr.shape[0]), dicom=tags)
 
 
 def _dicom_pixels(data: bytes, name: str) -> int:

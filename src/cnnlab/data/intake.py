@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.dicom import DicomTags
 from cnnlab.data.images import SourceFacts, claimed_pixels, fit_image, read_image_facts
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import ImageReadError
@@ -40,6 +41,7 @@ class Decoded:
     pixels: torch.Tensor | None  # uint8 (C, H, W) at the model's size; None when unreadable
     notes: list[str] = field(default_factory=list)  # conversions on the way, one short note each
     error: str | None = None
+    dicom: DicomTags | None = None  # a DICOM input's identifiers and tags (None otherwise)
 
 
 def conversion_notes(facts: SourceFacts, preprocess: Preprocess) -> list[str]:
@@ -97,12 +99,12 @@ def decode_one(source: str | Path | bytes, preprocess: Preprocess) -> Decoded:
         arr, facts = read_image_facts(source, "grayscale" if preprocess.channels == 1 else "rgb")
         problem = implausible(arr, facts, preprocess)
         if problem is not None:
-            return Decoded(None, [], problem)
+            return Decoded(None, [], problem, facts.dicom)
         img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
         pixels = fit_image(img, preprocess.size, preprocess.resize)
     except (ImageReadError, ValueError, RuntimeError, OSError) as e:
         return Decoded(None, [], str(e))
-    return Decoded(pixels, conversion_notes(facts, preprocess))
+    return Decoded(pixels, conversion_notes(facts, preprocess), dicom=facts.dicom)
 
 
 def decode_batch(sources: list[str | Path | bytes], preprocess: Preprocess) -> list[Decoded]:

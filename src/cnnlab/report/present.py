@@ -27,6 +27,7 @@ class Presented:
     verdict: Verdict  # verdict.kind: likely, uncertain, out_of_distribution, not_classified
     row: dict[str, Any]  # the schema's row (JSON values): CLI --json/--csv, app table, API
     text: str | None  # the line `cnnlab predict` prints; None when not classified (see error)
+    # (an image the bundle does not accept prints "file: not screened: reason")
     details: str | None  # the Markdown line of figures under the app's sentence
 
     @property
@@ -34,15 +35,16 @@ class Presented:
         return self.verdict.error
 
 
-def present(pred: Prediction, bundle: Bundle) -> Presented:
-    """`pred` as every surface shows it, with `bundle`'s classes (the positive one second)."""
+def present(pred: Prediction, bundle: Bundle, with_patient_id: bool = False) -> Presented:
+    """`pred` as every surface shows it, with `bundle`'s classes (the positive one second); a
+    DICOM input's PatientID joins its row only `with_patient_id` (the user asked for it)."""
     v = verdict(pred, bundle.classes, bundle.binary)
     return Presented(
         pred,
         v,
-        prediction_row(pred, v),
+        prediction_row(pred, v, with_patient_id),
         text_line(pred, v),
-        None if v.error else prediction_details(pred, bundle.classes, bundle.binary),
+        None if v.error or v.refused else prediction_details(pred, bundle.classes, bundle.binary),
     )
 
 
@@ -50,6 +52,8 @@ def text_line(pred: Prediction, v: Verdict) -> str | None:
     """`file: label probability (threshold)   FLAG   [top-k]`: the label and its figures first
     (as scripts read them), then what the verdict says of them when it does not headline the
     label (Uncertain, or does not look like the training images)."""
+    if v.refused:
+        return f"{pred.source}: not screened: {v.refused}"
     if v.error:
         return None
     threshold = f" (threshold {pred.threshold:.2f})" if pred.threshold is not None else ""

@@ -29,10 +29,14 @@ class Verdict:
     error: str | None = None
     out_of_distribution: bool = False
     positive: bool = False  # a binary model's positive class headlined (shown in its own colour)
+    refused: str | None = None  # why the bundle does not screen this image (its `accepts`)
 
     @property
     def kind(self) -> str:
-        """likely, uncertain, out_of_distribution or not_classified: what the colour shows."""
+        """likely, uncertain, out_of_distribution, not_screened or not_classified: what the
+        colour shows."""
+        if self.refused:
+            return "not_screened"
         if self.error:
             return "not_classified"
         if self.out_of_distribution:
@@ -60,6 +64,9 @@ def verdict(
     margin: float = THRESHOLD_MARGIN,
 ) -> Verdict:
     """The sentence for one prediction; `classes` are the bundle's (positive second if binary)."""
+    if pred.refused:
+        return Verdict("Not screened", f"Not screened: {pred.refused}", None, False,
+                       refused=pred.refused)  # fmt: skip
     if pred.error or pred.label is None:
         reason = pred.error or "no prediction"
         return Verdict("Not classified", f"Not classified: {reason}", None, False, reason)

@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from cnnlab.bundle.check import check_meta
 from cnnlab.bundle.loading import Bundle
-from cnnlab.data.intake import batch_pixels, decode_batch
+from cnnlab.data.intake import Decoded, batch_pixels, decode_batch
 from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import finite_values
+from cnnlab.predict import settle, triage
 from cnnlab.report.present import present
 from cnnlab.serve.batcher import Overloaded
 from cnnlab.serve.guards import HEALTHZ, LIVE, READY
@@ -172,13 +173,18 @@ async def answer(request: Request, served: Served, bundle: Bundle, top_k: int) -
         try:
             async with asyncio.timeout_at(deadline):  # waiting for a decoding slot counts
                 async with served.decoding:
-                    images = await run_in_threadpool(_decode, bundle, uploads)
+                    decoded = await run_in_threadpool(_decode, bundle, uploads)
         except TimeoutError:
             return _busy(Overloaded("the time budget ran out before decoding"))
-    try:
-        preds = await batcher.submit(images, [u.filename for u in uploads], deadline)
-    except Overloaded as e:
-        return _busy(e)
+    names = [u.filename for u in uploads]
+    preds, ready = triage(bundle, names, decoded)  # refused by the bundle's `accepts`: no run
+    if ready:
+        try:
+            images = torch.stack([preds[i].pixels for i in ready])
+            found = await batcher.submit(images, [names[i] for i in ready], deadline)
+        except Overloaded as e:
+            return _busy(e)
+        settle(preds, ready, found)
     for i, (u, p) in enumerate(zip(uploads, preds, strict=True)):
         if p.error:  # the model gave NaN for it: never a label made from that
             raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({u.filename}): {p.error}")
@@ -192,10 +198,10 @@ def _busy(e: Overloaded) -> JSONResponse:
                   {"Retry-After": str(e.retry_after)})  # fmt: skip
 
 
-def _decode(bundle: Bundle, uploads: list[Upload]) -> torch.Tensor:
+def _decode(bundle: Bundle, uploads: list[Upload]) -> list[Decoded]:
     """All images of a request with the bundle's preprocessing, or a 422 naming the bad file."""
     decoded = decode_batch([up.data for up in uploads], bundle.preprocess)
     for i, (up, d) in enumerate(zip(uploads, decoded, strict=True)):
         if d.error is not None:
             raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({up.filename}): {d.error}")
-    return torch.stack([d.pixels for d in decoded])
+    return decoded

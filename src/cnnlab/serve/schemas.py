@@ -36,8 +36,9 @@ class ImagePrediction(BaseModel):
     """One image's prediction, in the row schema the CLI and the app share (cnnlab.report.rows)."""
 
     file: str = Field(description="the upload's file name, or files[i]")
-    label: str = Field(description="the decision: argmax, or the threshold rule for binary models")
-    probability: float = Field(description="calibrated probability of `label`")
+    label: str | None = Field(description="the decision: argmax, or the threshold rule for "
+                              "binary models; null when not screened")  # fmt: skip
+    probability: float | None = Field(description="calibrated probability of `label`")
     positive_probability: float | None = Field(
         None, description="binary models: calibrated p(positive class), compared with threshold"
     )
@@ -47,8 +48,9 @@ class ImagePrediction(BaseModel):
                         "(P(Pneumonia) 0.91; threshold 0.37)'; 'Uncertain (...)' when the model "
                         "is unsure; 'Does not look like the training images (...)' when the "
                         "out-of-distribution check flags the input")  # fmt: skip
-    uncertain: bool = Field(description="whether `result` withholds the label as a headline "
-                            "(the model is unsure, or the input is out of distribution)")  # fmt: skip
+    uncertain: bool | None = Field(description="whether `result` withholds the label as a "
+                                   "headline (the model is unsure, or the input is out of "
+                                   "distribution); null when not screened")  # fmt: skip
     out_of_distribution: bool | None = Field(
         None, description="true when the input does not look like the training images (the "
         "bundle's out-of-distribution check); `label` is still given. Null when the bundle has "
@@ -61,6 +63,16 @@ class ImagePrediction(BaseModel):
     error: str | None = Field(
         None, description="always null here: an unreadable upload refuses the request (422)"
     )
+    screened: bool = Field(description="whether the model gave a label; false when the model "
+                           "does not accept the image by its DICOM tags (a lateral view, a CT "
+                           "slice, a knee: the model's `accepts`)")  # fmt: skip
+    reason: str | None = Field(None, description="why it was not screened, e.g. 'a left "
+                               "lateral view (ViewPosition LL); this model reads PA/AP views "
+                               "only'")  # fmt: skip
+    study_uid: str | None = Field(None, description="DICOM StudyInstanceUID (DICOM inputs)")
+    series_uid: str | None = Field(None, description="DICOM SeriesInstanceUID (DICOM inputs)")
+    sop_uid: str | None = Field(None, description="DICOM SOPInstanceUID (DICOM inputs)")
+    accession: str | None = Field(None, description="DICOM AccessionNumber (DICOM inputs)")
 
 
 class PredictResponse(BaseModel):

@@ -105,6 +105,9 @@ if results is not None:
         v = shown.verdict
         rows.append(shown.row)
         with st.container(border=True):
+            if v.refused:
+                st.warning(f"**{f.name}**: {v.sentence}", icon=":material/block:")
+                continue
             if v.error:
                 st.error(f"**{f.name}**: cannot be classified: {v.error}")
                 st.caption("Nothing was stored. Try another file; the app carries on.")
