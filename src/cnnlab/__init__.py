@@ -4,9 +4,8 @@ The public API is imported on first use, so `cnnlab --help` and light commands s
 without loading torch, scikit-learn and friends.
 """
 
-from importlib import import_module
-
-from cnnlab.version import __version__
+from cnnlab.lazy import lazy_exports
+from cnnlab.version import __version__ as __version__
 
 _EXPORTS = {
     "Bundle": "cnnlab.bundle",
@@ -25,10 +24,4 @@ _EXPORTS = {
     "list_models": "cnnlab.models",
 }
 
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+lazy_exports(globals(), _EXPORTS, eager=("__version__",))

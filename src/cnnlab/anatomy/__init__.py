@@ -4,7 +4,7 @@ receptive fields computed on the real forward graph, and the classic architectur
 Names are imported on first use: `cnnlab conv` needs only the arithmetic, which is plain
 Python, and must not pay for importing torch (seconds on a small CPU)."""
 
-from importlib import import_module
+from cnnlab.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(
@@ -30,10 +30,4 @@ _EXPORTS = {
     "load_target": "cnnlab.anatomy.target",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab.anatomy' has no attribute {name!r}")
+lazy_exports(globals(), _EXPORTS)

@@ -17,7 +17,7 @@ The names below load on first use, so `cnnlab app` can find its bundle (catalog.
 torch is imported.
 """
 
-from importlib import import_module
+from cnnlab.lazy import lazy_exports
 
 _EXPORTS = {
     "Bundle": "cnnlab.bundle.loading",
@@ -32,10 +32,4 @@ _EXPORTS = {
     "shipped_bundles": "cnnlab.bundle.catalog",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab.bundle' has no attribute {name!r}")
+lazy_exports(globals(), _EXPORTS)

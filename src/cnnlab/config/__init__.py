@@ -12,8 +12,7 @@ bundle never does.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cnnlab.lazy import lazy_exports
 
 _NAMES = {
     "bounds": ["MAX_BATCH", "MAX_CUTOUT", "MAX_EPOCHS", "MAX_INPUT_PIXELS", "MAX_RANDOM_CROP",
@@ -25,16 +24,4 @@ _NAMES = {
              "save_recipe", "validate"],
 }  # fmt: skip
 _MODULE = {name: f"cnnlab.config.{module}" for module, names in _NAMES.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module 'cnnlab.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+lazy_exports(globals(), _MODULE)

@@ -4,7 +4,7 @@ The names below load on first use, so the readers' table (`cnnlab.data.readers`)
 without torch, as `cnnlab --help` does.
 """
 
-from importlib import import_module
+from cnnlab.lazy import lazy_exports
 
 _EXPORTS = {
     "ImageData": "cnnlab.data.dataset",
@@ -15,10 +15,4 @@ _EXPORTS = {
     "load_source": "cnnlab.data.sources",
 }
 
-__all__ = ["ImageData", "LoadedData", "PreparedData", "Preprocess", "load_source", "prepare_data"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
+lazy_exports(globals(), _EXPORTS)

@@ -1,0 +1,30 @@
+"""Lazy exports for a package's `__init__` (PEP 562): `from cnnlab.bundle import load_bundle`
+works, yet importing the package loads none of its modules until a name is used. That keeps
+the light commands light (`cnnlab --help` must not import torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+
+def lazy_exports(
+    package: dict[str, Any], table: dict[str, str], eager: tuple[str, ...] = ()
+) -> None:
+    """Give a package (its `globals()`) `__all__`, `__getattr__` and `__dir__` for `table`
+    (name -> the module defining it), beside the `eager` names it defines itself. A name is
+    imported on first use, then kept."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in table:
+            raise AttributeError(f"module {package['__name__']!r} has no attribute {name!r}")
+        value = getattr(import_module(table[name]), name)
+        package[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*package, *table})
+
+    getter: Callable[[str], Any] = __getattr__
+    package.update(__all__=[*eager, *sorted(table)], __getattr__=getter, __dir__=__dir__)
