@@ -40,3 +40,10 @@ def add_require_signed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--require-signed", metavar="PUBLIC.pem",
                    help="refuse a bundle whose bundle.sig is missing or does not verify with "
                    "this public key (or CA certificate); see `cnnlab sign`")  # fmt: skip
+
+
+def add_prevalence(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prevalence", type=float, metavar="P",
+                   help="the share of positives where the model will be used (e.g. 0.1): PPV "
+                   "and NPV there too, by Bayes from sensitivity and specificity, with 95%% "
+                   "intervals from their bootstrap")  # fmt: skip

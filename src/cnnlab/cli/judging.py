@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 
-from cnnlab.cli.common import finite_json
+from cnnlab.cli.common import add_prevalence, finite_json
 from cnnlab.data.readers import FORMATS_HELP
 from cnnlab.errors import CnnlabError
 
@@ -33,6 +33,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", help="the data's name in the record (default: its last two path parts)"
     )
+    add_prevalence(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -48,10 +49,12 @@ def _add_recalibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", help="bundle folder or shipped model name")
     p.add_argument("--data", required=True, help="the site's labelled image folder")
     p.add_argument("--out", required=True, help="folder for the new bundle (must not exist)")
-    p.add_argument(
-        "--policy", default="target_sensitivity", choices=["target_sensitivity", "youden"]
-    )
+    p.add_argument("--policy", choices=["target_sensitivity", "target_ppv", "youden"],
+                   help="default target_sensitivity; target_ppv with --target-ppv")  # fmt: skip
     p.add_argument("--target-sensitivity", type=float, default=0.95)
+    p.add_argument("--target-ppv", type=float, metavar="X",
+                   help="the most sensitive rule whose PPV at --prevalence reaches X")  # fmt: skip
+    add_prevalence(p)
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument(
         "--name", help="the site data's name in the record (default: its last two path parts)"
@@ -82,13 +85,15 @@ def _add_ood_fit(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnlab.bundle.catalog import shipped_bundles
     from cnnlab.bundle.loading import load_bundle
+    from cnnlab.evaluate.medical import check_prevalence
     from cnnlab.evaluate.scores import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
     if args.record and bundle.path in shipped_bundles().values():
         raise CnnlabError(f"{args.bundle} ships with cnnlab and is read-only: --record into a copy, "
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
-    report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size)
+    report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size,
+                             check_prevalence(args.prevalence))  # fmt: skip
     if report.get("warning"):
         print(f"cnnlab: {report['warning']}", file=sys.stderr)
     if args.out:
@@ -109,16 +114,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     from cnnlab.config import DecisionConfig
+    from cnnlab.evaluate.medical import check_prevalence
     from cnnlab.evaluate.recalibrate import recalibrate
 
     if not 0 < args.target_sensitivity < 1:
         raise CnnlabError("--target-sensitivity must be between 0 and 1")
     if args.folds < 2:
         raise CnnlabError("--folds must be at least 2")
-    cfg = DecisionConfig(policy=args.policy, target_sensitivity=args.target_sensitivity)
+    prevalence = check_prevalence(args.prevalence)
+    policy = args.policy or ("target_ppv" if args.target_ppv is not None else "target_sensitivity")
+    if policy == "target_ppv":
+        if args.target_ppv is None or not 0 < args.target_ppv < 1:
+            raise CnnlabError("--policy target_ppv needs --target-ppv between 0 and 1")
+        if prevalence is None:
+            raise CnnlabError("--target-ppv needs --prevalence: a PPV holds at one prevalence")
+    elif args.target_ppv is not None:
+        raise CnnlabError(f"--target-ppv is for --policy target_ppv, not {policy}")
+    cfg = DecisionConfig(policy=policy, target_sensitivity=args.target_sensitivity,
+                         target_ppv=args.target_ppv or 0.5, prevalence=prevalence)  # fmt: skip
     command = shlex.join(["cnnlab", *sys.argv[1:]]) if sys.argv[1:2] == ["recalibrate"] else ""
-    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name, command=command)
+    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name, command=command,
+                    prevalence=prevalence)  # fmt: skip
     if args.json:
+        if r.after.get("missed_target"):
+            print(f"cnnlab: warning: {missed_text(r.after['missed_target'])}", file=sys.stderr)
         out = {"bundle": str(r.out), "decision": r.decision, "folds": r.folds,
                "before": r.before, "cross_validated": r.after}  # fmt: skip
         json.dump(finite_json(out), sys.stdout, allow_nan=False)
@@ -150,12 +169,30 @@ def format_recalibration(r) -> str:
         f"{'':<15}{'bundle rule (thr ' + format(b['threshold'], '.3f') + ')':<30}"
         f"refitted rule, {r.folds}-fold cross-validated",
     ]
-    for key in ("auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier"):
+    keys = ["auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier"]
+    if a.get("prevalence") is not None:
+        keys += ["ppv_at_prevalence", "npv_at_prevalence"]
+    for key in keys:
         cells = [f"{m[key]:.4f} ({m[key + '_ci'][0]:.3f}-{m[key + '_ci'][1]:.3f})" for m in (b, a)]
-        lines.append(f"  {key:<13}{cells[0]:<30}{cells[1]}")
+        shown = key.replace("_at_prevalence", f" at {a.get('prevalence') or 0:g}")
+        lines.append(f"  {shown:<13}{cells[0]:<30}{cells[1]}")
     lines.append(f"  {'ece':<13}{b['ece']:<30.4f}{a['ece']:.4f}")
+    if a.get("missed_target"):
+        lines.append(missed_text(a["missed_target"]))
     lines.append(f"new bundle written to {r.out}")
     return "\n".join(lines)
+
+
+def missed_text(m: dict) -> str:
+    """The cross-validated figure's shortfall and the price of reaching the target, in words."""
+    name = m["metric"].replace("_at_prevalence", " (at the prevalence)")
+    text = (f"the cross-validated {name} {m['cross_validated']:.4f} (95% CI {m['ci'][0]:.3f}-"
+            f"{m['ci'][1]:.3f}) misses the target {m['target']:g} by {m['short_by']:.4f}")  # fmt: skip
+    if "threshold" not in m:
+        return text + "; no threshold reaches it on these images"
+    return (text + f"; on the held-out probabilities, reaching it takes p >= {m['threshold']:.4f}, "
+            f"where {m['cost_metric']} is {m['cost_to']:.4f} instead of {m['cost_from']:.4f} "
+            f"({m['cost_to'] - m['cost_from']:+.4f})")  # fmt: skip
 
 
 def format_report(report: dict) -> str:

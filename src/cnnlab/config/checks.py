@@ -25,6 +25,9 @@ def check_recipe(recipe: Any) -> None:
     if t.ema and t.early_stopping:
         raise CnnlabError("train.ema and train.early_stopping both choose the final weights; "
                           "use one of them")  # fmt: skip
+    if recipe.decision.policy == "target_ppv" and recipe.decision.prevalence is None:
+        raise CnnlabError("decision.policy: target_ppv needs decision.prevalence (the share of "
+                          "positives where the model is used: PPV depends on it)")  # fmt: skip
     check_augment(recipe.augment)
     _rescale_is_normalize(recipe)
 

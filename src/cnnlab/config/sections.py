@@ -316,14 +316,20 @@ class FinetuneConfig(Section):
 class DecisionConfig(Section):
     """How a binary model turns p(positive) into a label; fitted on the validation split."""
 
-    policy: Literal["target_sensitivity", "youden", "fixed"] = Field(
+    policy: Literal["target_sensitivity", "target_ppv", "youden", "fixed"] = Field(
         "fixed",
-        description="target_sensitivity: the highest threshold that reaches it; youden: the "
-        "best sensitivity + specificity; fixed: threshold below",
+        description="target_sensitivity: the highest threshold that reaches it; target_ppv: "
+        "the lowest threshold whose PPV at `prevalence` reaches it; youden: the best "
+        "sensitivity + specificity; fixed: threshold below",
     )
     target_sensitivity: float = Field(
         0.95, gt=0, le=1, description="for policy: target_sensitivity"
     )
+    target_ppv: float = Field(0.5, gt=0, lt=1, description="for policy: target_ppv")
+    prevalence: float | None = Field(
+        None, gt=0, lt=1,
+        description="for policy: target_ppv, the share of positives where the model is used",
+    )  # fmt: skip
     threshold: float = Field(
         0.5, gt=0, lt=1, description="for policy: fixed (0 or 1 would give every image one label)"
     )

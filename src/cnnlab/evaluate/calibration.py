@@ -45,8 +45,36 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(min(max(t, low), high)) if math.isfinite(t) else 1.0
 
 
+def at_prevalence(sensitivity, specificity, prevalence: float):
+    """(PPV, NPV) at a site's prevalence by Bayes' theorem (Altman & Bland, BMJ 1994;309:102):
+    a test's sensitivity and specificity carry over to another population; its predictive
+    values do not, they follow how common the disease is there. Arrays work element-wise."""
+    se, sp = np.asarray(sensitivity, dtype=np.float64), np.asarray(specificity, dtype=np.float64)
+    tp, fn = se * prevalence, (1 - se) * prevalence
+    tn, fp = sp * (1 - prevalence), (1 - sp) * (1 - prevalence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / (tp + fp), tn / (tn + fn)
+
+
+def rates_by_threshold(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(thresholds, sensitivity, specificity): every distinct score as a threshold, ascending,
+    with the rates of 'positive when p >= threshold'."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
+    cuts = np.unique(p)
+    pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
+    sens = 1 - np.searchsorted(pos, cuts, side="left") / max(len(pos), 1)
+    spec = np.searchsorted(neg, cuts, side="left") / max(len(neg), 1)
+    return cuts, sens, spec
+
+
 def choose_threshold(
-    p: np.ndarray, y: np.ndarray, policy: str, target_sensitivity: float = 0.95, fixed: float = 0.5
+    p: np.ndarray,
+    y: np.ndarray,
+    policy: str,
+    target_sensitivity: float = 0.95,
+    fixed: float = 0.5,
+    target_ppv: float = 0.5,
+    prevalence: float | None = None,
 ) -> float:
     """The decision threshold on p(positive): predict positive when p >= threshold."""
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y).astype(int)
@@ -58,6 +86,12 @@ def choose_threshold(
     if policy == "target_sensitivity":
         k = min(len(positives), max(1, math.ceil(target_sensitivity * len(positives) - 1e-9)))
         return _inside(_midway(p, float(positives[k - 1])))
+    if policy == "target_ppv":  # the most sensitive rule whose PPV at the site reaches it
+        cuts, sens, spec = rates_by_threshold(p, y)
+        ppv = np.nan_to_num(at_prevalence(sens, spec, prevalence)[0], nan=0.0)
+        reached = np.flatnonzero(ppv >= target_ppv)
+        k = int(reached[0]) if len(reached) else int(np.argmax(ppv))
+        return _inside(_midway(p, float(cuts[k])))
     if policy == "youden":
         from sklearn.metrics import roc_curve
 
@@ -124,21 +158,22 @@ def fit_decision(
         from cnnlab.runtime.decision import probabilities
 
         p = probabilities(logits, temperature)[:, 1].numpy()
-        threshold = choose_threshold(
-            p, labels.numpy(), policy, cfg.target_sensitivity, cfg.threshold
-        )
+        threshold = choose_threshold(p, labels.numpy(), policy, cfg.target_sensitivity,
+                                     cfg.threshold, cfg.target_ppv, cfg.prevalence)  # fmt: skip
     described = {
         "fixed": f"fixed {cfg.threshold:g}",
         "youden": "Youden's J on the validation split",
         "target_sensitivity": f"sensitivity >= {cfg.target_sensitivity:g} on the validation split",
+        "target_ppv": f"PPV >= {cfg.target_ppv:g} at prevalence {cfg.prevalence or 0:g} on the "
+        "validation split",
     }[policy]
+    named = {"target_sensitivity": f"target_sensitivity:{cfg.target_sensitivity:g}",
+             "target_ppv": f"target_ppv:{cfg.target_ppv:g}@{cfg.prevalence or 0:g}"}  # fmt: skip
     return {
         # down: val sensitivity holds (and still inside (0, 1))
         "threshold": max(math.floor(float(threshold) * 1e6) / 1e6, THRESHOLD_MARGIN),
         "temperature": round(float(temperature), 6),
-        "policy": policy
-        if policy != "target_sensitivity"
-        else f"target_sensitivity:{cfg.target_sensitivity:g}",
+        "policy": named.get(policy, policy),
         "policy_text": described,
         "positive_class": classes[1],
         "fitted_on": "val" if policy != "fixed" or temperature != 1.0 else "none",

@@ -26,7 +26,7 @@ from cnnlab.fileio import data_name
 
 STORED = ("n", "counts", "auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy",
           "brier", "ece", "threshold", "threshold_range", "temperature", "confusion_matrix",
-          "roc_curve")  # fmt: skip
+          "roc_curve", "prevalence", "ppv_at_prevalence", "npv_at_prevalence")  # fmt: skip
 MIN_SITE_PER_CLASS = 10  # a site sample with fewer images of a class cannot fit or check a rule
 
 
@@ -47,8 +47,7 @@ class SiteScores:
 def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> SiteScores:
     """Logits of every image of a labelled folder (`root/<class>/*`, or its `test/` split)."""
     from cnnlab.data.splits import patient_id
-    from cnnlab.evaluate.scores import load_split_for
-    from cnnlab.runtime.inference import predict_logits
+    from cnnlab.evaluate.scores import data_logits, load_split_for
 
     if not bundle.binary:
         raise CnnlabError(f"{bundle.name} is not a binary model; recalibration fits binary rules")
@@ -60,7 +59,7 @@ def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> Site
                 f"{data_path} has {int((y == k).sum())} readable {cls} images; a site sample needs "
                 f"at least {MIN_SITE_PER_CLASS} of each class to fit or check a decision rule"
             )
-    logits = predict_logits(bundle.model, data.images, bundle.preprocess, bundle.runtime, 64)
+    logits = data_logits(bundle, data, 64)
     groups = [patient_id(p) for p in data.paths] if data.paths else [str(i) for i in range(len(y))]
     return SiteScores(logits, y, groups, name or data_name(Path(data_path).resolve()))
 

@@ -41,10 +41,16 @@ def _folds(scores: SiteScores, k: int, seed: int) -> list[np.ndarray]:
 
 
 def cross_validated(
-    scores: SiteScores, classes: list[str], cfg: DecisionConfig, folds: int = 5, seed: int = 0
+    scores: SiteScores,
+    classes: list[str],
+    cfg: DecisionConfig,
+    folds: int = 5,
+    seed: int = 0,
+    prevalence: float | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The site figures of a rule refitted on the site, each image judged by the rule fitted on
-    the folds without it: (report, folds used)."""
+    the folds without it: (report, folds used). When they miss the policy's target, the report's
+    `missed_target` says by how much and what reaching it would cost."""
     from cnnlab.evaluate.calibration import fit_decision
     from cnnlab.evaluate.medical import probability_report
     from cnnlab.runtime.decision import probabilities
@@ -58,7 +64,10 @@ def cross_validated(
         rule = fit_decision(scores.logits[train], scores.labels[train], classes, cfg)
         p[test] = probabilities(scores.logits[test], rule["temperature"])[:, 1].numpy()
         thresholds[test] = rule["threshold"]
-    report = probability_report(p, scores.labels.numpy(), classes, thresholds)
+    prevalence = prevalence if prevalence is not None else cfg.prevalence
+    report = probability_report(
+        p, scores.labels.numpy(), classes, thresholds, prevalence=prevalence
+    )
     from sklearn.metrics import confusion_matrix
 
     pred = (p >= thresholds).astype(int)
@@ -67,7 +76,44 @@ def cross_validated(
     ).tolist()
     report["n"] = n
     report["threshold_range"] = [float(thresholds.min()), float(thresholds.max())]
+    missed = missed_target(report, p, scores.labels.numpy(), cfg)
+    if missed:
+        report["missed_target"] = missed
     return report, len(held)
+
+
+def missed_target(
+    report: dict[str, Any], p: np.ndarray, y: np.ndarray, cfg: DecisionConfig
+) -> dict[str, Any] | None:
+    """When the cross-validated figure falls short of the policy's target: the shortfall, and
+    the one threshold on the held-out probabilities that reaches the target, with what it costs
+    (specificity for a sensitivity target; sensitivity for a PPV one). None when it is met."""
+    from cnnlab.evaluate.calibration import at_prevalence, rates_by_threshold
+
+    if cfg.policy == "target_sensitivity":
+        metric, target, other = "sensitivity", cfg.target_sensitivity, "specificity"
+    elif cfg.policy == "target_ppv":
+        metric, target, other = "ppv_at_prevalence", cfg.target_ppv, "sensitivity"
+    else:
+        return None
+    got = report[metric]
+    if not got < target:
+        return None
+    cuts, sens, spec = rates_by_threshold(p, y)
+    if metric == "sensitivity":
+        ok = np.flatnonzero(sens >= target)
+        k = int(ok[-1]) if len(ok) else None  # the highest threshold that still reaches it
+    else:
+        ppv = np.nan_to_num(at_prevalence(sens, spec, cfg.prevalence)[0], nan=0.0)
+        ok = np.flatnonzero(ppv >= target)
+        k = int(ok[0]) if len(ok) else None  # the most sensitive one that reaches it
+    out: dict[str, Any] = {"metric": metric, "target": float(target), "cross_validated": got,
+                           "short_by": float(target - got), "ci": report[f"{metric}_ci"],
+                           "cost_metric": other, "cost_from": report[other]}  # fmt: skip
+    if k is not None:
+        out["threshold"] = float(cuts[k])
+        out["cost_to"] = float(spec[k] if other == "specificity" else sens[k])
+    return out
 
 
 @dataclass
@@ -86,19 +132,24 @@ def refit(
     cfg: DecisionConfig,
     folds: int = 5,
     seed: int = 0,
+    prevalence: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     """(new rule fitted on every site image, site figures under the `current` rule, cross-validated
-    site figures of the refitted rule, folds used)."""
+    site figures of the refitted rule, folds used); PPV and NPV at `prevalence` in both."""
     from cnnlab.evaluate.calibration import fit_decision
     from cnnlab.evaluate.scores import full_report
 
     if cfg.policy == "fixed":
         raise CnnlabError(
-            "recalibration fits a threshold: use --policy target_sensitivity or youden"
+            "recalibration fits a threshold: use --policy target_sensitivity, target_ppv or youden"
         )
+    if cfg.policy == "target_ppv" and cfg.prevalence is None:
+        raise CnnlabError("--target-ppv needs --prevalence: a PPV holds at one prevalence")
+    prevalence = prevalence if prevalence is not None else cfg.prevalence
     before = full_report(scores.logits, scores.labels, classes, float(current.get("threshold", 0.5)),
-                         float(current.get("temperature", 1.0)), True)  # fmt: skip
-    after, used = cross_validated(scores, classes, cfg, folds, seed)
+                         float(current.get("temperature", 1.0)), True,
+                         prevalence=prevalence)  # fmt: skip
+    after, used = cross_validated(scores, classes, cfg, folds, seed, prevalence)
     decision = fit_decision(scores.logits, scores.labels, classes, cfg)
     site = f"{scores.name} ({len(scores.labels)} images)"
     decision.update(
@@ -117,6 +168,7 @@ def recalibrate(
     name: str | None = None,
     seed: int = 0,
     command: str = "",
+    prevalence: float | None = None,
 ) -> Recalibration:
     """Refit temperature and threshold on a site's labelled images; write a new bundle that
     records both rules, the data each came from, and the site's cross-validated figures.
@@ -130,7 +182,8 @@ def recalibrate(
         )
     bundle = load_bundle(bundle_ref)
     scores = site_scores(bundle, data_path, name)
-    decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed)
+    decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed,
+                                          prevalence)  # fmt: skip
 
     meta = read_meta(bundle.path, META)
     meta["decision_history"] = [*meta.get("decision_history", []), dict(bundle.decision)]

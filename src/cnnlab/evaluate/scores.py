@@ -68,15 +68,18 @@ def full_report(
     binary: bool,
     out_dir: Path | None = None,
     title: str = "",
+    prevalence: float | None = None,
 ) -> dict[str, Any]:
-    """classification_report, plus the medical fields (train.medical) for binary models."""
+    """classification_report, plus the medical fields (evaluate.medical) for binary models, with
+    PPV and NPV at a site's `prevalence` when given."""
     report = classification_report(logits, labels, classes, threshold, temperature)
     if binary:
         from cnnlab.evaluate.medical import binary_report
 
-        report.update(
-            binary_report(logits, labels, classes, threshold, temperature, out_dir, title)
-        )
+        report.update(binary_report(logits, labels, classes, threshold, temperature, out_dir,
+                                    title, prevalence=prevalence))  # fmt: skip
+    elif prevalence is not None:
+        raise CnnlabError("--prevalence needs a binary model (PPV and NPV of its positive class)")
     return report
 
 
@@ -170,21 +173,45 @@ def _as_bundle_classes(bundle, data, data_path: str, named: bool):
     return type(data)(data.images, data.labels, list(bundle.classes), data.paths)
 
 
-def evaluate_bundle(
-    bundle, data_path: str, split: str = "test", out_dir: Path | None = None, batch_size: int = 512
-) -> dict[str, Any]:
-    """Evaluate a loaded bundle on a split of `data_path`, with its own threshold and temperature."""
+def split_logits(bundle, data_path: str, split: str = "test", batch_size: int = 256):
+    """(the split's images as the bundle reads them, the model's raw logits on them): the one
+    scoring loop behind evaluate, recalibrate and compare."""
+    _check_batch_size(batch_size)  # before the data is read
+    data = load_split_for(bundle, data_path, split)
+    return data, data_logits(bundle, data, batch_size)
+
+
+def _check_batch_size(batch_size: int) -> None:
     from cnnlab.config import MAX_BATCH
-    from cnnlab.runtime.inference import predict_logits
 
     if not 1 <= batch_size <= MAX_BATCH:  # 0 stepped a range() by 0; a huge one held all at once
         raise CnnlabError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {batch_size}")
-    data = load_split_for(bundle, data_path, split)
-    logits = predict_logits(
-        bundle.model, data.images, bundle.preprocess, bundle.runtime, batch_size
-    )
+
+
+def data_logits(bundle, data, batch_size: int = 256) -> torch.Tensor:
+    """The model's raw logits on images read by `load_split_for`."""
+    from cnnlab.runtime.inference import predict_logits
+
+    _check_batch_size(batch_size)
+    return predict_logits(bundle.model, data.images, bundle.preprocess, bundle.runtime, batch_size)
+
+
+def evaluate_bundle(
+    bundle,
+    data_path: str,
+    split: str = "test",
+    out_dir: Path | None = None,
+    batch_size: int = 512,
+    prevalence: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate a loaded bundle on a split of `data_path`, with its own threshold and temperature
+    (and PPV/NPV at a site's `prevalence`, for a binary one)."""
+    if prevalence is not None and not bundle.binary:
+        raise CnnlabError("--prevalence needs a binary model (PPV and NPV of its positive class)")
+    data, logits = split_logits(bundle, data_path, split, batch_size)
     report = full_report(logits, data.labels, bundle.classes, bundle.threshold, bundle.temperature,
-                         bundle.binary, out_dir, f"{split} ({len(data)} images)")  # fmt: skip
+                         bundle.binary, out_dir, f"{split} ({len(data)} images)",
+                         prevalence)  # fmt: skip
     report.update({"split": split, "data": str(data_path), "model": bundle.name})
     if bundle.binary:
         report["policy"] = bundle.decision.get("policy", "fixed")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from cnnlab.fileio import data_name, shareable_command
-from cnnlab.report.metrics import INTERVAL_KEYS, degenerate_warning
+from cnnlab.report.metrics import INTERVAL_KEYS, PREVALENCE_KEYS, degenerate_warning
 
 
 def _cell(m: dict[str, Any], key: str) -> str:
@@ -21,16 +21,17 @@ def _cell(m: dict[str, Any], key: str) -> str:
     if not isinstance(value, int | float):
         return ""
     lo, hi = (m.get(f"{key}_ci") or [None, None])[:2]
+    at = f" at prevalence {m['prevalence']:g}" if key in PREVALENCE_KEYS else ""
     if isinstance(lo, int | float) and isinstance(hi, int | float):
-        return f"{value:.4f} ({lo:.4f} - {hi:.4f})"
-    return f"{value:.4f}"
+        return f"{value:.4f} ({lo:.4f} - {hi:.4f}){at}"
+    return f"{value:.4f}{at}"
 
 
 def _metric_lines(columns: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """One row per metric, one column per data set (value and bootstrap 95% CI)."""
     lines = ["| metric | " + " | ".join(title for title, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]  # fmt: skip
-    for key in (*INTERVAL_KEYS, "ece"):
+    for key in (*INTERVAL_KEYS, "ece", *PREVALENCE_KEYS):
         if any(key in m for _, m in columns):
             lines.append(f"| {key} | " + " | ".join(_cell(m, key) for _, m in columns) + " |")
     return lines

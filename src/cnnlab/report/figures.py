@@ -341,6 +341,45 @@ def mistakes_figure(
     return fig
 
 
+def disagreement_figure(
+    images: list[np.ndarray],
+    items: list[dict[str, Any]],
+    names: tuple[str, str],
+    thresholds: tuple[float, float],
+    positive: str,
+    title: str = "",
+):
+    """The images two models decide differently, most different probabilities first: above
+    each, the true class and each model's p(positive) with its verdict (+ positive, - not)."""
+    if not items:
+        fig = _figure(figsize=(5, 1.4))
+        fig.text(0.5, 0.5, "the two models agree on every image", ha="center", va="center")
+        return fig
+    cols = min(6, len(items))
+    rows = -(-len(items) // cols)
+    side = 1.6
+    fig = _figure(figsize=(0.4 + side * cols, 0.7 + (side + 0.45) * rows))
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for j, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= len(items):
+            ax.axis("off")
+            continue
+        pixels = np.asarray(images[j]).transpose(1, 2, 0)
+        if pixels.shape[2] == 1:
+            ax.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(pixels)
+        it = items[j]
+        marks = [f"{'AB'[k]} {it['ab'[k]]:.2f}{'+' if it['ab'[k]] >= thresholds[k] else '-'}"
+                 for k in range(2)]  # fmt: skip
+        ax.set_title(f"true {it['true']}\n" + "  ".join(marks), fontsize=7)
+    fig.suptitle((f"{title}\n" if title else "") + f"A = {names[0]}, B = {names[1]}: "
+                 f"p({positive}), + above the model's threshold", fontsize=9)  # fmt: skip
+    return fig
+
+
 def colorbar_figure(label: str, cmap: str = "jet"):
     """A horizontal colour bar from 0 to 1 for a heatmap overlay (Grad-CAM's, in `jet`)."""
     from matplotlib.cm import ScalarMappable

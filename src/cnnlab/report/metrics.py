@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 
 INTERVAL_KEYS = ("auc", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy", "brier")
+# PPV and NPV at a site's prevalence (`--prevalence`), beside those at the data's own
+PREVALENCE_KEYS = ("ppv_at_prevalence", "npv_at_prevalence")
 
 NAMES = {
     "auc": "ROC-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV",
     "npv": "NPV", "f1": "F1", "accuracy": "Accuracy", "brier": "Brier score", "ece": "ECE",
-    "loss": "Loss", "macro_f1": "Macro F1",
+    "loss": "Loss", "macro_f1": "Macro F1", "ppv_at_prevalence": "PPV at site prevalence",
+    "npv_at_prevalence": "NPV at site prevalence",
 }  # fmt: skip
 
 
@@ -32,7 +35,8 @@ def finite_number(x: Any) -> float | None:
 
 def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of (metric, value, 95% CI low, high) for whatever the bundle recorded."""
-    wanted = (*INTERVAL_KEYS, "ece") if "auc" in metrics else ("accuracy", "macro_f1", "loss")
+    binary = (*INTERVAL_KEYS, "ece", *PREVALENCE_KEYS)
+    wanted = binary if "auc" in metrics else ("accuracy", "macro_f1", "loss")
     keys = [k for k in wanted if k in metrics]
     rows = []
     for key in keys:
@@ -74,6 +78,18 @@ def format_binary(report: dict[str, Any]) -> list[str]:
         lo, hi = report[f"{key}_ci"]
         lines.append(f"  {key:<12}{report[key]:.4f}  (95% CI {lo:.4f} - {hi:.4f})")
     lines.append(f"  {'ece':<12}{report['ece']:.4f}")
+    return lines + prevalence_lines(report)
+
+
+def prevalence_lines(report: dict[str, Any], indent: str = "  ") -> list[str]:
+    """PPV and NPV at the site's prevalence, when one was given (none otherwise)."""
+    if report.get("prevalence") is None:
+        return []
+    lines = [f"{indent}at prevalence {report['prevalence']:g} (Bayes from sensitivity and "
+             "specificity; 95% CI from their bootstrap):"]  # fmt: skip
+    for key, name in zip(PREVALENCE_KEYS, ("ppv", "npv"), strict=True):
+        lo, hi = report[f"{key}_ci"]
+        lines.append(f"{indent}  {name:<10}{report[key]:.4f}  (95% CI {lo:.4f} - {hi:.4f})")
     return lines
 
 
