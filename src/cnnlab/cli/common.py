@@ -47,3 +47,12 @@ def add_prevalence(p: argparse.ArgumentParser) -> None:
                    help="the share of positives where the model will be used (e.g. 0.1): PPV "
                    "and NPV there too, by Bayes from sensitivity and specificity, with 95%% "
                    "intervals from their bootstrap")  # fmt: skip
+
+
+def add_by(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", metavar="FIELD",
+                   help="figures per subgroup: a DICOM keyword (ViewPosition, PatientSex, "
+                   "Manufacturer...), age_band (from PatientAge), or a column of --meta")  # fmt: skip
+    p.add_argument("--meta", metavar="FILE.csv",
+                   help="with --by: a CSV with a `file` column (path, class/name or name) and "
+                   "the field's column, for images that are not DICOM")  # fmt: skip

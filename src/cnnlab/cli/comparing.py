@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cnnlab.cli.common import add_prevalence, finite_json
+from cnnlab.cli.common import add_by, add_prevalence, finite_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for disagreements.png and .json (the images where the "
                    "two models decide differently)")  # fmt: skip
     add_prevalence(p)
+    add_by(p)
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the intervals (default 1000)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
@@ -44,8 +45,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"--bootstrap must be from 100 to 100,000 resamples, got {args.bootstrap}"
         )
     a, b = load_bundle(args.bundle_a), load_bundle(args.bundle_b)
+    if args.meta and not args.by:
+        raise CnnlabError("--meta gives the groups of --by FIELD: add --by")
     report = compare_bundles(a, b, args.data, check_prevalence(args.prevalence), args.bootstrap,
-                             args.seed, args.batch_size, args.out)  # fmt: skip
+                             args.seed, args.batch_size, args.out, args.by, args.meta)  # fmt: skip
     for m in report["models"]:
         if m.get("warning"):
             print(f"cnnlab: warning: {m['warning']}", file=sys.stderr)
@@ -99,6 +102,11 @@ def format_comparison(r: dict) -> str:
     kappa = "undefined" if g["kappa"] is None or g["kappa"] != g["kappa"] else f"{g['kappa']:.3f}"
     lines.append(f"agreement: same decision on {g['same']} of {r['n']} images "
                  f"({g['same'] / r['n']:.1%}), Cohen's kappa {kappa}")  # fmt: skip
+    if r.get("subgroups"):
+        from cnnlab.evaluate.subgroups import format_subgroups
+
+        for m, rows in zip(r["models"], r["subgroups"]["models"], strict=True):
+            lines += format_subgroups(f"{r['subgroups']['field']}, {m['name']}", rows)
     if r.get("unpaired"):
         lines.append(f"({r['unpaired']} images read by one model only were left out)")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 
-from cnnlab.cli.common import add_prevalence, finite_json
+from cnnlab.cli.common import add_by, add_prevalence, finite_json
 from cnnlab.data.readers import FORMATS_HELP
 from cnnlab.errors import CnnlabError
 
@@ -34,6 +34,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--name", help="the data's name in the record (default: its last two path parts)"
     )
     add_prevalence(p)
+    add_by(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -92,8 +93,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.record and bundle.path in shipped_bundles().values():
         raise CnnlabError(f"{args.bundle} ships with cnnlab and is read-only: --record into a copy, "
                           "or write a site bundle with `cnnlab recalibrate`")  # fmt: skip
+    if args.meta and not args.by:
+        raise CnnlabError("--meta gives the groups of --by FIELD: add --by")
     report = evaluate_bundle(bundle, args.data, args.split, args.out, args.batch_size,
-                             check_prevalence(args.prevalence))  # fmt: skip
+                             check_prevalence(args.prevalence), args.by, args.meta)  # fmt: skip
     if report.get("warning"):
         print(f"cnnlab: {report['warning']}", file=sys.stderr)
     if args.out:
@@ -214,4 +217,8 @@ def format_report(report: dict) -> str:
         )
     lines.append("confusion matrix (rows = true, columns = predicted):")
     lines += ["  " + " ".join(f"{v:>6}" for v in row) for row in report["confusion_matrix"]]
+    if report.get("subgroups"):
+        from cnnlab.evaluate.subgroups import format_subgroups
+
+        lines += format_subgroups(report["subgroups"]["field"], report["subgroups"]["groups"])
     return "\n".join(lines)

@@ -53,11 +53,14 @@ def compare_bundles(
     seed: int = 0,
     batch_size: int = 64,
     out_dir: Path | None = None,
+    by: str | None = None,
+    meta: str | Path | None = None,
 ) -> dict[str, Any]:
     """Per model: AUC, sensitivity, specificity, PPV, NPV at its own rule with stratified
     bootstrap 95% intervals (the same resamples for both); the paired AUC difference (DeLong),
     McNemar's exact test for sensitivity and for specificity, and Cohen's kappa. With `out_dir`,
-    disagreements.png and .json: the images where the two decisions differ."""
+    disagreements.png and .json: the images where the two decisions differ; with `by`, each
+    model's figures per group (subgroups.py)."""
     _check_pair(a, b)
     data_a, p_a, keys_a = _scored(a, data_path, batch_size)
     data_b, p_b, keys_b = _scored(b, data_path, batch_size)
@@ -85,6 +88,13 @@ def compare_bundles(
     }  # fmt: skip
     if prevalence is not None:
         report["prevalence"] = float(prevalence)
+    if by is not None:
+        from cnnlab.evaluate.subgroups import group_of_each, subgroup_figures
+
+        groups = group_of_each([keys_a[i] for i in ia], by, meta)
+        report["subgroups"] = {"field": by, "models": [
+            subgroup_figures(p, y, m.threshold, groups, n_boot, seed)
+            for m, p in ((a, p_a), (b, p_b))]}  # fmt: skip
     dropped = len(keys_a) + len(keys_b) - 2 * len(ia)
     if dropped:
         report["unpaired"] = dropped  # images only one of the two models could read

@@ -203,11 +203,16 @@ def evaluate_bundle(
     out_dir: Path | None = None,
     batch_size: int = 512,
     prevalence: float | None = None,
+    by: str | None = None,
+    meta: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a loaded bundle on a split of `data_path`, with its own threshold and temperature
-    (and PPV/NPV at a site's `prevalence`, for a binary one)."""
+    (and for a binary one: PPV/NPV at a site's `prevalence`; figures per group of the DICOM tag
+    or `meta` CSV column `by`)."""
     if prevalence is not None and not bundle.binary:
         raise CnnlabError("--prevalence needs a binary model (PPV and NPV of its positive class)")
+    if by is not None and not bundle.binary:
+        raise CnnlabError("--by needs a binary model (AUC, sensitivity, specificity per group)")
     data, logits = split_logits(bundle, data_path, split, batch_size)
     report = full_report(logits, data.labels, bundle.classes, bundle.threshold, bundle.temperature,
                          bundle.binary, out_dir, f"{split} ({len(data)} images)",
@@ -218,6 +223,13 @@ def evaluate_bundle(
     warning = degenerate_warning(report["confusion_matrix"], bundle.classes, split)
     if warning:
         report["warning"] = warning
+    if by is not None:
+        from cnnlab.evaluate.subgroups import group_of_each, subgroup_figures
+
+        groups = group_of_each(data.paths, by, meta)
+        p = bundle.decision.probabilities(logits)[:, 1].numpy()
+        report["subgroups"] = {"field": by, "groups": subgroup_figures(
+            p, data.labels.numpy(), bundle.threshold, groups)}  # fmt: skip
     if out_dir is not None:
         save_confusion_matrix(report, bundle.classes, Path(out_dir), split)
         probs = bundle.decision.probabilities(logits)
