@@ -107,6 +107,7 @@ def test_kill_9_loses_no_committed_row(tmp_path):
     writer.wait(10)
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     kept = DecisionStore(path).query()
     assert len(kept) >= committed
     assert {d.source for d in kept} >= {str(i) for i in range(committed)}

@@ -95,3 +95,12 @@ def upload_limit_mb() -> int:
         ValueError,
     ):  # pragma: no cover - an option Streamlit always has
         return UPLOAD_LIMIT_MB
+
+
+def session_id() -> str | None:
+    """This browser session's id: the client of its decisions on record (no name or address
+    of the person: the app has no log-in)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None

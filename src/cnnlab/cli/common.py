@@ -56,3 +56,10 @@ def add_by(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", metavar="FILE.csv",
                    help="with --by: a CSV with a `file` column (path, class/name or name) and "
                    "the field's column, for images that are not DICOM")  # fmt: skip
+
+
+def add_no_record(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-record", action="store_true",
+                   help="keep these decisions off the record (by default each one goes to the "
+                   "decision store: $CNNLAB_RECORDS, else decisions.db in cnnlab's data folder; "
+                   "CNNLAB_RECORDS=off turns recording off everywhere; see `cnnlab decisions`)")  # fmt: skip

@@ -10,7 +10,7 @@ import sys
 from dataclasses import Field, fields, replace
 
 from cnnlab.app.launch import UPLOAD_LIMIT_MB  # stdlib only: the parser reads it
-from cnnlab.cli.common import add_backend_arguments, add_require_signed
+from cnnlab.cli.common import add_backend_arguments, add_no_record, add_require_signed
 from cnnlab.errors import CnnlabError
 from cnnlab.serve.limits import Flag, ServeLimits, flag_of
 
@@ -47,6 +47,7 @@ def _add_export_serve(sub: argparse._SubParsersAction) -> None:
     add_limit_arguments(p)
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_require_signed(p)
+    add_no_record(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -125,7 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     set_threads()
     bundles = [use_backend(load_bundle(b, require_signed=args.require_signed), args.backend,
                            args.onnx) for b in args.bundles]  # fmt: skip
-    app = create_app(bundles, limits, hosts)
+    app = create_app(bundles, limits, hosts, record=not args.no_record)
+    if app.state.records is not None:  # a store that cannot open stops the start, not a request
+        log.info("decisions on record in %s", app.state.records.opened().where)
     if not _is_loopback(args.host):
         log.warning(
             "binding to %s: the API has no authentication; expose it only behind a proxy that has",
@@ -167,6 +170,7 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", action="append", metavar="DIR",
                    help="folder searched for more bundles (repeatable; default: runs)")  # fmt: skip
     add_require_signed(p)  # every bundle the app loads, the one named here checked before start
+    add_no_record(p)
     p.set_defaults(func=cmd_app)
 
 
@@ -180,6 +184,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 
         load_bundle(bundle, require_signed=args.require_signed)
     argv, env = streamlit_command(bundle, args.runs, require_signed=args.require_signed)
+    if args.no_record:
+        env["CNNLAB_RECORDS"] = "off"
     sys.stdout.flush()
     os.execve(argv[0], argv, env)  # the server replaces this process: signals reach it directly
     return 0  # pragma: no cover

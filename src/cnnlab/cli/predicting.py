@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
-from cnnlab.cli.common import add_backend_arguments, add_require_signed, finite_json
+from cnnlab.cli.common import (
+    add_backend_arguments,
+    add_no_record,
+    add_require_signed,
+    finite_json,
+)
 from cnnlab.errors import CnnlabError
 
 
@@ -29,6 +35,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+    add_no_record(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -36,6 +43,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.bundle.loading import load_bundle
     from cnnlab.deploy.backends import use_backend
     from cnnlab.predict import expand_inputs, predict_sources
+    from cnnlab.records.entries import put_on_record
     from cnnlab.report.present import present
     from cnnlab.report.rows import rows_csv
 
@@ -44,9 +52,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_inputs(args.paths, args.recursive)
     loaded = load_bundle(args.bundle, require_signed=args.require_signed)
     bundle = use_backend(loaded, args.backend, args.onnx)
+    start = time.perf_counter()
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]
     shown = [present(r, bundle, args.with_patient_id) for r in results]  # the app's, the API's
+    if not args.no_record:  # on record before it is shown
+        put_on_record(shown, bundle, "cli", None, (time.perf_counter() - start) * 1e3, files)
     if args.json:
         rows = [s.row for s in shown]
         json.dump(finite_json({"model": bundle.name, "predictions": rows}), sys.stdout,

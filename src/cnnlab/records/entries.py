@@ -6,17 +6,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.bundle.seal import WEIGHTS
-from cnnlab.records.store import Decision
+from cnnlab.errors import CnnlabError
+from cnnlab.records.store import Decision, DecisionStore, default_store
 
 if TYPE_CHECKING:
     from cnnlab.bundle.loading import Bundle
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sha256_of(data: bytes | Path) -> str:
+    """An input's sha256: of its bytes, or of a file's bytes (read in 1 MB chunks)."""
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256()
+    with open(data, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def decisions_from(
@@ -62,3 +71,28 @@ def decisions_from(
             source=row.get("file"),
         ))  # fmt: skip
     return out
+
+
+def put_on_record(
+    shown: Sequence[Any],
+    bundle: Bundle,
+    surface: str,
+    client: str | None,
+    latency_ms: float | None,
+    inputs: Sequence[bytes | Path | None],
+    store: DecisionStore | None = None,
+) -> int:
+    """What a surface showed, on record before it is shown (one transaction): the default
+    store unless `store`; nothing when recording is off. A store that cannot take them is a
+    CnnlabError that says how to go on without recording."""
+    store = store or default_store()
+    if store is None:
+        return 0
+    hashes = [None if i is None else sha256_of(i) for i in inputs]
+    try:
+        return store.record(decisions_from(shown, bundle, surface, client, latency_ms, hashes))
+    except CnnlabError as e:
+        raise CnnlabError(
+            f"{e} (nothing was answered; to answer without a record: --no-record "
+            f"or CNNLAB_RECORDS=off)"
+        ) from None

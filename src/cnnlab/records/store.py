@@ -3,8 +3,8 @@ studies the PACS screener claimed, in one database that several processes share.
 
 SQLite by default (`$CNNLAB_RECORDS`, else `decisions.db` in cnnlab's data folder), any
 SQLAlchemy URL otherwise (`postgresql://...` for several replicas). A row is committed before
-the answer it records is shown, in WAL mode with `synchronous=FULL`: a `kill -9` (or a power
-cut) loses no committed row, and readers never block the writer.
+the answer it records is shown, in WAL mode with `synchronous=NORMAL`: a `kill -9` loses no
+committed row, and readers never block the writer (see `_sqlite_pragmas` for why not FULL).
 
 Studies are claimed so that none is screened twice, across restarts and replicas: on SQLite
 by one atomic INSERT or conditional UPDATE, on PostgreSQL by `SELECT ... FOR UPDATE SKIP
@@ -252,6 +252,11 @@ class DecisionStore:
         except OperationalError as e:
             raise CnnlabError(f"the decision store {self.where}: {e.orig}") from None
 
+    def opened(self) -> DecisionStore:
+        """The store, its tables made and its schema checked (a clear error now, not later)."""
+        self._ensure()
+        return self
+
     # ------------------------------------------------------------------ decisions
 
     def record(self, decisions: Iterable[Decision]) -> int:
@@ -423,14 +428,32 @@ class DecisionStore:
         self.engine.dispose()
 
 
+_OPEN: dict[str, DecisionStore] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def default_store() -> DecisionStore | None:
+    """The process's store at the default place (one engine per URL, shared by every caller);
+    None when recording is turned off."""
+    url = default_url()
+    if url is None:
+        return None
+    with _OPEN_LOCK:
+        if url not in _OPEN:
+            _OPEN[url] = DecisionStore(url)
+        return _OPEN[url]
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL: readers never block the writer, and a commit is one append to the log. FULL: the
-    log is synced at each commit, so a committed decision survives a power cut, not only a
-    killed process (NORMAL would keep it through kill -9 but could drop the last commits on a
-    power cut; FULL costs about one fsync per batch, measured in benchmarks/records_cost.py)."""
+    """WAL: readers never block the writer, and a commit is one append to the log. NORMAL: a
+    commit is in the log file (the operating system's cache) when it returns, so a killed
+    process loses nothing committed; only a power cut or a kernel crash can lose the last
+    commits. FULL would sync the log at each commit and close that gap too, but costs an fsync
+    per request: 22 ms against 0.85 ms per decision here (benchmarks/records_cost.py), ten
+    times the 2 ms budget. A site that needs power-cut durability runs PostgreSQL."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

@@ -42,9 +42,12 @@ def create_app(
     bundles: Bundle | Sequence[Bundle],
     limits: ServeLimits | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    record: bool = True,
 ) -> FastAPI:
     """An app serving `bundles` (the first is the default model); one micro-batcher per model.
-    `allowed_hosts`: the Host names it answers (guards.AllowedHosts); None answers any."""
+    `allowed_hosts`: the Host names it answers (guards.AllowedHosts); None answers any.
+    `record`: every decision goes to the decision store (unless CNNLAB_RECORDS=off)."""
+    from cnnlab.records.store import default_store
     from cnnlab.version import __version__
 
     served = Served([bundles] if isinstance(bundles, Bundle) else list(bundles),
@@ -59,6 +62,7 @@ def create_app(
     app.state.served = served
     app.state.models, app.state.batchers = served.models, served.batchers
     app.state.limits = served.limits
+    app.state.records = default_store() if record else None
     # the routes as the app's own: an included router is one opaque route, whose methods a
     # 405's Allow header could not name
     app.router.routes.extend(router.routes)

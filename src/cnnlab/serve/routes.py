@@ -5,6 +5,7 @@ and the app do). Each reads the server's models from `app.state.served`."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cnnlab.deploy.backends import backend_name
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import finite_values
 from cnnlab.predict import settle, triage
+from cnnlab.records.entries import put_on_record
 from cnnlab.report.present import present
 from cnnlab.serve.batcher import Overloaded
 from cnnlab.serve.guards import HEALTHZ, LIVE, READY
@@ -144,6 +146,7 @@ async def predict(
     served: Served = SERVED,
 ) -> dict[str, Any]:
     """Classify one or more images sent as multipart form field `files`."""
+    request.state.arrived = time.perf_counter()
     bundle = served.lookup(model)
     try:
         check_meta(bundle.meta, bundle.path or Path(bundle.name))
@@ -189,8 +192,23 @@ async def answer(request: Request, served: Served, bundle: Bundle, top_k: int) -
         if p.error:  # the model gave NaN for it: never a label made from that
             raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({u.filename}): {p.error}")
         p.top_k = p.top_k[:top_k]  # the batch listed every class
-    rows = [present(p, bundle).row for p in preds]
+    shown = [present(p, bundle) for p in preds]
+    store = request.app.state.records
+    if store is not None:  # on record before it is answered; off the event loop (it syncs)
+        latency_ms = (time.perf_counter() - request.state.arrived) * 1e3
+        try:
+            await run_in_threadpool(put_on_record, shown, bundle, "api", client_of(request),
+                                    latency_ms, [u.data for u in uploads], store)  # fmt: skip
+        except CnnlabError as e:
+            return _error(503, "not_recorded", f"the decisions could not be put on record, so "
+                          f"none is answered: {e}")  # fmt: skip
+    rows = [s.row for s in shown]
     return {"model": bundle.name, "backend": backend_name(bundle), "predictions": rows}
+
+
+def client_of(request: Request) -> str | None:
+    """Who asked: the name of the token the request carried (None on a server without tokens)."""
+    return getattr(request.state, "client", None)
 
 
 def _busy(e: Overloaded) -> JSONResponse:

@@ -8,17 +8,19 @@ decoded once: its prediction carries the pixels the model saw, which the page sh
 explains and the notes describe."""
 
 import hashlib
+import time
 
 import numpy as np
 import streamlit as st
 import torch
 
-from cnnlab.app.resources import get_cam_layer, require_bundle, upload_limit_mb
+from cnnlab.app.resources import get_cam_layer, require_bundle, session_id, upload_limit_mb
 from cnnlab.app.sample_input import sample_input
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
 from cnnlab.predict import predict_uploads
+from cnnlab.records.entries import put_on_record
 from cnnlab.report.figures import colorbar_figure, png_bytes
 from cnnlab.report.present import present
 from cnnlab.report.rows import flat_row, rows_csv
@@ -64,8 +66,11 @@ stored = st.session_state.get(RESULTS)
 results = stored[1] if stored and stored[0] == state_key else None
 if files and results is None:
     with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
+        start = time.perf_counter()
         results = predict_uploads(bundle, [(f.name, f.getvalue()) for f in files], limit)
-    st.session_state[RESULTS] = (state_key, results)
+        put_on_record([present(p, bundle) for p in results], bundle, "app", session_id(),
+                      (time.perf_counter() - start) * 1e3, [f.getvalue() for f in files])  # fmt: skip
+    st.session_state[RESULTS] = (state_key, results)  # on record once, however often shown
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM ...")
