@@ -10,7 +10,7 @@ APP_PORT := $(or $(STREAMLIT_SERVER_PORT),8501)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test chromium postgresql lint format install install-dev clean
+.PHONY: demo test chromium postgresql orthanc lint format install install-dev clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ postgresql:  # the decision store's tests start their own throwaway server; idem
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql)
 
-test: $(VENV)/.installed-dev chromium postgresql
+orthanc:  # the PACS tests start their own Orthanc with its DICOMweb plugin; idempotent
+	@(test -x /usr/sbin/Orthanc && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so) >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  --no-install-recommends orthanc orthanc-dicomweb)
+
+test: $(VENV)/.installed-dev chromium postgresql orthanc
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/pytest -n 2 -q

@@ -26,6 +26,7 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
     "cnnlab.cli.trust",
     "cnnlab.cli.deployment",
     "cnnlab.cli.teaching",
+    "cnnlab.cli.hospital",
 ]
 
 

@@ -86,15 +86,26 @@ def dicom_tags(ds) -> DicomTags:
 
 def read_dicom_tags(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomTags]:
     """Decode DICOM bytes to uint8 (H, W, C), the first frame of a multi-frame file, and its
-    tags from the same read. Pixel data over `max_pixels` is refused before it is decoded."""
-    try:
-        from pydicom.pixels import apply_modality_lut
-    except ImportError:  # pragma: no cover - pydicom is a dependency
-        raise ImageReadError("DICOM support needs the pydicom package") from None
+    tags from the same read. Pixel data over `max_pixels` is refused before it is decoded. A
+    file whose header reads but whose pixels do not raises ImageReadError carrying the tags
+    (`.dicom`): a corrupt instance from a PACS is still named by its identifiers."""
     try:
         ds = open_dicom(data)
     except Exception as e:  # pydicom raises many types for broken files
         raise ImageReadError(f"unreadable DICOM file: {e}") from None
+    tags = dicom_tags(ds)
+    try:
+        return _pixels(ds, max_pixels), tags
+    except ImageReadError as e:
+        e.dicom = tags
+        raise
+
+
+def _pixels(ds, max_pixels: int) -> np.ndarray:
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pragma: no cover - pydicom is a dependency
+        raise ImageReadError("DICOM support needs the pydicom package") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageReadError("DICOM file has no pixel data (no image inside)")
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
@@ -112,9 +123,8 @@ def read_dicom_tags(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomTags
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[0]
-    tags = dicom_tags(ds)
     if photometric in COLOR:
-        return np.ascontiguousarray(_color(arr, ds, photometric)), tags
+        return np.ascontiguousarray(_color(arr, ds, photometric))
     if arr.ndim != 2:
         raise ImageReadError(f"unsupported DICOM pixel array of shape {tuple(arr.shape)}")
     try:
@@ -124,7 +134,7 @@ def read_dicom_tags(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomTags
         raise ImageReadError(f"invalid DICOM display settings: {e}") from None
     if photometric == "MONOCHROME1":
         out = 255 - out
-    return np.ascontiguousarray(out[..., None]), tags
+    return np.ascontiguousarray(out[..., None])
 
 
 def _first(value) -> float:

@@ -103,7 +103,7 @@ def decode_one(source: str | Path | bytes, preprocess: Preprocess) -> Decoded:
         img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
         pixels = fit_image(img, preprocess.size, preprocess.resize)
     except (ImageReadError, ValueError, RuntimeError, OSError) as e:
-        return Decoded(None, [], str(e))
+        return Decoded(None, [], str(e), getattr(e, "dicom", None))
     return Decoded(pixels, conversion_notes(facts, preprocess), dicom=facts.dicom)
 
 
