@@ -25,6 +25,7 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
     "cnnlab.cli.predicting",
     "cnnlab.cli.trust",
     "cnnlab.cli.deployment",
+    "cnnlab.cli.auditing",
     "cnnlab.cli.teaching",
     "cnnlab.cli.hospital",
 ]

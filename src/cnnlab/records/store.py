@@ -37,9 +37,8 @@ class Decision:
     """One decision as it is kept: who asked (surface, client), about what (input hash, DICOM
     identifiers), which model (name, weights hash, threshold, temperature) and what it said."""
 
-    surface: str  # "cli" | "api" | "app" | "pacs"
-    bundle: str  # the bundle's name
     time: datetime = field(default_factory=lambda: datetime.now(UTC))  # UTC
+    surface: str  # "cli" | "api" | "app" | "pacs"
     client: str | None = None  # the API token's name, the app's session id, None on the CLI
     input_sha256: str | None = None  # of the input file's bytes, as it arrived
     study_uid: str | None = None
@@ -47,6 +46,7 @@ class Decision:
     sop_uid: str | None = None
     accession: str | None = None
     patient_id: str | None = None  # only where the user asked for it
+    bundle: str  # the bundle's name
     weights_sha256: str | None = None
     threshold: float | None = None
     temperature: float | None = None
@@ -68,6 +68,11 @@ class Decision:
 
 
 COLUMNS = tuple(f.name for f in fields(Decision))
+# what a person reads first in a list of decisions: (heading, field)
+FIELDS_SHOWN = (("time (UTC)", "time"), ("surface", "surface"), ("client", "client"),
+                ("model", "bundle"), ("label", "label"), ("probability", "probability"),
+                ("ood", "out_of_distribution"), ("ms", "latency_ms"), ("study", "study_uid"),
+                ("input", "source"))  # fmt: skip
 
 
 @dataclass(frozen=True)
