@@ -315,7 +315,8 @@ def test_the_shipped_bundle_is_sealed():
 
     path = shipped_bundles()["pneumonia"]
     files = json.loads((path / MANIFEST).read_text())["files"]
-    assert sorted(files) == ["bundle.json", "card.md", "model.safetensors", "ood.safetensors"]
+    assert sorted(files) == ["bundle.json", "card.md", "model.safetensors", "ood.safetensors",
+                            "training_hashes.safetensors"]  # fmt: skip
     checks, bundle = check_bundle("pneumonia")
     assert bundle is not None, checks[-1]
 

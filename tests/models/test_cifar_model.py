@@ -67,6 +67,9 @@ def test_fast_recipe_trains_and_evaluates_on_a_small_folder(tmp_path, monkeypatc
     assert bundle.classes == classes and bundle.model.tta
     report = evaluate_bundle(bundle, str(root), "test")
     assert report["n"] == 90 and report["accuracy"] >= 0.9
+    # the bundle keeps its 90 training images' fingerprints (train/ only: test/ is not trained on)
+    assert bundle.meta["training_hashes"]["n"] == 90 == len(bundle.training_hashes)
+    assert report["leakage"]["training_overlap"]["leaked"] == 0
 
 
 def test_whitening_stem_with_a_fixed_bias_spares_the_first_gradient():

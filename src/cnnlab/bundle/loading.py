@@ -48,6 +48,7 @@ from cnnlab.bundle.seal import (
     sealed_line,
     write_manifest,
 )
+from cnnlab.data.fingerprints import FingerprintIndex, load_training_hashes
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import finite_values
@@ -67,6 +68,8 @@ class Bundle:
     runtime: Any = field(default=None, repr=False)  # cnnlab.runtime.device.Runtime, set on load
     backend: Any = field(default=None, repr=False)  # None: PyTorch; else cnnlab.deploy.backends
     ood: OODCheck | None = field(default=None, repr=False)  # None: a bundle without the check
+    # its training images' fingerprints (cnnlab.data.fingerprints); None: made before they were kept
+    training_hashes: FingerprintIndex | None = field(default=None, repr=False)
     card_text: str | None = field(default=None, repr=False)  # card.md as the load verified it
     sealed: dict[str, Any] = field(default_factory=dict, repr=False)  # manifest of what loaded
     signed: bool = False  # its signature verified at load (`--require-signed`)
@@ -291,6 +294,16 @@ def _load_steps(
             ood = load_ood(path, meta["ood"], data.pop(ood_name))
             yield "ood", (f"{ood_name}: {len(ood.parts)} parts, every tensor finite and of the "
                           "shape its record gives")  # fmt: skip
+    hashes = None
+    if meta.get("training_hashes"):
+        with _step("hashes"):
+            kept = meta["training_hashes"]
+            hashes = load_training_hashes(path / kept["file"], kept, data.pop(kept["file"]))
+            yield "hashes", (f"{kept['file']}: fingerprints of {len(hashes):,} "
+                                      f"training images ({kept.get('source', '?')})")  # fmt: skip
+    elif report:
+        yield "hashes", ("none kept: evaluate and recalibrate cannot check their data "
+                                  "against this bundle's training images")  # fmt: skip
     rt = choose_runtime(device, precision, "auto")
     model.to(rt.device)
     if rt.channels_last:
@@ -298,7 +311,7 @@ def _load_steps(
     model.eval()
     card = data[CARD].decode("utf-8", errors="replace")
     return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
-                  sealed=record, signed=signed is not None)  # fmt: skip
+                  sealed=record, signed=signed is not None, training_hashes=hashes)  # fmt: skip
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:

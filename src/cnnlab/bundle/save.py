@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from cnnlab.bundle.check import FORMAT, VERSION, check_meta, check_weights, files_record, parse_meta
 from cnnlab.bundle.seal import CARD, META, WEIGHTS, seal_bundle
 from cnnlab.data.preprocess import Preprocess
+from cnnlab.errors import CnnlabError
 from cnnlab.fileio import (
     atomic_path,
     atomic_write_text,
@@ -107,6 +108,23 @@ def meta_text(meta: dict[str, Any]) -> str:
 
 def write_meta(path: Path, meta: dict[str, Any]) -> None:
     atomic_write_text(path / META, meta_text(meta))
+
+
+def add_training_hashes(path: str | Path, data: str | Path) -> dict[str, Any]:
+    """Keep in a bundle the fingerprints of the images of `data`, the folder it was trained on
+    (for bundles trained before cnnlab kept them), and re-seal; the weights are not touched.
+    Returns bundle.json's new `training_hashes` record."""
+    from cnnlab.data.audit import training_files
+    from cnnlab.data.fingerprints import Fingerprint, fingerprint_paths, save_training_hashes
+
+    path = Path(path)
+    parse_meta((path / META).read_bytes(), path / META)  # a bundle, before anything is written
+    prints = [fp for fp in fingerprint_paths(training_files(data)) if isinstance(fp, Fingerprint)]
+    if not prints:
+        raise CnnlabError(f"{data} holds no readable images to fingerprint")
+    record = save_training_hashes(path, prints, data_name(Path(data).resolve()))
+    update_bundle_meta(path, training_hashes=record)
+    return record
 
 
 def update_bundle_meta(path: Path, **changes: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from cnnlab.bundle.catalog import META
 from cnnlab.bundle.check import META_MAX_BYTES, parse_meta
+from cnnlab.data.fingerprints import HASH_FILE, HASH_MAX_BYTES
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import GIB, MIB, atomic_write_text, open_inside, plain_name, read_inside
 from cnnlab.models.registry import MAX_PARAMS
@@ -42,7 +43,9 @@ CARD_MAX_BYTES = MIB  # a model card is a page of Markdown: a few KB
 # float32 weights of the largest model cnnlab builds, in whole GiB (room for buffers, header): 4
 WEIGHTS_MAX_BYTES = math.ceil(4 * MAX_PARAMS / GIB) * GIB
 # the largest file a seal or a signature covers: a digest of any is read within this
-SEALED_MAX_BYTES = max(META_MAX_BYTES, WEIGHTS_MAX_BYTES, CARD_MAX_BYTES, OOD_MAX_BYTES)
+SEALED_MAX_BYTES = max(
+    META_MAX_BYTES, WEIGHTS_MAX_BYTES, CARD_MAX_BYTES, OOD_MAX_BYTES, HASH_MAX_BYTES
+)
 
 
 def bundle_files(meta: dict[str, Any]) -> dict[str, int]:
@@ -56,6 +59,11 @@ def bundle_files(meta: dict[str, Any]) -> dict[str, int]:
         if name in files or name in (MANIFEST, SIGNATURE):
             raise CnnlabError(f"ood.file must name a file of its own, got {name!r}")
         files[name] = OOD_MAX_BYTES
+    hashes = meta.get("training_hashes")
+    if hashes:
+        if not isinstance(hashes, dict) or hashes.get("file") != HASH_FILE:
+            raise CnnlabError(f"training_hashes must be a mapping whose file is {HASH_FILE}")
+        files[HASH_FILE] = HASH_MAX_BYTES
     return files
 
 

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check an image folder: counts, sizes, unreadable files, duplicates and leakage",
     )
     p.add_argument("data", help=folder.describe)
+    p.add_argument("--against", metavar="TRAIN",
+                   help="a training folder (or archive): name every image of DATA found there too, "
+                   "exactly or nearly (resized, re-encoded)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--workers", type=int, default=0, help="processes (0 = every core)")
     p.set_defaults(func=cmd_audit)
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from cnnlab.data.audit import audit_folder, format_report
 
-    report = audit_folder(args.data, args.workers or None)
+    report = audit_folder(args.data, args.workers or None, args.against)
     if args.json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")

@@ -99,6 +99,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              check_prevalence(args.prevalence), args.by, args.meta)  # fmt: skip
     if report.get("warning"):
         print(f"cnnlab: {report['warning']}", file=sys.stderr)
+    for line in (report.get("leakage") or {}).get("warnings", []):
+        print(f"cnnlab: warning: {line}", file=sys.stderr)
     if args.out:
         print(f"figures, and the most confident mistakes (mistakes.png), written to {args.out}",
               file=sys.stderr)  # fmt: skip

@@ -7,7 +7,6 @@ image in both train and test makes the test score a memory test. Ends in a plain
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -15,47 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cnnlab.data.archives import extract_archive, is_archive
-from cnnlab.data.decode import parallel_map
+from cnnlab.data.fingerprints import (
+    FINE_BITS,
+    NEAR_BITS,
+    Fingerprint,
+    FingerprintIndex,
+    fingerprint_paths,
+    hamming,
+    phash,
+)
 from cnnlab.data.folder import find_folder_root, scan_split, split_folders
-from cnnlab.data.images import ImageReadError, read_image_facts, read_source
 from cnnlab.data.prepare import MIN_GIVEN_VAL
 from cnnlab.data.readers import IMAGE_FOLDER, find_reader, readers
 from cnnlab.errors import CnnlabError
 
-NEAR_BITS = 8  # pHash bits (of 64) two images may differ by to be compared as candidates
-NEAR_CORR = 0.98  # ...and the correlation of their 32x32 thumbnails that makes them near duplicates
+__all__ = ["audit_folder", "format_report", "hamming", "near_pairs", "phash"]
+
 IMBALANCE_WARN = 1.5  # largest / smallest class above this deserves a word
 LIST_LIMIT = 200  # duplicate groups / pairs listed in full (all are counted)
-
-
-# ----------------------------------------------------------------------------- hashes
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)
-    m = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * np.sqrt(2 / n)
-    m[0] /= np.sqrt(2)
-    return m
-
-
-_DCT32 = _dct_matrix(32)
-
-
-def phash(gray: np.ndarray) -> int:
-    """64-bit perceptual hash of a 32x32 grayscale array: low DCT frequencies above their median.
-
-    Survives resizing, recompression and small brightness changes, unlike a content hash."""
-    coeffs = _DCT32 @ gray.astype(np.float64) @ _DCT32.T
-    low = coeffs[:8, :8].ravel()
-    bits = low > np.median(low)
-    return int(np.packbits(bits).view(">u8")[0])
-
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
 
 
 # ----------------------------------------------------------------------------- one file
@@ -66,40 +44,29 @@ class FileFacts:
     path: str
     split: str
     cls: str
-    bytes: int
     sha: str = ""
     width: int = 0
     height: int = 0
     mode: str = ""
     format: str = ""
     phash: int | None = None
-    thumb: bytes = b""  # 32x32 grayscale, to confirm pHash candidates
+    fine: bytes | None = None  # the fine hash that confirms pHash candidates
     error: str | None = None
 
 
-def inspect_file(item: tuple[str, str, str]) -> FileFacts:
-    """Hash, size, mode and perceptual hash of one file; a bad file comes back with `error`.
-    The pixels come through the same reader as training's and predict's (`read_image_facts`),
-    so the audit fails on exactly the files they fail on, with the same reason."""
-    path, split, cls = item
-    facts = FileFacts(path, split, cls, 0)
-    try:
-        data = read_source(path)
-        facts.bytes = len(data)
-        facts.sha = hashlib.blake2b(data, digest_size=16).hexdigest()
-        # JPEGs decode at 1/2 to 1/8 scale: the hashes need 32x32
-        arr, source = read_image_facts(data, "auto", name=path, draft=(64, 64))
-        facts.width, facts.height = source.size
-        facts.format = source.format
-        facts.mode = source.mode or ("L" if arr.shape[2] == 1 else "RGB")
-        gray = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).convert("L")
-        facts.phash = phash(np.asarray(gray.resize((32, 32), Image.Resampling.BILINEAR)))
-        facts.thumb = gray.resize((32, 32), Image.Resampling.BOX).tobytes()
-    except ImageReadError as e:
-        facts.error = str(e)
-    except Exception as e:  # noqa: BLE001 - one odd file must not stop an audit
-        facts.error = f"cannot decode: {type(e).__name__}: {e}"
-    return facts
+def inspect_files(items: list[tuple[str, str, str]], workers: int | None) -> list[FileFacts]:
+    """Hash, size, mode and perceptual hashes of each (path, split, class), cached by content;
+    a bad file comes back with `error`. The pixels come through the same reader as training's
+    and predict's, so the audit fails on exactly the files they fail on, with the same reason."""
+    out = []
+    for (path, split, cls), fp in zip(items, fingerprint_paths([i[0] for i in items], workers),
+                                      strict=True):  # fmt: skip
+        if isinstance(fp, str):
+            out.append(FileFacts(path, split, cls, error=fp))
+        else:
+            out.append(FileFacts(path, split, cls, fp.sha256, fp.width, fp.height, fp.mode,
+                                 fp.format, fp.phash, fp.fine))  # fmt: skip
+    return out
 
 
 # ----------------------------------------------------------------------------- duplicates
@@ -113,21 +80,12 @@ def exact_groups(facts: list[FileFacts]) -> list[list[FileFacts]]:
     return [g for g in by_sha.values() if len(g) > 1]
 
 
-def thumb_correlation(a: bytes, b: bytes) -> float:
-    """Pearson correlation of two thumbnails; flat ones match only flat ones of like brightness."""
-    x, y = (np.frombuffer(t, np.uint8).astype(np.float64) for t in (a, b))
-    sx, sy = x.std(), y.std()
-    if sx < 2 or sy < 2:
-        return 1.0 if sx < 2 and sy < 2 and abs(x.mean() - y.mean()) < 4 else 0.0
-    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
-
-
 def near_pairs(
-    facts: list[FileFacts], max_bits: int = NEAR_BITS, min_corr: float | None = NEAR_CORR
+    facts: list[FileFacts], max_bits: int = NEAR_BITS, max_fine_bits: int | None = FINE_BITS
 ) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for near duplicates: pHashes within max_bits and, when min_corr is
-    given, thumbnails correlated at least that much (look-alike X-rays share pHashes).
-    Exact copies are left to `exact_groups`.
+    """(i, j, pHash distance) for near duplicates: pHashes within max_bits and, when
+    max_fine_bits is given, fine hashes within that (look-alike X-rays share pHashes: see
+    cnnlab.data.fingerprints). Exact copies are left to `exact_groups`.
 
     Pigeonhole: split the 64 bits into max_bits + 1 bands; two hashes that close agree
     exactly on at least one band, so only images sharing a band value are compared."""
@@ -156,10 +114,16 @@ def near_pairs(
                     i, j = sorted((idx[members[r0 + x]], idx[members[y]]))
                     if facts[i].sha != facts[j].sha and (i, j) not in found:
                         found[(i, j)] = int(dist[x, y])
-    if min_corr is not None:
+    if max_fine_bits is not None:
         found = {k: d for k, d in found.items()
-                 if thumb_correlation(facts[k[0]].thumb, facts[k[1]].thumb) >= min_corr}  # fmt: skip
+                 if fine_distance(facts[k[0]].fine, facts[k[1]].fine) <= max_fine_bits}  # fmt: skip
     return sorted((i, j, d) for (i, j), d in found.items())
+
+
+def fine_distance(a: bytes | None, b: bytes | None) -> int:
+    if a is None or b is None:
+        return 256
+    return int(np.bitwise_count(np.frombuffer(a, np.uint8) ^ np.frombuffer(b, np.uint8)).sum())
 
 
 # ----------------------------------------------------------------------------- the audit
@@ -179,8 +143,8 @@ def _listing(root: Path) -> tuple[dict[str, Any], list[tuple[str, str, str]], li
     return splits, items, skipped
 
 
-def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, Any]:
-    """Audit an image folder (or an archive of one); returns a JSON-ready report."""
+def _folder_root(source: str | Path) -> Path:
+    """The image folder at `source` (an archive is unpacked once, safely); anything else is refused."""
     path = Path(source).expanduser()
     if is_archive(path):
         path = extract_archive(path)
@@ -189,9 +153,24 @@ def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, An
         folder = next(r for r in readers() if r.name == IMAGE_FOLDER)
         held = f"; it holds {reader.describe}" if reader is not None else ""
         raise CnnlabError(f"{source} is not {folder.describe}{held}")
-    root = find_folder_root(path)
+    return find_folder_root(path)
+
+
+def training_files(source: str | Path) -> list[str]:
+    """Every image file of a training folder (or archive): its splits but test/, which a
+    run never trains on."""
+    _, items, _ = _listing(_folder_root(source))
+    return [path for path, split, _ in items if split != "test"]
+
+
+def audit_folder(
+    source: str | Path, workers: int | None = None, against: str | Path | None = None
+) -> dict[str, Any]:
+    """Audit an image folder (or an archive of one); returns a JSON-ready report. With
+    `against` (a training folder), also every image of `source` found again there."""
+    root = _folder_root(source)
     layout, items, not_images = _listing(root)
-    facts = list(parallel_map(inspect_file, items, (), workers))
+    facts = inspect_files(items, workers)
     good = [f for f in facts if f.error is None]
 
     splits: dict[str, Any] = {}
@@ -221,7 +200,8 @@ def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, An
     for i, j, d in near_pairs(facts):
         a, b = facts[i], facts[j]
         near.append({"files": [a.path, b.path], "splits": [a.split, b.split],
-                     "classes": [a.cls, b.cls], "distance": d, "cross_split": a.split != b.split})  # fmt: skip
+                     "classes": [a.cls, b.cls], "distance": d, "fine_bits": fine_distance(a.fine, b.fine),
+                     "cross_split": a.split != b.split})  # fmt: skip
     report: dict[str, Any] = {
         "root": str(root),
         "layout": "classes" if Path(next(iter(layout.values()))["folder"]) == root else "splits",
@@ -235,11 +215,49 @@ def audit_folder(source: str | Path, workers: int | None = None) -> dict[str, An
                              "label_conflicts": sum(g["label_conflict"] for g in exact),
                              "list": exact[:LIST_LIMIT]},
         "near_duplicates": {"pairs": len(near), "cross_split": sum(p["cross_split"] for p in near),
-                            "max_bits": NEAR_BITS, "min_correlation": NEAR_CORR, "list": sorted(near, key=lambda p: not p["cross_split"])[:LIST_LIMIT]},
+                            "max_bits": NEAR_BITS, "max_fine_bits": FINE_BITS, "list": sorted(near, key=lambda p: not p["cross_split"])[:LIST_LIMIT]},
     }  # fmt: skip
+    if against is not None:
+        report["against"] = leaks_into(good, against, workers)
     report["findings"] = findings(report)
     report["verdict"] = verdict(report["findings"])
     return report
+
+
+def leaks_into(facts: list[FileFacts], against: str | Path, workers: int | None) -> dict[str, Any]:
+    """Every image of `facts` found again, exactly or nearly, in the folder `against`."""
+    root = _folder_root(against)
+    _, items, _ = _listing(root)
+    ref = [f for f in inspect_files(items, workers) if f.error is None]
+    index = FingerprintIndex.of(
+        [Fingerprint(f.sha, 0, 0, "", "", f.phash, f.fine) for f in ref], [f.path for f in ref]
+    )
+    return {"folder": str(root), "n_readable": len(ref), **overlap(facts, index, ref)}
+
+
+def overlap(
+    facts: list[FileFacts], index: FingerprintIndex, ref: list[FileFacts] | None = None
+) -> dict[str, Any]:
+    """Which of `facts` the index holds: counts and a list naming the files (the reference's
+    files where known: a bundle keeps hashes, not names) with the Hamming distances."""
+    listed, exact, near, conflicts = [], 0, 0, 0
+    every = index.matches([Fingerprint(f.sha, 0, 0, "", "", f.phash, f.fine) for f in facts])
+    for f, found in zip(facts, every, strict=True):
+        if not found:
+            continue
+        exact += found[0]["kind"] == "exact"
+        near += found[0]["kind"] == "near"
+        classes = {ref[m["index"]].cls for m in found} if ref is not None else set()
+        conflicts += bool(classes - {f.cls})
+        for m in found[:5]:
+            other = ref[m["index"]] if ref is not None else None
+            listed.append({"file": f.path, "class": f.cls, "kind": m["kind"], "bits": m["bits"],
+                           "fine_bits": m["fine_bits"],
+                           "match": other.path if other else f"training image #{m['index']}",
+                           "match_class": other.cls if other else None})  # fmt: skip
+    return {"n": len(facts), "leaked": exact + near, "exact": exact, "near": near,
+            "label_conflicts": conflicts, "max_bits": NEAR_BITS, "max_fine_bits": FINE_BITS,
+            "list": listed[:LIST_LIMIT]}  # fmt: skip
 
 
 def _group_entry(group: list[FileFacts]) -> dict[str, Any]:
@@ -265,6 +283,13 @@ def findings(r: dict[str, Any]) -> list[dict[str, str]]:
             "image(s) appear in more than one split, so validation/test scores will be optimistic",
             "remove one copy of each (`cnnlab audit --json` lists them); for several images per "
             "patient, split by patient (data.group_by: patient)")  # fmt: skip
+    ag = r.get("against")
+    if ag and ag["leaked"]:
+        add("problem", f"leakage: {ag['leaked']} of {ag['n']} image(s) are also in {ag['folder']} "
+            f"({ag['exact']} exact copies, {ag['near']} near duplicates), so scores on this "
+            "folder measure memory, not generalisation",
+            "remove them from one of the two folders (`cnnlab audit --json` lists each with its "
+            "match); for several images per patient, keep each patient in one folder")  # fmt: skip
     if ex["label_conflicts"]:
         add("problem", f"{ex['label_conflicts']} identical image(s) carry different class labels",
             "check these files and keep each in its one right class")  # fmt: skip
@@ -332,20 +357,28 @@ def format_report(r: dict[str, Any]) -> str:
     lines.append("  formats: " + ", ".join(f"{k} ({v:,})" for k, v in img["formats"].items()))
     ex, near = r["exact_duplicates"], r["near_duplicates"]
     lines.append(f"  exact duplicates: {ex['groups']} group(s), {ex['cross_split']} across splits")
-    lines.append(f"  near duplicates (pHash <= {near['max_bits']} bits, thumbnail r >= "
-                 f"{near['min_correlation']}): {near['pairs']} pair(s), "
+    lines.append(f"  near duplicates (pHash <= {near['max_bits']} of 64 bits and fine hash <= "
+                 f"{near['max_fine_bits']} of 255): {near['pairs']} pair(s), "
                  f"{near['cross_split']} across splits")  # fmt: skip
     for f in r["unreadable"][:20]:
         lines.append(f"  unreadable: {f['path']}: {f['reason']}")
     if len(r["unreadable"]) > 20:
         lines.append(f"  ... and {len(r['unreadable']) - 20} more unreadable (see --json)")
-    for g in ex["list"][:5]:
-        if g["cross_split"]:
-            lines.append(f"  leak: {' = '.join(os.path.relpath(p, r['root']) for p in g['files'])}")
-    for p in near["list"][:5]:
-        if p["cross_split"]:
-            a, b = (os.path.relpath(x, r["root"]) for x in p["files"])
-            lines.append(f"  near leak ({p['distance']} bits): {a} ~ {b}")
+    for g in ex["list"][:10]:
+        rel = " = ".join(os.path.relpath(p, r["root"]) for p in g["files"])
+        lines.append(f"  {'leak' if g['cross_split'] else 'duplicate'}: {rel}")
+    for p in near["list"][:10]:
+        a, b = (os.path.relpath(x, r["root"]) for x in p["files"])
+        kind = "near leak" if p["cross_split"] else "near duplicate"
+        lines.append(f"  {kind} ({p['distance']} bits): {a} ~ {b}")
+    ag = r.get("against")
+    if ag:
+        lines.append(f"  against {ag['folder']} ({ag['n_readable']:,} readable images): "
+                     f"{ag['leaked']} of {ag['n']:,} found there, {ag['exact']} exact, "
+                     f"{ag['near']} near")  # fmt: skip
+        for m in ag["list"][:10]:
+            how = "=" if m["kind"] == "exact" else f"~ ({m['bits']} + {m['fine_bits']} bits)"
+            lines.append(f"  leak: {os.path.relpath(m['file'], r['root'])} {how} {m['match']}")
     for f in r["findings"]:
         lines.append(f"{f['level']}: {f['what']}\n    fix: {f['fix']}")
     lines.append(f"verdict: {r['verdict']}")

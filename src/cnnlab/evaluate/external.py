@@ -42,6 +42,7 @@ class SiteScores:
     labels: torch.Tensor
     groups: list[str]
     name: str
+    paths: list[str] | None = None  # each image's file, where it has one
 
 
 def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> SiteScores:
@@ -61,7 +62,7 @@ def site_scores(bundle: Bundle, data_path: str, name: str | None = None) -> Site
             )
     logits = data_logits(bundle, data, 64)
     groups = [patient_id(p) for p in data.paths] if data.paths else [str(i) for i in range(len(y))]
-    return SiteScores(logits, y, groups, name or data_name(Path(data_path).resolve()))
+    return SiteScores(logits, y, groups, name or data_name(Path(data_path).resolve()), data.paths)
 
 
 def external_block(

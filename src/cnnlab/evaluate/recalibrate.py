@@ -9,6 +9,7 @@ The network's weights are never changed here.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,12 +23,14 @@ from cnnlab.bundle.catalog import META
 from cnnlab.bundle.check import read_meta
 from cnnlab.bundle.loading import load_bundle
 from cnnlab.bundle.save import write_meta
-from cnnlab.bundle.seal import WEIGHTS
+from cnnlab.bundle.seal import CARD, WEIGHTS, bundle_files
 from cnnlab.config import DecisionConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.external import SiteScores, external_block, now, site_scores
+from cnnlab.evaluate.leakage import refuse_training_overlap
 from cnnlab.fileio import umask
-from cnnlab.runtime.ood import OOD_FILE
+
+log = logging.getLogger("cnnlab")
 
 
 def _folds(scores: SiteScores, k: int, seed: int) -> list[np.ndarray]:
@@ -182,6 +185,9 @@ def recalibrate(
         )
     bundle = load_bundle(bundle_ref)
     scores = site_scores(bundle, data_path, name)
+    checked = refuse_training_overlap(bundle, scores.paths, data_path)
+    for line in checked["warnings"]:
+        log.warning("%s", line)
     decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed,
                                           prevalence)  # fmt: skip
 
@@ -216,8 +222,9 @@ def _write_bundle_copy(src: Path, out: Path, meta: dict[str, Any]) -> None:
     try:
         tmp.chmod(0o777 & ~umask())  # a bundle folder like any other (mkdtemp's is owner-only)
         shutil.copyfile(src / WEIGHTS, tmp / WEIGHTS)  # (not copy2: the mode of a new file)
-        if (src / OOD_FILE).is_file():  # the out-of-distribution check travels with the weights
-            shutil.copyfile(src / OOD_FILE, tmp / OOD_FILE)
+        for kept in bundle_files(meta):  # the OOD check and training hashes travel too
+            if kept not in (META, CARD, WEIGHTS):
+                shutil.copyfile(src / kept, tmp / kept)
         write_meta(tmp, meta)
         write_card(tmp, meta)
         seal_bundle(tmp)

@@ -230,6 +230,11 @@ def evaluate_bundle(
         p = bundle.decision.probabilities(logits)[:, 1].numpy()
         report["subgroups"] = {"field": by, "groups": subgroup_figures(
             p, data.labels.numpy(), bundle.threshold, groups)}  # fmt: skip
+    if split == "test":  # val and train are the training folder itself: overlap is by design
+        from cnnlab.evaluate.leakage import data_leakage
+
+        names = [bundle.classes[k] for k in data.labels.tolist()]
+        report["leakage"] = data_leakage(bundle, data.paths, names)
     if out_dir is not None:
         save_confusion_matrix(report, bundle.classes, Path(out_dir), split)
         probs = bundle.decision.probabilities(logits)

@@ -219,6 +219,7 @@ def finish_run(
     ood = fit_ood_check(model, data, recipe)
     if ood is not None:
         save_ood(out, ood)
+    hashes = keep_training_hashes(out, data)
     save_bundle(
         out,
         model,
@@ -238,6 +239,7 @@ def finish_run(
                          "loss": describe_losses(recipe.train, recipe.data.class_mode == "binary",
                                                  result.loss_weighting)},
             **({"ood": ood.record} if ood is not None else {}),
+            **({"training_hashes": hashes} if hashes else {}),
             "command": " ".join(shlex.quote(a) for a in ["cnnlab", *sys.argv[1:]]) if sys.argv else "",
             **validation_scores(val_logits, data, recipe),
         },
@@ -344,6 +346,20 @@ def validation_report(
     )
     report["split"] = "val"
     return report
+
+
+def keep_training_hashes(out: Path, data: PreparedData) -> dict[str, Any] | None:
+    """Fingerprints of every training and validation image (no pixels), so that `evaluate` and
+    `recalibrate` can tell when their data holds images the model has seen; None for data
+    without files (IDX, npz, downloaded CIFAR)."""
+    from cnnlab.data.fingerprints import Fingerprint, fingerprint_paths, save_training_hashes
+    from cnnlab.fileio import data_name
+
+    paths = [*(data.train.paths or [])] + [*((data.val.paths or []) if data.val else [])]
+    if not paths or data.train.paths is None:
+        return None
+    prints = [fp for fp in fingerprint_paths(paths) if isinstance(fp, Fingerprint)]
+    return save_training_hashes(out, prints, data_name(data.source))
 
 
 def data_summary(data: PreparedData) -> dict[str, Any]:
