@@ -22,6 +22,7 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
     "cnnlab.cli.training",
     "cnnlab.cli.judging",
     "cnnlab.cli.comparing",
+    "cnnlab.cli.monitoring",
     "cnnlab.cli.predicting",
     "cnnlab.cli.trust",
     "cnnlab.cli.deployment",
