@@ -2,7 +2,7 @@
 sex, age band or scanner. Groups come from each image's DICOM tags, or from a metadata CSV
 (`--meta FILE.csv`: a `file` column and one column per field) for other formats.
 
-A group with fewer than MIN_PER_CLASS positives or negatives gets a plain warning: its
+A group with fewer than MIN_TO_JUDGE positives or negatives gets a plain warning: its
 sensitivity (or specificity) rests on too few images to judge (a 95% interval wider than
 about +-0.1 at 0.9).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.medical import binary_metrics, bootstrap_intervals
 
-MIN_PER_CLASS = 30
+MIN_TO_JUDGE = 30
 AGE_FIELD = "age_band"  # from DICOM PatientAge (or a CSV's `age` in years)
 AGE_BANDS = ((18, "0-17"), (40, "18-39"), (65, "40-64"), (10**9, "65+"))
 UNKNOWN = "unknown"
@@ -130,9 +130,9 @@ def subgroup_figures(
         for key in SHOWN:
             row[key], row[f"{key}_ci"] = point[key], ci[key]
         few = [f"{n} {what}" for n, what in ((pos, "positives"), (neg, "negatives"))
-               if n < MIN_PER_CLASS]  # fmt: skip
+               if n < MIN_TO_JUDGE]  # fmt: skip
         if few:
-            row["warning"] = (f"{name}: only {' and '.join(few)} (fewer than {MIN_PER_CLASS}); "
+            row["warning"] = (f"{name}: only {' and '.join(few)} (fewer than {MIN_TO_JUDGE}); "
                               "too few to judge its figures")  # fmt: skip
         out.append(row)
     return out
