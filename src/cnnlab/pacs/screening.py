@@ -66,10 +66,15 @@ def worker_name() -> str:
 
 
 def connect(url: str, timeout: float = 30.0):
-    """A DICOMweb client for `url` (the root: QIDO, WADO and STOW paths below it)."""
+    """A DICOMweb client for `url` (the root: QIDO, WADO and STOW paths below it). The
+    client's own retries (up to a minute of back-off per request) are off: a study that fails
+    is retried on the next pass, and a PACS that is down is said at once."""
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+    logging.getLogger("retrying").setLevel(logging.CRITICAL)  # its tracebacks: said in one line
+    client = DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+    client.set_http_retry_params(retry=False)
+    return client
 
 
 def _value(item: dict[str, Any], tag: str) -> str:
