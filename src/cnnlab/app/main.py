@@ -28,6 +28,12 @@ pages = [
     st.Page(
         VIEWS / "model_page.py", title="Model", icon=":material/description:", url_path="model"
     ),
+    st.Page(
+        VIEWS / "worklist_page.py",
+        title="Worklist",
+        icon=":material/list_alt:",
+        url_path="worklist",
+    ),
     st.Page(VIEWS / "learn_page.py", title="Learn", icon=":material/school:", url_path="learn"),
     st.Page(
         VIEWS / "runs_page.py", title="Runs", icon=":material/stacked_line_chart:", url_path="runs"

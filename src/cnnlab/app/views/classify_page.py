@@ -68,8 +68,12 @@ if files and results is None:
     with st.spinner(f"Classifying {len(files)} image{'s' if len(files) > 1 else ''} ..."):
         start = time.perf_counter()
         results = predict_uploads(bundle, [(f.name, f.getvalue()) for f in files], limit)
-        put_on_record([present(p, bundle) for p in results], bundle, "app", session_id(),
-                      (time.perf_counter() - start) * 1e3, [f.getvalue() for f in files])  # fmt: skip
+        try:  # on record before it is shown, or not shown
+            put_on_record([present(p, bundle) for p in results], bundle, "app", session_id(),
+                          (time.perf_counter() - start) * 1e3, [f.getvalue() for f in files])  # fmt: skip
+        except CnnlabError as e:
+            st.error(str(e))
+            st.stop()
     st.session_state[RESULTS] = (state_key, results)  # on record once, however often shown
 
 
