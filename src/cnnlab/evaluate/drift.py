@@ -78,8 +78,22 @@ def period_from_store(
     from cnnlab.records.store import DecisionStore
 
     decisions = DecisionStore(url).query(since=since, until=until, model=model or bundle.name)
+    return period_of(decisions, bundle)
+
+
+def period_of(decisions, bundle) -> dict[str, Any]:
+    """The period of a list of `records.Decision` (the screened ones count)."""
     return _period([(d.probability, d.temperature, d.out_of_distribution, d.time)
                     for d in decisions if d.screened], bundle)  # fmt: skip
+
+
+def shares_by_bin(reference: np.ndarray, period: np.ndarray, bins: int = 10) -> dict[str, list]:
+    """The share of each set in equal-width bins of p(positive), to draw both side by side."""
+    edges = np.linspace(0, 1, bins + 1)
+    ref = np.histogram(reference, edges)[0] / max(len(reference), 1)
+    cur = np.histogram(period, edges)[0] / max(len(period), 1)
+    names = [f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return {"p(positive)": names, "validation": ref.tolist(), "period": cur.tolist()}
 
 
 def period_from_logs(bundle, files: list[str]) -> dict[str, Any]:
