@@ -27,6 +27,7 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
     "cnnlab.cli.trust",
     "cnnlab.cli.deployment",
     "cnnlab.cli.auditing",
+    "cnnlab.cli.access",
     "cnnlab.cli.teaching",
     "cnnlab.cli.hospital",
 ]

@@ -48,6 +48,10 @@ def _add_export_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_require_signed(p)
     add_no_record(p)
+    p.add_argument("--tokens", metavar="FILE",
+                   help="ask every request but the health probes for 'Authorization: Bearer "
+                   "TOKEN' of a token in FILE (names and hashes: `cnnlab token add`); FILE is "
+                   "re-read when it changes, so a revoked token stops working at once")  # fmt: skip
     p.set_defaults(func=cmd_serve)
 
 
@@ -116,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cnnlab.serve import create_app
     from cnnlab.serve.guards import LOCAL_HOSTS, allowed_host_patterns
     from cnnlab.serve.server import serve
+    from cnnlab.serve.tokens import TokenFile
 
     if not 0 <= args.port <= 65535:
         raise CnnlabError(f"--port must be 0-65535, got {args.port}")
@@ -123,17 +128,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.onnx and len(args.bundles) > 1:
         raise CnnlabError("--onnx FILE names one model's export; serve one bundle with it")
     hosts = allowed_host_patterns(args.allowed_hosts or [*LOCAL_HOSTS, args.host])
+    tokens = TokenFile(args.tokens) if args.tokens else None  # a bad line: exit 2 before loading
     set_threads()
     bundles = [use_backend(load_bundle(b, require_signed=args.require_signed), args.backend,
                            args.onnx) for b in args.bundles]  # fmt: skip
-    app = create_app(bundles, limits, hosts, record=not args.no_record)
+    app = create_app(bundles, limits, hosts, record=not args.no_record, tokens=tokens)
     if app.state.records is not None:  # a store that cannot open stops the start, not a request
         log.info("decisions on record in %s", app.state.records.opened().where)
-    if not _is_loopback(args.host):
-        log.warning(
-            "binding to %s: the API has no authentication; expose it only behind a proxy that has",
-            args.host,
-        )
+    if tokens is not None:
+        log.info("tokens: %s (%s); TLS belongs to the proxy in front", args.tokens,
+                 ", ".join(tokens.names()))  # fmt: skip
+    elif not _is_loopback(args.host):
+        log.warning("binding to %s without --tokens: anyone who reaches it is answered; add "
+                    "--tokens FILE, behind a TLS proxy", args.host)  # fmt: skip
     if "*" in hosts:
         log.warning("--allowed-host '*': any Host is answered, so a web page can reach the API "
                     "through a name it points at this machine (DNS rebinding)")  # fmt: skip

@@ -36,6 +36,7 @@ from cnnlab.serve.limits import ServeLimits
 from cnnlab.serve.multipart import UploadError
 from cnnlab.serve.routes import router
 from cnnlab.serve.served import Served
+from cnnlab.serve.tokens import OPEN_PATHS, BearerAuth, TokenFile
 
 
 def create_app(
@@ -43,10 +44,12 @@ def create_app(
     limits: ServeLimits | None = None,
     allowed_hosts: Sequence[str] | None = None,
     record: bool = True,
+    tokens: TokenFile | None = None,
 ) -> FastAPI:
     """An app serving `bundles` (the first is the default model); one micro-batcher per model.
     `allowed_hosts`: the Host names it answers (guards.AllowedHosts); None answers any.
-    `record`: every decision goes to the decision store (unless CNNLAB_RECORDS=off)."""
+    `record`: every decision goes to the decision store (unless CNNLAB_RECORDS=off).
+    `tokens`: every route but the health probes asks for one of them (tokens.BearerAuth)."""
     from cnnlab.records.store import default_store
     from cnnlab.version import __version__
 
@@ -67,6 +70,9 @@ def create_app(
     # 405's Allow header could not name
     app.router.routes.extend(router.routes)
     app.add_middleware(RequestCap, limit=served.limits.max_requests)
+    if tokens is not None:  # after the Host check: a wrong Host is refused before any token
+        app.add_middleware(BearerAuth, tokens=tokens)
+        app.openapi = lambda: with_bearer_scheme(app)  # type: ignore[method-assign]
     if allowed_hosts is not None:
         app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     app.add_middleware(ServerTiming)  # the last added is the outermost: it times the others
@@ -83,6 +89,31 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for batcher in batchers:
         await batcher.stop()
         batcher.close()
+
+
+def with_bearer_scheme(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema, saying that every operation but the health probes needs a bearer
+    token (and may answer 401)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)  # fmt: skip
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "a token from `cnnlab token add NAME --file FILE`"}
+        }  # fmt: skip
+        for path, operations in schema["paths"].items():
+            if path.startswith(OPEN_PATHS):
+                continue
+            for op in operations.values():
+                op["security"] = [{"bearer": []}]
+                op.setdefault("responses", {})["401"] = {
+                    "description": "no token, or not a valid one",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                }  # fmt: skip
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 # ----------------------------------------------------------------------------- error bodies

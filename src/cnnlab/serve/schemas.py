@@ -22,7 +22,8 @@ def ERRORS(statuses: list[int]) -> dict[int | str, dict[str, Any]]:  # noqa: N80
         415: "not multipart/form-data",
         422: "an upload is not a usable image, or a bad query parameter",
         503: "cannot answer within the time budget (queue), the model is not ready, or the "
-        "server is at its cap of requests or connections; retry after the Retry-After seconds",
+        "server is at its cap of requests or connections, or the decisions could not be put on "
+        "record (then none is answered); retry after the Retry-After seconds",
     }
     return {s: {"model": ErrorBody, "description": what[s]} for s in statuses}
 
