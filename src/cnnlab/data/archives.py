@@ -92,9 +92,11 @@ def _check_member(archive: Path, dest: Path, name: str, kind: str | None) -> Non
         raise _refuse(archive, name, "has a path that could reach outside the extraction folder")
 
 
-def _check_room(total: int, count: int, where: Path, archive: Path) -> None:
+def _check_room(
+    total: int, count: int, where: Path, archive: Path, most: int = MAX_EXPANDED_BYTES
+) -> None:
     free = shutil.disk_usage(where).free
-    if total > MAX_EXPANDED_BYTES or total > free:
+    if total > most or total > free:
         raise ArchiveRefused(
             f"{archive.name} would unpack to {total / GIB:.1f} GiB "
             f"({free / GIB:.1f} GiB free in {where}); extract it yourself and pass the folder"
@@ -121,10 +123,10 @@ def _zip_kind(info: zipfile.ZipInfo) -> str | None:
     return "neither a file nor a folder"
 
 
-def _extract_zip(archive: Path, dest: Path) -> None:
+def _extract_zip(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
-        _check_room(sum(m.file_size for m in members), len(members), dest, archive)
+        _check_room(sum(m.file_size for m in members), len(members), dest, archive, most)
         for m in members:
             _check_member(archive, dest, m.filename, _zip_kind(m))
         zf.extractall(dest)
@@ -156,7 +158,7 @@ def _tar_kind(m: tarfile.TarInfo) -> str | None:
     return f"neither a file nor a folder (tar type {m.type!r})"
 
 
-def _extract_tar(archive: Path, dest: Path) -> None:
+def _extract_tar(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> None:
     try:
         with tarfile.open(archive, tarinfo=_BoundedTarInfo) as tf:
             members = []
@@ -164,7 +166,8 @@ def _extract_tar(archive: Path, dest: Path) -> None:
                 members.append(m)
                 if len(members) > MAX_MEMBERS:
                     break
-            _check_room(sum(m.size for m in members if m.isfile()), len(members), dest, archive)
+            _check_room(sum(m.size for m in members if m.isfile()), len(members), dest, archive,
+                        most)  # fmt: skip
             for m in members:
                 _check_member(archive, dest, m.name, _tar_kind(m))
             # checked above; the filter stays as a second lock (it also drops set-uid bits)
@@ -174,6 +177,21 @@ def _extract_tar(archive: Path, dest: Path) -> None:
             f"{archive.name}: a tar header announces {e.args[0]:,} bytes of extended attributes "
             f"(at most {MAX_HEADER_BYTES:,} are plausible); the archive is refused"
         ) from None
+
+
+def unpack_into(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> Path:
+    """Unpack `archive` into the folder `dest` (made here; the caller owns and removes it), with
+    every check `extract_archive` makes and at most `most` bytes unpacked: for data that must
+    not be kept, such as a zip uploaded to the app."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive.name.lower().endswith(".zip"):
+            _extract_zip(archive, dest, most)
+        else:
+            _extract_tar(archive, dest, most)
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise CnnlabError(f"cannot extract {archive.name}: {e}") from None
+    return dest
 
 
 def extract_archive(archive: Path) -> Path:

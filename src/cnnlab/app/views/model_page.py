@@ -1,13 +1,16 @@
 """Model page: validation and external figures side by side with 95% intervals (and which
 images the threshold was fitted on), a warning when the model is degenerate, ROC curve,
 confusion matrix and calibration diagram, the most confident mistakes on the validation
-split, the out-of-distribution check, and the model card (without the figures shown above)."""
+split, "Evaluate on your data" (a folder or a zip, its figures beside the validation ones:
+cnnlab.app.your_data), the out-of-distribution check, and the model card (without the figures
+shown above)."""
 
 from pathlib import Path
 
 import streamlit as st
 
 from cnnlab.app.resources import require_bundle
+from cnnlab.app.your_data import your_data_section
 from cnnlab.fileio import MIB, read_capped
 from cnnlab.report.card import card_without, fitted_on_text
 from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
@@ -118,6 +121,8 @@ elif not (entry.path / "mistakes.png").exists():
     st.info("This bundle has no gallery of its mistakes (it was trained before cnnlab drew one). "
             "`cnnlab evaluate BUNDLE --data PATH --split val --out DIR` draws it in "
             "DIR/mistakes.png.")  # fmt: skip
+
+your_data_section(bundle, entry.path, figures(str(entry.path)), metrics)
 
 st.subheader("Out-of-distribution check")
 if bundle.ood is not None:
