@@ -45,9 +45,16 @@ def drift_app(tmp_path, monkeypatch):
     return run
 
 
-def test_the_section_says_when_the_inputs_moved(drift_app) -> None:
-    at = drift_app(1.5)  # (an unshifted period is `stable`: tests/evaluate/test_drift.py)
+def test_the_worklist_page_says_when_the_inputs_moved(drift_app) -> None:
+    drift_app(1.5)  # (an unshifted period is `stable`: tests/evaluate/test_drift.py)
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/worklist_page.py").run()
     assert not at.exception
+    assert [h.value for h in at.subheader] == ["Drift since validation"]
     assert "DRIFT" in at.error[0].value and "PSI" in at.error[0].value
     assert [m.label for m in at.metric][:3] == ["PSI", "KS p-value", "Called positive"]
 

@@ -91,14 +91,20 @@ def test_drift_from_predict_json_logs(bundle, tmp_path, capsys) -> None:
 
 def test_out_of_distribution_share_and_small_periods() -> None:
     rng = np.random.default_rng(0)
-    ref = {"n": 500, "p": rng.random(500), "positive_share": 0.5, "ood_share": 0.01}
+    ref = {
+        "n": 500,
+        "p": rng.random(500),
+        "positive_share": 0.5,
+        "ood_share": 0.01,
+        "threshold": 0.5,
+    }
     same = {"n": 400, "p": rng.random(400), "ood_checked": 400, "ood_flagged": 5}
     many = {**same, "ood_flagged": 40}  # 10% unlike the training images, against 1%
-    assert drift_report(ref, same, 0.5)["verdict"] == "stable"
-    r = drift_report(ref, many, 0.5)
+    assert drift_report(ref, same)["verdict"] == "stable"
+    r = drift_report(ref, many)
     assert r["verdict"] == "drift" and "did not look like the training images" in r["reasons"][0]
     few = {"n": 12, "p": rng.random(12), "ood_checked": 0, "ood_flagged": 0}
-    assert drift_report(ref, few, 0.5)["verdict"] == "too few"
+    assert drift_report(ref, few)["verdict"] == "too few"
     # PSI: 0 for the same sample, large for a moved one, and finite with empty bins
     x = rng.normal(size=1000)
     assert population_stability_index(x, x) == pytest.approx(0.0, abs=1e-12)

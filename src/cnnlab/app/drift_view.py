@@ -14,32 +14,28 @@ VERDICT_BOX = {"drift": st.error, "watch": st.warning, "stable": st.success, "to
 def show_drift(decisions: list, window: str) -> None:
     """Drift of the picked model's decisions among `decisions` (the page's window), against its
     validation split; a note instead when it cannot be measured."""
-    from cnnlab.app.resources import get_bundle, picked_entry
-    from cnnlab.evaluate.drift import (
-        drift_report,
-        format_drift,
-        period_of,
-        reference_of,
-        shares_by_bin,
-    )
+    from cnnlab.app.resources import picked_entry
+    from cnnlab.bundle.catalog import META
+    from cnnlab.bundle.check import read_meta
+    from cnnlab.evaluate import drift
 
     st.subheader("Drift since validation")
     entry = picked_entry()
     if entry is None:
         st.info("Pick a model in the sidebar to compare its decisions with its validation.")
         return
-    try:
-        bundle = get_bundle(str(entry.path))
-        reference = reference_of(bundle)
+    try:  # bundle.json alone (its validation logits and rule): the page loads no model
+        meta = read_meta(entry.path, META)
+        reference = drift.reference_of({**meta, "name": meta.get("name") or entry.path.name})
     except CnnlabError as e:
         st.info(f"Drift cannot be measured for {entry.label}: {e}")
         return
-    mine = [d for d in decisions if d.bundle == bundle.name]
-    period = period_of(mine, bundle)
-    report = drift_report(reference, period, bundle.threshold)
-    verdict = format_drift(report, bundle.name).splitlines()[-1]
+    name = reference["name"]
+    period = drift.period_of([d for d in decisions if d.bundle == name], reference)
+    report = drift.drift_report(reference, period)
+    verdict = drift.format_drift(report, name).splitlines()[-1]
     VERDICT_BOX[report["verdict"]](verdict)
-    st.caption(f"{bundle.name}'s {period['n']} screened decisions in the {window}, against its "
+    st.caption(f"{name}'s {period['n']} screened decisions in the {window}, against its "
                f"{reference['n']} validation images: population stability index (under 0.1 "
                "stable, over 0.25 a major shift), a two-sample KS test, and the share flagged "
                "out of distribution. `cnnlab drift` gives the same.")  # fmt: skip
@@ -57,5 +53,5 @@ def show_drift(decisions: list, window: str) -> None:
         cols[3].metric("Unlike training images", f"{o['share']:.1%}",
                        f"{(o['share'] - o['reference_share']) * 100:+.1f} pts vs validation",
                        delta_color="off")  # fmt: skip
-    st.bar_chart(shares_by_bin(reference["p"], period["p"]), x="p(positive)",
+    st.bar_chart(drift.shares_by_bin(reference["p"], period["p"]), x="p(positive)",
                  y=["validation", "period"], stack=False, y_label="share of images")  # fmt: skip

@@ -39,15 +39,14 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if args.from_json and (args.since or args.until or args.records):
         raise CnnlabError("--since, --until and --records read the decision store; "
                           "--from-json reads logs instead")  # fmt: skip
-    bundle = drift.load_reference_bundle(args.bundle, args.model)
-    reference = drift.reference_of(bundle)
+    reference = drift.reference_for(args.bundle, args.model)
     if args.from_json:
-        period = drift.period_from_logs(bundle, args.from_json)
+        period = drift.period_from_logs(reference, args.from_json)
     else:
         since, until = drift.parse_when(args.since), drift.parse_when(args.until)
-        period = drift.period_from_store(bundle, since, until, args.model, args.records)
-    report = drift.drift_report(reference, period, bundle.threshold)
-    report["model"] = args.model or bundle.name
+        period = drift.period_from_store(reference, since, until, args.model, args.records)
+    report = drift.drift_report(reference, period)
+    report["model"] = args.model or reference["name"]
     if args.json:
         json.dump(finite_json(report), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")

@@ -44,23 +44,25 @@ def population_stability_index(reference: np.ndarray, period: np.ndarray, bins: 
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def reference_of(bundle) -> dict[str, Any]:
-    """What the bundle keeps of its validation: p(positive) of every validation image at its
-    current temperature, the share called positive, and the expected out-of-distribution share."""
-    from cnnlab.runtime.decision import probabilities
+def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a bundle.json keeps of its validation: p(positive) of every validation image at the
+    bundle's current temperature, its threshold, the share called positive there, and the
+    expected out-of-distribution share. Read from the record alone: no model is loaded."""
+    from cnnlab.runtime.decision import Decision
 
-    val = bundle.meta.get("validation_scores") or {}
-    logits = val.get("logits")
-    if not bundle.binary or not logits:
-        raise CnnlabError(f"{bundle.name} keeps no validation scores (binary bundles trained by "
-                          "cnnlab keep them in bundle.json): nothing to measure drift against")  # fmt: skip
-    import torch
-
-    z = torch.tensor(logits, dtype=torch.float32).view(len(logits), -1)
-    p = probabilities(z, bundle.temperature)[:, 1].numpy().astype(np.float64)
-    ood = bundle.meta.get("ood") or {}
-    pct = ood.get("percentile")
-    return {"n": len(p), "p": p, "positive_share": float((p >= bundle.threshold).mean()),
+    name = meta.get("name") or "the bundle"
+    binary = meta.get("class_mode") == "binary"
+    logits = (meta.get("validation_scores") or {}).get("logits")
+    if not binary or not logits:
+        raise CnnlabError(f"{name} keeps no validation scores (binary bundles trained by cnnlab "
+                          "keep them in bundle.json): nothing to measure drift against")  # fmt: skip
+    rule = Decision.from_record(meta.get("decision"), binary)
+    z = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0]
+    p = 1 / (1 + np.exp(-z / rule.temperature))
+    pct = (meta.get("ood") or {}).get("percentile")
+    return {"name": name, "n": len(p), "p": p, "threshold": float(rule.threshold),
+            "temperature": float(rule.temperature),
+            "positive_share": float((p >= rule.threshold).mean()),
             "ood_share": (1 - float(pct) / 100) if pct is not None else None}  # fmt: skip
 
 
@@ -72,19 +74,23 @@ def _on_bundle_scale(p: float, recorded_t: float | None, bundle_t: float) -> flo
 
 
 def period_from_store(
-    bundle, since: datetime | None, until: datetime | None, model: str | None, url: str | None
+    reference: dict[str, Any],
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    url: str | None,
 ) -> dict[str, Any]:
     """The period's screened decisions of `model` (default: the bundle's name) from the store."""
     from cnnlab.records.store import DecisionStore
 
-    decisions = DecisionStore(url).query(since=since, until=until, model=model or bundle.name)
-    return period_of(decisions, bundle)
+    decisions = DecisionStore(url).query(since=since, until=until, model=model or reference["name"])
+    return period_of(decisions, reference)
 
 
-def period_of(decisions, bundle) -> dict[str, Any]:
+def period_of(decisions, reference: dict[str, Any]) -> dict[str, Any]:
     """The period of a list of `records.Decision` (the screened ones count)."""
     return _period([(d.probability, d.temperature, d.out_of_distribution, d.time)
-                    for d in decisions if d.screened], bundle)  # fmt: skip
+                    for d in decisions if d.screened], reference)  # fmt: skip
 
 
 def shares_by_bin(reference: np.ndarray, period: np.ndarray, bins: int = 10) -> dict[str, list]:
@@ -96,7 +102,7 @@ def shares_by_bin(reference: np.ndarray, period: np.ndarray, bins: int = 10) -> 
     return {"p(positive)": names, "validation": ref.tolist(), "period": cur.tolist()}
 
 
-def period_from_logs(bundle, files: list[str]) -> dict[str, Any]:
+def period_from_logs(reference: dict[str, Any], files: list[str]) -> dict[str, Any]:
     """The period from `cnnlab predict --json` outputs ({"model", "predictions": [row...]}, or
     one such object per line)."""
     from cnnlab.fileio import read_capped
@@ -123,11 +129,11 @@ def period_from_logs(bundle, files: list[str]) -> dict[str, Any]:
                                   "(no predictions list)")  # fmt: skip
             rows += [(r.get("positive_probability"), None, r.get("out_of_distribution"), None)
                      for r in preds if isinstance(r, dict) and r.get("screened", True)]  # fmt: skip
-    return _period(rows, bundle)
+    return _period(rows, reference)
 
 
-def _period(rows: list[tuple], bundle) -> dict[str, Any]:
-    p = np.array([_on_bundle_scale(float(prob), t, bundle.temperature)
+def _period(rows: list[tuple], reference: dict[str, Any]) -> dict[str, Any]:
+    p = np.array([_on_bundle_scale(float(prob), t, reference["temperature"])
                   for prob, t, _, _ in rows if prob is not None], dtype=np.float64)  # fmt: skip
     flags = [o for _, _, o, _ in rows if o is not None]
     times = sorted(t for *_, t in rows if t is not None)
@@ -136,7 +142,7 @@ def _period(rows: list[tuple], bundle) -> dict[str, Any]:
             "last": times[-1].isoformat() if times else None}  # fmt: skip
 
 
-def drift_report(reference: dict[str, Any], period: dict[str, Any], threshold: float) -> dict:
+def drift_report(reference: dict[str, Any], period: dict[str, Any]) -> dict:
     """PSI, KS and the out-of-distribution share of a period against the reference, and a
     verdict: `drift`, `watch`, `stable` or `too few` decisions."""
     from scipy.stats import binomtest, ks_2samp
@@ -154,7 +160,7 @@ def drift_report(reference: dict[str, Any], period: dict[str, Any], threshold: f
     out["psi"], out["ks"] = psi, {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
     out["mean_probability"] = {"reference": float(ref.mean()), "period": float(p.mean())}
     out["positive_share"] = {"reference": reference["positive_share"],
-                             "period": float((p >= threshold).mean())}  # fmt: skip
+                             "period": float((p >= reference["threshold"]).mean())}  # fmt: skip
     moved = psi >= PSI_MAJOR and ks.pvalue < ALPHA
     if psi >= PSI_MAJOR:
         reasons.append(
@@ -221,10 +227,13 @@ def parse_when(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def load_reference_bundle(bundle_ref: str | None, model: str | None):
+def reference_for(bundle_ref: str | None, model: str | None) -> dict[str, Any]:
+    """The reference of `--bundle` (a folder or shipped name), else of the bundle `--model`
+    names; loaded and verified as any bundle is."""
     from cnnlab.bundle.loading import load_bundle
 
     ref = bundle_ref or model
     if ref is None:
         raise CnnlabError("give --bundle (the bundle whose validation is the reference) or --model")
-    return load_bundle(ref)
+    bundle = load_bundle(ref)
+    return reference_of({**bundle.meta, "name": bundle.name})

@@ -1,12 +1,14 @@
 """Worklist page: the latest decisions on record (this app's, the CLI's, the API's and the
 PACS screener's), riskiest first, filtered by model and time (records/worklist.py says the
-order and why). It reads the decision store only: no model is loaded."""
+order and why), then whether the picked model's inputs drifted since its validation
+(app/drift_view.py). It reads the decision store and bundle.json only: no model is loaded."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
 import streamlit as st
 
+from cnnlab.app.drift_view import show_drift
 from cnnlab.errors import CnnlabError
 from cnnlab.records.store import default_store
 from cnnlab.records.worklist import attention, by_risk, finding
@@ -95,3 +97,5 @@ st.dataframe(
         "Latency (ms)": st.column_config.NumberColumn(format="%.0f"),
     },
 )  # fmt: skip
+
+show_drift(found, window)  # the picked model's decisions of this window, against its validation
