@@ -25,7 +25,7 @@ ROOT = "cnnlab"  # the package facade: `from cnnlab import load_bundle`
 LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "fileio", "lazy", "machine", "net", "strict", "config", "version"}),
     ("data", {"data", "samples"}),
-    ("models", {"models"}),
+    ("models", {"models", "names"}),  # names: the index of models, read before torch
     ("runtime", {"runtime"}),
     ("bundle", {"bundle", "predict", "deploy"}),  # the folder, and what runs it (ONNX too)
     ("records", {"records"}),  # every decision on record: written by surfaces, read by drift

@@ -175,3 +175,32 @@ def test_an_export_carries_the_check_and_one_from_before_it_is_refused(checked_b
     with pytest.raises(CnnlabError, match="out-of-distribution check .*re-export it"):
         use_backend(bundle, "onnx", tmp_path / "plain.onnx")
     assert bundle.backend is None
+
+
+def test_an_in_memory_export_is_kept_by_weights_and_found_again(tmp_path, monkeypatch):
+    """`serve --backend onnx` without a file exports once per weights (issue 29: 18.8 s on every
+    start); the copy lives under the data folder, never in the (read-only, sealed) bundle."""
+    import cnnlab.deploy.onnx_source as kept
+    from cnnlab.bundle import load_bundle
+
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "data"))
+    bundle = make_bundle(tmp_path / "b")
+    before = sorted(p.name for p in (tmp_path / "b").iterdir())
+    exports = []
+    real_export = kept.export_onnx
+    monkeypatch.setattr(kept, "export_onnx", lambda b: exports.append(b) or real_export(b))
+    use_backend(bundle, "onnx")
+    path = kept.export_cache_path(bundle)
+    assert path.is_file() and path.is_relative_to(tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == before  # the bundle untouched
+    again = use_backend(load_bundle(tmp_path / "b"), "onnx")
+    assert len(exports) == 1  # the second start read the kept export
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    ref = load_bundle(tmp_path / "b").predict_proba(images)  # PyTorch
+    assert torch.allclose(again.predict_proba(images), ref, atol=1e-5)
+
+    other = make_bundle(tmp_path / "other", seed=1)  # other weights: another key
+    assert kept.export_cache_path(other) != path
+    path.write_bytes(path.read_bytes()[:100])  # a damaged file is exported again
+    use_backend(load_bundle(tmp_path / "b"), "onnx")
+    assert len(exports) == 2 and len(path.read_bytes()) > 100

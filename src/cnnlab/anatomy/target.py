@@ -53,21 +53,42 @@ def load_target(
     num_classes: int | None = None,
     pretrained: bool = False,
 ) -> Target:
-    """A bundle folder or shipped name, a registered model name, or a timm model name."""
+    """A bundle folder or shipped name, a registered model name, a recipe (name or file: its
+    model, arguments and input size), or a timm model name; else the closest names."""
     if looks_like_bundle(ref):
         return _from_bundle(ref, input_shape, num_classes)
+    from cnnlab.bundle.catalog import shipped_bundles
     from cnnlab.models import get_entry
+    from cnnlab.names import is_timm_name, model_names, resolve_model, unknown_model
 
     try:
-        entry = get_entry(ref)
-    except CnnlabError as unknown:
-        target = _from_timm(ref, input_shape, num_classes)
-        if target is None:
-            if "/" in ref and not ref.startswith(("timm/", "torchvision/")):
-                raise CnnlabError(f"no bundle at {ref} and no model of that name") from None
-            raise unknown from None
-        return target
-    return _from_registry(entry, input_shape, num_classes, pretrained)
+        named = resolve_model(ref)
+    except CnnlabError:
+        raise unknown_model(ref, list(shipped_bundles())) from None
+    if named.model not in model_names() and is_timm_name(named.model):
+        target = _from_timm(named.model, input_shape, num_classes)
+        if target is not None:
+            return target
+    entry = get_entry(named.model)
+    args: dict = {}
+    if named.recipe is not None:
+        args, recipe_shape = _recipe_model(named.recipe, entry)
+        input_shape = input_shape or recipe_shape
+    return _from_registry(entry, input_shape, num_classes, pretrained, args)
+
+
+def _recipe_model(path: Path, entry) -> tuple[dict, tuple[int, int, int] | None]:
+    """A recipe's model arguments and the input its data gives the model."""
+    from cnnlab.config import load_recipe
+
+    recipe = load_recipe(path)
+    data = recipe.data
+    channels = {"grayscale": 1, "rgb": 3}.get(data.color_mode, entry.input_size[0])
+    size = data.image_size
+    shape = (channels, int(size[0]), int(size[1])) if size else None
+    if shape is None and channels != entry.input_size[0]:
+        shape = (channels, *entry.input_size[1:])
+    return dict(recipe.model.args), shape
 
 
 def _from_bundle(ref: str, input_shape, num_classes) -> Target:
@@ -81,11 +102,11 @@ def _from_bundle(ref: str, input_shape, num_classes) -> Target:
     return Target(bundle.name, bundle.model, shape, pre, list(bundle.classes), bundle)
 
 
-def _from_registry(entry, input_shape, num_classes, pretrained: bool) -> Target:
+def _from_registry(entry, input_shape, num_classes, pretrained: bool, args=None) -> Target:
     from cnnlab.models import create_model
 
     valid = entry.arguments()
-    kwargs: dict = {}
+    kwargs: dict = dict(args or {})
     input_shape = _with_channels(input_shape, entry.input_size[0])
     shape = input_shape or tuple(entry.input_size)
     if input_shape is not None:

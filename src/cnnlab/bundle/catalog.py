@@ -45,7 +45,21 @@ def resolve_bundle(ref: str | Path) -> Path:
     if str(ref) in shipped:
         return shipped[str(ref)]
     names = ", ".join(shipped) or "none installed"
-    raise CnnlabError(f"no bundle at {ref} (a bundle folder, or a shipped model name: {names})")
+    raise CnnlabError(
+        f"no bundle at {ref}{_did_you_mean(str(ref), shipped)} (a bundle folder, or a shipped "
+        f"model name: {names})"
+    )
+
+
+def _did_you_mean(ref: str, shipped: dict[str, Path]) -> str:
+    """The closest shipped names and bundles under runs/ or the folder `ref` points into."""
+    import difflib
+
+    parent = Path(ref).expanduser().parent
+    near_roots = {Path("runs"), parent} if str(parent) not in ("", ".") else {Path("runs")}
+    known = list(shipped) + [_label(p) for root in near_roots for p in bundles_under(root)]
+    near = difflib.get_close_matches(ref, known, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(near)}?)" if near else ""
 
 
 @dataclass(frozen=True)

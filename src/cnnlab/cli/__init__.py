@@ -35,7 +35,20 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {_closest_choice(message)} (see {self.prog} --help)\n")
+
+
+def _closest_choice(message: str) -> str:
+    """argparse's "invalid choice: 'sumary' (choose from ...)" led by the closest choices."""
+    import difflib
+    import re
+
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return message
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    near = difflib.get_close_matches(found.group(1), choices, n=3, cutoff=0.6)
+    return f"{message}; did you mean {' or '.join(near)}?" if near else message
 
 
 def build_parser() -> argparse.ArgumentParser:

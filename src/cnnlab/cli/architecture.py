@@ -4,10 +4,13 @@ paper, a Keras-style summary, the classic CNNs compared, the registry)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
+from cnnlab.cli.common import check_model_name
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conv",
-        help="conv/pool arithmetic: output size, unused input, receptive field, parameters",
+        aliases=["rf"],  # what a student looks for: the receptive field of a stack
+        help="conv/pool arithmetic: output size, unused input, receptive field, parameters "
+        "(also `cnnlab rf`)",
         description="One layer (--kernel/--stride/--padding...) or a stack (--layers "
         '"c3:32,c3:32,p2,c3:64s2psame"): c3 conv 3x3, p2 max pool, a2 avg pool; then sN '
         "stride, dN dilation, pN|psame|pvalid padding, :N filters, gN groups, dw, ceil.",
@@ -107,25 +112,56 @@ def cmd_conv(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    check_model_name(args.model)
+    cached = _summary_cache(args)
+    if cached is not None and cached.is_file():
+        try:
+            found = json.loads(cached.read_text())
+            return _json(found["json"]) if args.json else print(found["text"]) or 0
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache file: computed again below, and replaced
     from cnnlab.anatomy.summary import format_summary, target_summary
     from cnnlab.anatomy.target import parse_input
 
     shape = parse_input(args.input) if args.input else None  # HxW: the model's own channels
     _, summary = target_summary(args.model, shape, args.classes)
+    text, data = format_summary(summary), summary.to_dict()
+    if cached is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_text(cached, json.dumps({"json": data, "text": text}))
     if args.json:
-        return _json(summary.to_dict())
-    print(format_summary(summary))
+        return _json(data)
+    print(text)
     return 0
 
 
-def cmd_zoo(args: argparse.Namespace) -> int:
-    from cnnlab.anatomy.compare import compare_models, format_comparison, plot_comparison
+def _summary_cache(args: argparse.Namespace):
+    """Where the summary of a model or recipe name is kept (a bundle's is not: it may change).
+    Importing torch alone takes longer than a student should wait for a table."""
+    from pathlib import Path
 
+    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.names import derived_path, resolve_model
+
+    if Path(args.model).expanduser().exists() or args.model in shipped_bundles():
+        return None
+    named = resolve_model(args.model)
+    recipe = named.recipe.read_bytes() if named.recipe is not None else b""
+    anatomy = Path(__file__).resolve().parents[1] / "anatomy"
+    return derived_path("summary", args.model, named.model, recipe, str(args.input),
+                        str(args.classes), sources=(anatomy,))  # fmt: skip
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
     if args.diagram:
         return _diagram(args)
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
     if not names:
         raise CnnlabError("--compare needs model names, e.g. lenet5,alexnet,vgg16")
+    for name in names:
+        check_model_name(name)
+    from cnnlab.anatomy.compare import compare_models, format_comparison, plot_comparison
+
     if args.out and not args.out.lower().endswith(".png"):
         raise CnnlabError(f"--out must be a .png file, got {args.out}")
     rows = compare_models(names)
@@ -146,6 +182,7 @@ def _diagram(args: argparse.Namespace) -> int:
 
     if not args.out or not args.out.lower().endswith(".png"):
         raise CnnlabError("--diagram needs --out FILE.png")
+    check_model_name(args.diagram)
     target, summary = target_summary(args.diagram)
     save_diagram(target.model, summary, args.out)
     print(f"diagram written to {args.out}", file=sys.stderr)
@@ -165,30 +202,22 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from cnnlab.models import count_params, create_model, list_models
+    from cnnlab.names import model_table  # the index: no torch, so the table prints at once
 
-    rows = []
-    for entry in list_models():
-        import torch
-
-        with torch.device("meta"):
-            model = create_model(entry.name)
-        rows.append({
-            "name": entry.name, "family": entry.family, "params": count_params(model),
-            "input": "x".join(map(str, entry.input_size)), "classes": entry.num_classes,
-            "description": entry.description,
-        })  # fmt: skip
+    rows = model_table()
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     print(f"{'model':<20}{'family':<9}{'params':>13}  {'input':<10}{'outputs':>7}  description")
     for r in rows:
+        params = f"{r['params']:,}" if r["params"] is not None else "?"
         print(
-            f"{r['name']:<20}{r['family']:<9}{r['params']:>13,}  {r['input']:<10}{r['classes']:>7}  {r['description']}"
+            f"{r['name']:<20}{r['family']:<9}{params:>13}  {r['input']:<10}{r['classes']:>7}  {r['description']}"
         )
     print(
-        "\nAny timm or torchvision classifier also works by name (see `cnnlab models --help`).",
+        "\nAny timm or torchvision classifier also works by name (see `cnnlab models --help`); "
+        "so does a recipe's name (mnist_keras_cnn means its model, keras_mnist_cnn).",
         file=sys.stderr,
     )
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cnnlab.deploy import BACKENDS  # loads nothing heavy: building the parser must not
+from cnnlab.errors import CnnlabError
 
 
 def finite_json(obj):
@@ -63,3 +64,36 @@ def add_no_record(p: argparse.ArgumentParser) -> None:
                    help="keep these decisions off the record (by default each one goes to the "
                    "decision store: $CNNLAB_RECORDS, else decisions.db in cnnlab's data folder; "
                    "CNNLAB_RECORDS=off turns recording off everywhere; see `cnnlab decisions`)")  # fmt: skip
+
+
+def check_model_name(ref: str) -> None:
+    """Refuse a name no bundle, model, recipe or timm architecture answers to, with the closest
+    names, before the command imports torch (seconds): a typo is answered at once."""
+    from pathlib import Path
+
+    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.names import resolve_model, unknown_model
+
+    if Path(ref).expanduser().exists() or ref in shipped_bundles():
+        return
+    try:
+        resolve_model(ref)
+    except CnnlabError:
+        raise unknown_model(ref, list(shipped_bundles())) from None
+
+
+def recipe_file(ref: str) -> str:
+    """A recipe file, or a recipe's name (`mnist_fast` for recipes/mnist_fast.yaml); a miss
+    names the closest recipes."""
+    from pathlib import Path
+
+    from cnnlab.names import did_you_mean, recipe_paths
+
+    if Path(ref).expanduser().exists():
+        return ref
+    recipes = recipe_paths()
+    if ref in recipes:
+        return str(recipes[ref])
+    stem = Path(ref).stem if Path(ref).suffix.lower() in (".yaml", ".yml") else ref
+    hint = did_you_mean(stem, list(recipes))
+    raise CnnlabError(f"recipe not found: {ref}{hint}; recipes/ holds the shipped ones")

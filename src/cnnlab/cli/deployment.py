@@ -176,9 +176,21 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
                    help="bundle folder or shipped model name to open with (default: pneumonia)")  # fmt: skip
     p.add_argument("--runs", action="append", metavar="DIR",
                    help="folder searched for more bundles (repeatable; default: runs)")  # fmt: skip
+    p.add_argument(
+        "--port", type=_port, help="port to listen on (Streamlit's server.port; default 8501)"
+    )
+    p.add_argument("--host", metavar="ADDRESS",
+                   help="address to listen on (server.address; default 127.0.0.1, this machine "
+                   "only; 0.0.0.0 to share it)")  # fmt: skip
     add_require_signed(p)  # every bundle the app loads, the one named here checked before start
     add_no_record(p)
     p.set_defaults(func=cmd_app)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, not {text!r}")
+    return int(text)
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -190,7 +202,9 @@ def cmd_app(args: argparse.Namespace) -> int:
         from cnnlab.bundle.loading import load_bundle
 
         load_bundle(bundle, require_signed=args.require_signed)
-    argv, env = streamlit_command(bundle, args.runs, require_signed=args.require_signed)
+    flags = [f"--server.port={args.port}"] if args.port else []
+    flags += [f"--server.address={args.host}"] if args.host else []
+    argv, env = streamlit_command(bundle, args.runs, flags, require_signed=args.require_signed)
     if args.no_record:
         env["CNNLAB_RECORDS"] = "off"
     sys.stdout.flush()

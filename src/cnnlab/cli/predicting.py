@@ -102,6 +102,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnlab.cli.common import check_model_name
+
+    check_model_name(args.model)  # a typo answered before torch loads
     from cnnlab.anatomy.target import load_target, looks_like_bundle, parse_input
     from cnnlab.explain.gallery import explain_to_files
 

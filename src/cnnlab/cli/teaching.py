@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_code(args: argparse.Namespace) -> int:
+    from cnnlab.cli.common import check_model_name
+
+    check_model_name(args.model)
     from cnnlab.fileio import atomic_write_text
     from cnnlab.learn.codegen import generate_code
 

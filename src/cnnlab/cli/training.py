@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a recipe and write a model bundle")
-    p.add_argument("recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml")
+    p.add_argument(
+        "recipe", help="a YAML recipe, e.g. recipes/mnist_fast.yaml, or its name (mnist_fast)"
+    )
     p.add_argument(
         "--data", help=f"dataset name or local path: {FORMATS_HELP} (overrides data.source)"
     )
@@ -31,11 +33,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.cli.common import recipe_file
     from cnnlab.config import load_recipe
     from cnnlab.train.distributed import is_main
     from cnnlab.train.run import train_recipe
 
-    recipe = load_recipe(args.recipe, args.set)
+    recipe = load_recipe(recipe_file(args.recipe), args.set)
     outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
     if not is_main():  # under torchrun, rank 0 reports
         return 0

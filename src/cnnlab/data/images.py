@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data.dicom import DicomTags, open_dicom, read_dicom_tags
@@ -267,6 +266,8 @@ def fit_image(
     ih, iw = img.shape[-2:]
     if (ih, iw) == (h, w):
         return img
+    import torchvision.transforms.v2.functional as TF  # here: torchvision's import costs seconds
+
     if policy == "stretch":
         return TF.resize(img, [h, w], antialias=True)
     if policy == "letterbox":

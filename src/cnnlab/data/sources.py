@@ -19,10 +19,15 @@ def resolve_path(source: str) -> Path:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    if source.lower() in download.NAMES:
-        return download.fetch(source.lower())
+    name = source.lower().replace("_", "-")  # fashion_mnist is fashion-mnist
+    if name in download.NAMES:
+        return download.fetch(name)
+    import difflib
+
+    near = difflib.get_close_matches(name, download.NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}? " if near else ""
     raise CnnlabError(
-        f"data path not found: {source} (give a folder or file, or one of: {', '.join(download.NAMES)})"
+        f"data path not found: {source} ({hint}give a folder or file, or one of: {', '.join(download.NAMES)})"
     )
 
 

@@ -39,7 +39,7 @@ def use_backend(bundle: Bundle, name: str = "torch", onnx_file: str | Path | Non
             raise CnnlabError("--onnx FILE goes with --backend onnx")
         bundle.backend = None
     else:
-        from cnnlab.deploy.onnx import onnx_backend_for
+        from cnnlab.deploy.onnx_source import onnx_backend_for
 
         bundle.backend = onnx_backend_for(bundle, onnx_file)
     return bundle

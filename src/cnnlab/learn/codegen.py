@@ -66,15 +66,21 @@ def code_source(ref: str) -> CodeSource:
     from cnnlab.anatomy.target import looks_like_bundle
     from cnnlab.models import create_model, get_entry
 
-    path = Path(ref)
+    from cnnlab.names import resolve_model
+
+    path = shown = Path(ref)
     bundle_model = None
+    if not looks_like_bundle(ref) and path.suffix.lower() not in (".yaml", ".yml"):
+        named = resolve_model(ref)  # a recipe's name stands for the recipe: its data, its model
+        if named.recipe is not None:
+            path, shown = named.recipe, Path("recipes", named.recipe.name)
     if path.suffix.lower() in (".yaml", ".yml"):
         recipe = load_recipe(path)
         entry = get_entry(recipe.model.name)
         channels = _channels(recipe, entry.input_size[0])
         size = tuple(recipe.data.image_size or entry.input_size[1:])
         outputs = 1 if recipe.data.class_mode == "binary" else entry.num_classes
-        what = f"recipe {ref}"
+        what = f"recipe {shown.as_posix()}"
         args = dict(recipe.model.args)
     elif looks_like_bundle(ref):
         from cnnlab.bundle.loading import load_bundle

@@ -8,10 +8,10 @@ alexnet 61,100,840 and vgg16 138,357,544 at their native inputs.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import cache
 
 import torch
 import torch.nn as nn
-import torchvision.models as tvm
 
 from cnnlab.models.base import ClassifierCNN, Dropout, as_size, flat_features
 from cnnlab.models.registry import register_model
@@ -144,12 +144,19 @@ class _TorchvisionInterface:
         return self.classifier[-1]
 
 
-class AlexNet(_TorchvisionInterface, tvm.AlexNet):
-    pass
+@cache
+def _torchvision_classes() -> tuple[type, type]:
+    """AlexNet and VGG with the interface, made on first use: importing torchvision costs
+    seconds (its ops import torch._dynamo), which `cnnlab summary keras_mnist_cnn` must not pay."""
+    import torchvision.models as tvm
 
+    class AlexNet(_TorchvisionInterface, tvm.AlexNet):
+        pass
 
-class VGG(_TorchvisionInterface, tvm.VGG):
-    pass
+    class VGG(_TorchvisionInterface, tvm.VGG):
+        pass
+
+    return AlexNet, VGG
 
 
 def _check_min_size(name: str, size: tuple[int, int], minimum: int) -> None:
@@ -168,7 +175,7 @@ def alexnet(
 ):
     """AlexNet (Krizhevsky et al. 2012), torchvision's single-GPU layout."""
     _check_min_size("alexnet", as_size(input_size), 63)
-    model = AlexNet(num_classes=num_classes, dropout=dropout)
+    model = _torchvision_classes()[0](num_classes=num_classes, dropout=dropout)
     if in_channels != 3:
         model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2)
     return model
@@ -189,7 +196,7 @@ def vgg16(
     from torchvision.models.vgg import cfgs, make_layers
 
     _check_min_size("vgg16", as_size(input_size), 32)
-    model = VGG(
+    model = _torchvision_classes()[1](
         make_layers(cfgs["D"], batch_norm=batch_norm), num_classes=num_classes, dropout=dropout
     )
     if in_channels != 3:
