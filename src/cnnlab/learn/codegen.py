@@ -65,7 +65,6 @@ def code_source(ref: str) -> CodeSource:
     """A recipe file, a bundle (folder or shipped name) or a model name, resolved for the generators."""
     from cnnlab.anatomy.target import looks_like_bundle
     from cnnlab.models import create_model, get_entry
-
     from cnnlab.names import resolve_model
 
     path = shown = Path(ref)
