@@ -143,6 +143,9 @@ async def predict(
     request: Request,
     model: str | None = Query(None, description="model name (default: the first served)"),
     top_k: int = Query(3, ge=1, le=1000, description="how many classes to list per image"),
+    with_patient_id: bool = Query(
+        False, description="DICOM inputs: add their PatientID to each row (left out otherwise)"
+    ),  # fmt: skip
     served: Served = SERVED,
 ) -> dict[str, Any]:
     """Classify one or more images sent as multipart form field `files`."""
@@ -153,14 +156,16 @@ async def predict(
     except CnnlabError as e:
         return _error(503, "model_not_ready", f"{bundle.name} cannot answer: {e}")
     try:
-        return await answer(request, served, bundle, top_k)
+        return await answer(request, served, bundle, top_k, with_patient_id)
     except asyncio.CancelledError:  # the shutdown deadline passed (uvicorn cancels): say so,
         # rather than log a traceback for a client that was too slow
         return _error(503, "shutting_down", "the server is shutting down; retry elsewhere",
                       {"Connection": "close", "Retry-After": "1"})  # fmt: skip
 
 
-async def answer(request: Request, served: Served, bundle: Bundle, top_k: int) -> Any:
+async def answer(
+    request: Request, served: Served, bundle: Bundle, top_k: int, with_patient_id: bool = False
+) -> Any:
     """Body -> images (decoded within the time budget) -> the batcher, which runs
     `predict_images` on the batch -> each prediction presented as the CLI and the app do."""
     batcher, limits = served.batchers[bundle.name], served.limits
@@ -192,7 +197,7 @@ async def answer(request: Request, served: Served, bundle: Bundle, top_k: int) -
         if p.error:  # the model gave NaN for it: never a label made from that
             raise UploadError(422, "bad_image", f"{FIELD}[{i}] ({u.filename}): {p.error}")
         p.top_k = p.top_k[:top_k]  # the batch listed every class
-    shown = [present(p, bundle) for p in preds]
+    shown = [present(p, bundle, with_patient_id) for p in preds]
     store = request.app.state.records
     if store is not None:  # on record before it is answered; off the event loop (it syncs)
         latency_ms = (time.perf_counter() - request.state.arrived) * 1e3

@@ -74,6 +74,8 @@ class ImagePrediction(BaseModel):
     series_uid: str | None = Field(None, description="DICOM SeriesInstanceUID (DICOM inputs)")
     sop_uid: str | None = Field(None, description="DICOM SOPInstanceUID (DICOM inputs)")
     accession: str | None = Field(None, description="DICOM AccessionNumber (DICOM inputs)")
+    patient_id: str | None = Field(None, description="DICOM PatientID: only with "
+                                   "`?with_patient_id=true`")  # fmt: skip
 
 
 class PredictResponse(BaseModel):
