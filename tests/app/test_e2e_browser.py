@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -17,6 +18,7 @@ from cnnlab.bundle import load_bundle, shipped_bundles
 from cnnlab.net import free_port
 from cnnlab.predict import predict_sources
 from cnnlab.report.verdict import verdict
+from cnnlab.samples import sample_path
 from tests.app.browser import RESULT, classify, launch, screenshot
 from tests.app.running import running_app, wait_preloaded
 from tests.conftest import ROOT, shared_path
@@ -34,16 +36,19 @@ def bundle_ref() -> str:
     return ref
 
 
-def test_classify_an_xray_in_the_browser(tmp_path):
+def test_classify_an_xray_in_the_browser(tmp_path, digits_bundle):
     from playwright.sync_api import expect, sync_playwright
 
     ref = bundle_ref()
     xray = sorted(shared_path("chest_xray", "train", "PNEUMONIA").glob("*.jp*g"))[0]
     bundle = load_bundle(ref)
     expected = verdict(predict_sources(bundle, [xray])[0], bundle.classes, bundle.binary)
+    digits = load_bundle(digits_bundle)
+    digit = verdict(predict_sources(digits, [sample_path("mnist_7")])[0], digits.classes, False)
     ARTIFACTS.mkdir(exist_ok=True)
     expect.set_options(timeout=60_000)
-    app = running_app(ref, free_port(), [str(tmp_path)], tmp_path / "app.log")
+    runs = [str(tmp_path), str(digits_bundle.parent)]  # a digits model to switch to
+    app = running_app(ref, free_port(), runs, tmp_path / "app.log")
     with app as (url, startup), sync_playwright() as p:
         preload = wait_preloaded(tmp_path / "app.log")  # uploads timed without it running
         browser = launch(p)
@@ -83,6 +88,17 @@ def test_classify_an_xray_in_the_browser(tmp_path):
         else:  # a bundle without validation metrics
             expect(page.get_by_text("holds no validation metrics")).to_be_visible()
         screenshot(page, ARTIFACTS / "app_model.png")
+
+        # the sample follows the model: an X-ray sample, then the digits model picked
+        page.get_by_role("link", name="Classify").click()
+        page.get_by_role("button", name="Try a sample").click()
+        expect(page.get_by_text("xray_pneumonia.jpeg", exact=True)).to_be_visible()
+        page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+        page.get_by_role("option", name=re.compile("digits")).click()
+        expect(page.get_by_text("mnist_7.png", exact=True)).to_be_visible()
+        expect(page.get_by_test_id("stAlertContainer").get_by_text(digit.sentence)).to_be_visible()
+        expect(page.get_by_text("xray_pneumonia.jpeg", exact=True)).to_have_count(0)
+        screenshot(page, ARTIFACTS / "app_classify_digits_sample.png")
         browser.close()
     figures = {"bundle": ref, "startup_to_health_s": round(startup, 3),
                "health_to_model_preloaded_s": round(preload, 3),

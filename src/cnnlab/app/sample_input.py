@@ -31,13 +31,24 @@ def sample_file(name: str) -> SampleFile:
 
 def sample_input(key: str, bundle, default: bool = False) -> SampleFile | None:
     """A sample picker and a "Try a sample" button; returns the sample in use (None until the
-    button is pressed, unless `default`: then the model's best match at once)."""
+    button is pressed, unless `default`: then the model's best match at once).
+
+    The sample follows the model: when another model is picked, the picker and the sample in
+    use become the new model's best match (an X-ray is no test of a digit classifier)."""
     pre = bundle.preprocess
     samples = samples_for(pre.channels, pre.size[0], list(bundle.classes))
+    names = [s.name for s in samples]
+    pick_key, active_key, model_key = f"{key}_sample_pick", f"{key}_sample", f"{key}_sample_model"
+    model = str(bundle.path or bundle.name)
+    if st.session_state.get(model_key) != model:
+        st.session_state[model_key] = model
+        st.session_state[pick_key] = names[0]
+        if st.session_state.get(active_key):
+            st.session_state[active_key] = names[0]
     pick, button = st.columns([3, 1], vertical_alignment="bottom")
-    name = pick.selectbox("Sample image", [s.name for s in samples], key=f"{key}_sample_pick",
+    name = pick.selectbox("Sample image", names, key=pick_key,
                           format_func=lambda n: f"{SAMPLES[n].what} ({SAMPLES[n].file})")  # fmt: skip
     if button.button("Try a sample", key=f"{key}_sample_button", icon=":material/image:"):
-        st.session_state[f"{key}_sample"] = name
-    active = st.session_state.get(f"{key}_sample") or (samples[0].name if default else None)
+        st.session_state[active_key] = name
+    active = st.session_state.get(active_key) or (names[0] if default else None)
     return sample_file(active) if active else None
