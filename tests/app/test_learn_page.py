@@ -20,7 +20,7 @@ VALUE = re.compile(r"= (-?\d+\.\d+)$")
 
 
 def open_learn(app_env, bundle):
-    at = app_env(bundle)
+    at = app_env(bundle).run()  # a first run registers the pages (st.navigation's url paths)
     at.switch_page(LEARN)
     at.run()
     assert not at.exception, at.exception
@@ -82,7 +82,7 @@ def test_other_sections_filters_architectures_and_code(app_env, app_bundle):
     at = open_learn(app_env, app_bundle)
     for section, check in (
         ("Filters and maps", lambda: len(at.image) == 1),
-        ("Architectures", lambda: at.table[0].value["params"].tolist()[2] == 138_357_544),
+        ("Architectures", lambda: at.table[0].value["Params"].tolist()[2] == 138_357_544),
         ("Code", lambda: "class Net(nn.Module):" in at.code[0].value),
     ):
         at.segmented_control(key="learn_section").set_value(section).run()

@@ -268,9 +268,11 @@ def test_runs_page_lists_the_runs_and_overlays_their_curves(app_env, app_bundle,
     assert list(table["name"]) == ["tiny-a", "tiny-b"]
     assert list(table["epochs"]) == ["2", "1"] and set(table["model"]) == {"fastnet"}
     assert at.multiselect(key="runs_picked").value == [str(p) for p in tiny_runs]
-    assert len(at.image) == 1  # the overlaid curves
+    charts = at.get("vega_lite_chart")  # the overlaid curves: loss, val loss, val accuracy
+    assert len(charts) == 3 and len(at.image) == 0
+    assert all('"tooltip"' in c.proto.spec for c in charts)  # a value on hover
     at.multiselect(key="runs_picked").set_value([]).run()
-    assert len(at.image) == 0 and "Pick runs" in texts(at, "info")[0]
+    assert len(at.get("vega_lite_chart")) == 0 and "Pick runs" in texts(at, "info")[0]
 
 
 def test_runs_page_without_runs_says_how_to_make_one(app_env, app_bundle):

@@ -4,7 +4,9 @@ replaced by a digit when the digits model is picked, on the picker and in the re
 from __future__ import annotations
 
 
-def test_switching_to_the_digits_model_classifies_a_digit_sample(app_env, app_bundle, digits_bundle):
+def test_switching_to_the_digits_model_classifies_a_digit_sample(
+    app_env, app_bundle, digits_bundle
+):
     at = app_env(app_bundle, extra_runs=[digits_bundle.parent]).run()
     assert not at.exception
     at.button(key="classify_sample_button").click().run()

@@ -247,26 +247,41 @@ def curves_figure(history: list[dict[str, float]], steps: list[dict[str, float]]
     return fig
 
 
+RUN_PANELS = (("loss", "training loss"), ("val_loss", "validation loss (plain cross-entropy)"),
+              ("val_accuracy", "validation accuracy"))  # fmt: skip
+
+
+def run_points(run: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """(epoch, value) per panel of one run: training loss per step where recorded (else per
+    epoch), validation figures on the epochs validated; the picture and the chart draw these."""
+    history, steps = run.get("history") or [], run.get("steps") or []
+    x = epoch_positions(history)
+    points = {}
+    for key, _ in RUN_PANELS:
+        if key == "loss" and steps:
+            points[key] = [(float(r["epoch"]), float(r["loss"])) for r in steps if "loss" in r]
+        else:
+            points[key] = [
+                (xi, float(r[key])) for xi, r in zip(x, history, strict=True) if key in r
+            ]
+    return points
+
+
 def runs_figure(runs: list[dict[str, Any]]):
     """Several runs overlaid, one colour each: training loss (per step where recorded),
     validation loss and validation accuracy, on epoch axes from 0. Each run is a dict with
     `name`, `history` and `steps` (cnnlab.report.runs.RunRecord.curves())."""
     fig = _figure(figsize=(13, 4.4))
     axes = fig.subplots(1, 3)
-    panels = (("loss", "training loss"), ("val_loss", "validation loss (plain cross-entropy)"),
-              ("val_accuracy", "validation accuracy"))  # fmt: skip
+    panels = RUN_PANELS
     last = 1.0
     values: dict[str, list[float]] = {k: [] for k, _ in panels}
     for i, run in enumerate(runs):
         colour = f"C{i % 10}"
-        history, steps = run.get("history") or [], run.get("steps") or []
-        x = epoch_positions(history)
-        last = max([last, *x, *(r["epoch"] for r in steps)])
+        points = run_points(run)
+        last = max([last, *(x for pts in points.values() for x, _ in pts)])
         for ax, (key, _) in zip(axes, panels, strict=True):
-            if key == "loss" and steps:
-                pts = [(r["epoch"], r["loss"]) for r in steps]
-            else:
-                pts = [(xi, r[key]) for xi, r in zip(x, history, strict=True) if key in r]
+            pts = points[key]
             if not pts:
                 continue
             style = "-" if len(pts) > 60 else ".-" if len(pts) > 1 else "o"

@@ -16,6 +16,7 @@ import torch
 
 from cnnlab.app.resources import get_cam_layer, require_bundle, session_id, upload_limit_mb
 from cnnlab.app.sample_input import sample_input
+from cnnlab.app.table_widget import show_table
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
@@ -139,6 +140,6 @@ if results is not None:
             text.markdown(shown.details)
             if pred.notes:
                 text.caption("Input: " + "; ".join(pred.notes))
-    st.dataframe([flat_row(r, empty=None) for r in rows], hide_index=True)
+    show_table((flat_row(r, empty=None) for r in rows), pin=True)
     st.download_button("Download results (CSV)", rows_csv(rows), file_name="cnnlab_results.csv",
                        mime="text/csv")  # fmt: skip

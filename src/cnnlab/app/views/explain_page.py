@@ -9,11 +9,13 @@ from cnnlab.app.resources import (
     upload_limit_mb,
 )
 from cnnlab.app.sample_input import sample_input
+from cnnlab.app.table_widget import show_table
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
 from cnnlab.report.figures import png_bytes
+from cnnlab.report.tables import count_text
 
 entry, bundle = require_bundle()
 path = str(entry.path)
@@ -52,27 +54,26 @@ def maps_png(bundle_path: str, layer: str, file_id: str, _data: bytes) -> bytes:
     return png_bytes(layer_maps(bundle, summary, _data, layer))
 
 
-views, table = st.columns([3, 2])
-with views:
-    row = rows[layer]
-    st.subheader(f"{layer}")
-    st.markdown(f"{row.type}: output {row.shape_text}, {row.params:,} parameters, receptive "
-                f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
-    st.image(filters_png(path, layer), caption="learned filters", width="stretch")
-    if file is None:
-        st.info("Upload an image, or try a sample, to see this layer's feature maps for it.")
-    else:
-        problem = upload_too_large(file.size, limit)
-        try:
-            if problem:
-                raise CnnlabError(f"{file.name}: {problem}")
-            st.image(maps_png(path, layer, file.file_id, file.getvalue()),
-                     caption=f"feature maps for {file.name}", width="stretch")  # fmt: skip
-        except CnnlabError as e:
-            st.error(f"Cannot show feature maps: {e}")
-with table:
-    st.subheader("Layers (cnnlab summary)")
-    st.dataframe(layer_table(summary), hide_index=True, height=520)
-    st.caption(f"Total parameters {summary.total_params:,} (trainable {summary.trainable_params:,}); "
-               f"mult-adds {summary.mult_adds:,} per image. RF: input pixels one unit sees; "
-               "jump: effective stride in input pixels.")  # fmt: skip
+row = rows[layer]
+st.subheader(f"{layer}")
+st.markdown(f"{row.type}: output {row.shape_text}, {row.params:,} parameters, receptive "
+            f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
+filters, maps = st.columns(2)
+filters.image(filters_png(path, layer), caption="learned filters", width="stretch")
+if file is None:
+    maps.info("Upload an image, or try a sample, to see this layer's feature maps for it.")
+else:
+    problem = upload_too_large(file.size, limit)
+    try:
+        if problem:
+            raise CnnlabError(f"{file.name}: {problem}")
+        maps.image(maps_png(path, layer, file.file_id, file.getvalue()),
+                   caption=f"feature maps for {file.name}", width="stretch")  # fmt: skip
+    except CnnlabError as e:
+        maps.error(f"Cannot show feature maps: {e}")
+# the whole width: every column of the summary in view (beside the figures it lost RF and jump)
+st.subheader("Layers (cnnlab summary)")
+show_table(layer_table(summary), height=min(420, 35 * (len(summary.rows) + 1) + 3))
+st.caption(f"Total parameters {summary.total_params:,} (trainable {summary.trainable_params:,}); "
+           f"mult-adds {count_text(summary.mult_adds, 10**6)} per image. RF: input pixels one "
+           "unit sees; jump: effective stride in input pixels.")  # fmt: skip

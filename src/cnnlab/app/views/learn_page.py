@@ -14,6 +14,7 @@ import streamlit as st
 from cnnlab.app.page_guard import plain_errors
 from cnnlab.app.resources import get_summary, require_bundle, upload_limit_mb
 from cnnlab.app.sample_input import sample_input
+from cnnlab.app.table_widget import static_table
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.gallery import load_input
@@ -229,7 +230,7 @@ def architectures() -> None:
         return png(draw_diagram(bundle.model, summary))
 
     st.subheader("LeNet-5, AlexNet, VGG-16: what each introduced")
-    st.table(classic())
+    static_table(classic())
     st.caption("Numbers measured from cnnlab's own model code (`cnnlab zoo`); year, result and "
                "what each introduced from the papers.")  # fmt: skip
     st.subheader(f"{entry.label}, block by block")

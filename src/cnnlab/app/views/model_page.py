@@ -11,6 +11,7 @@ import streamlit as st
 
 from cnnlab.app.resources import require_bundle
 from cnnlab.app.your_data import your_data_section
+from cnnlab.app.table_widget import show_table
 from cnnlab.fileio import MIB, read_capped
 from cnnlab.report.card import card_without, fitted_on_text
 from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
@@ -78,7 +79,7 @@ else:
                     f"**fitted on {fitted_on_text(bundle.decision)}**: "
                     f"{bundle.decision.get('policy_text') or bundle.decision.get('policy', '')}. "
                     "Intervals: bootstrap 95%.")  # fmt: skip
-    st.dataframe(figure_table(metrics, externals), hide_index=True)
+    show_table(figure_table(metrics, externals))
     if "loss" in metrics and not bundle.binary:
         st.caption("Loss: plain cross-entropy on the validation split (no label smoothing), "
                    "the val_loss the training log shows.")  # fmt: skip

@@ -4,8 +4,10 @@ and the curves of the runs picked overlaid; the same table and figure as `cnnlab
 import streamlit as st
 
 from cnnlab.app.launch import app_settings
+from cnnlab.app.table_widget import show_table
 from cnnlab.errors import CnnlabError
-from cnnlab.report.figures import png_bytes, runs_figure
+from cnnlab.report.charts import runs_chart
+from cnnlab.report.figures import RUN_PANELS
 from cnnlab.report.runs import RunRecord, find_runs, table_rows
 
 st.title("Runs")
@@ -25,11 +27,6 @@ def runs_in(roots: tuple[str, ...]) -> list[RunRecord]:
     return found
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the curves ...")
-def curves_png(key: tuple[str, ...], _runs: list[RunRecord]) -> bytes:
-    return png_bytes(runs_figure([r.curves() for r in _runs]), dpi=110)
-
-
 _, roots = app_settings()
 runs = runs_in(tuple(roots))
 if not runs:
@@ -37,7 +34,7 @@ if not runs:
             "`cnnlab train recipes/mnist_fast.yaml --out runs/mnist`, and it appears here.")  # fmt: skip
     st.stop()
 
-st.dataframe(table_rows(runs), hide_index=True)
+show_table(table_rows(runs))
 labels = [str(r.path) for r in runs]
 picked = st.multiselect(
     "Runs to compare", labels, default=labels[-6:], key="runs_picked",
@@ -46,9 +43,12 @@ picked = st.multiselect(
 )  # fmt: skip
 chosen = [r for r in runs if str(r.path) in picked]
 if chosen:
-    key = tuple(f"{r.path}@{r.meta.get('created', '')}" for r in chosen)  # a rerun: a new key
-    st.image(curves_png(key, chosen), width="stretch",
-             caption="training loss per step where recorded (a one-epoch run is a curve, not a "
-             "dot); validation figures on the epochs validated")  # fmt: skip
+    curves = [r.curves() for r in chosen]
+    for column, (key, _) in zip(st.columns(len(RUN_PANELS)), RUN_PANELS, strict=True):
+        column.altair_chart(runs_chart(curves, key), width="stretch", key=f"runs_chart_{key}")
+    st.caption("Hover a curve to read a value; scroll to zoom, drag to pan, double-click to "
+               "reset. Training loss per step where recorded (a one-epoch run is a curve, not a "
+               "dot); validation loss (plain cross-entropy) and accuracy on the epochs "
+               "validated. `cnnlab runs --plot FILE.png` draws the same as a picture.")  # fmt: skip
 else:
     st.info("Pick runs above to see their curves.")
