@@ -10,8 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from cnnlab.app.resources import require_bundle
-from cnnlab.app.your_data import your_data_section
 from cnnlab.app.table_widget import show_table
+from cnnlab.app.your_data import your_data_section
 from cnnlab.fileio import MIB, read_capped
 from cnnlab.report.card import card_without, fitted_on_text
 from cnnlab.report.figures import confusion_figure, png_bytes, reliability_figure, roc_figure
