@@ -237,3 +237,18 @@ def test_index_matches_find_what_brute_force_finds():
             elif hamming(a.phash, b.phash) <= 8 and fine_bits <= FINE_BITS:
                 brute.add((q, r, "near"))
     assert found == brute and len(brute) >= 61
+
+
+def test_the_fingerprint_cache_is_listed_and_cleared(tmp_path, capsys):
+    import json
+
+    from cnnlab.cli import main
+
+    root = tmp_path / "d"
+    write_image_folder(root, ["a", "b"], 3, size=32)
+    audit_folder(root, workers=1)
+    assert main(["cache", "--json", "--kind", "fingerprints"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["entries"]
+    assert entry["kind"] == "fingerprints" and entry["bytes"] > 0
+    assert main(["cache", "clear", "--kind", "fingerprints"]) == 0
+    assert not (tmp_path / "cache" / "fingerprints.sqlite").exists()

@@ -73,7 +73,7 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
         "datasets are not a cache and stay.",
     )
     p.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
-    p.add_argument("--kind", action="append", choices=["decoded", "features", "extracted"],
+    p.add_argument("--kind", action="append", choices=["decoded", "features", "extracted", "fingerprints"],
                    help="only this kind (repeatable; default: all)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_cache)

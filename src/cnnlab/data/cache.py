@@ -2,10 +2,12 @@
 
 Under `$CNNLAB_DATA` (default `~/.cache/cnnlab`): `decoded/` (image folders decoded once into
 uint8 tensors: CIFAR-10's 50,000 JPEGs, the X-rays at each size asked for), `features/` (a
-frozen backbone's pooled features) and `extracted/` (archives given as --data, unpacked once).
+frozen backbone's pooled features), `extracted/` (archives given as --data, unpacked once) and
+`fingerprints.sqlite` (each image's perceptual hashes by file sha256: audit and leakage checks).
 Decoded splits and features together are kept under `$CNNLAB_CACHE_MAX_GB` (default 5): after
-each new entry, the least recently used others go. `cnnlab cache` lists all three and
-`cnnlab cache clear` empties them (an extracted archive is unpacked again when next used).
+each new entry, the least recently used others go. `cnnlab cache` lists all four and
+`cnnlab cache clear` empties them (an extracted archive is unpacked again when next used, a
+fingerprint computed again).
 Downloaded datasets are not a cache and are never removed here.
 """
 
@@ -26,7 +28,7 @@ log = logging.getLogger("cnnlab")
 
 DEFAULT_MAX_GB = 5.0
 MAX_GB_ENV = "CNNLAB_CACHE_MAX_GB"
-KINDS = ("decoded", "features", "extracted")
+KINDS = ("decoded", "features", "extracted", "fingerprints")
 CAPPED = ("decoded", "features")  # an extracted folder may be being read: never removed unasked
 
 
@@ -109,11 +111,21 @@ def _extracted_entries() -> list[CacheEntry]:
     return entries
 
 
+def _fingerprint_entries() -> list[CacheEntry]:
+    """The audit's fingerprints by file sha256 (cnnlab.data.fingerprints): one small file."""
+    path = cache_dir() / "fingerprints.sqlite"
+    if not path.is_file():
+        return []
+    return [CacheEntry("fingerprints", path.name, [path], _size([path]), path.stat().st_mtime,
+                       "image fingerprints by sha256 (audit, evaluate, recalibrate)")]  # fmt: skip
+
+
 def cache_entries(kinds: tuple[str, ...] = KINDS) -> list[CacheEntry]:
     """Every entry of the asked kinds, most recently used first."""
     found = [*(_decoded_entries() if "decoded" in kinds else []),
              *(_feature_entries() if "features" in kinds else []),
-             *(_extracted_entries() if "extracted" in kinds else [])]  # fmt: skip
+             *(_extracted_entries() if "extracted" in kinds else []),
+             *(_fingerprint_entries() if "fingerprints" in kinds else [])]  # fmt: skip
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 
 
