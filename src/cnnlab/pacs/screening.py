@@ -25,10 +25,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from cnnlab.errors import CnnlabError
-from cnnlab.pacs.answers import Answered, answer_images, results_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model's side (torch) loads once a study is claimed, not to poll
     from cnnlab.bundle.loading import Bundle
+    from cnnlab.pacs.answers import Answered
     from cnnlab.records.store import DecisionStore
 
 log = logging.getLogger("cnnlab")
@@ -167,6 +167,8 @@ def screen_study(
 ) -> StudyOutcome:  # fmt: skip
     """One study: its images fetched, answered, the answers recorded, the results stored back.
     Raises CnnlabError for what fails the study as a whole."""
+    from cnnlab.pacs.answers import answer_images, results_for
+
     outcome = StudyOutcome(study_uid)
     started = time.perf_counter()
     images = list(study_images(client, url, study_uid, modalities))
