@@ -108,3 +108,20 @@ def test_recalibrate_refuses_a_site_sample_that_overlaps_training(trained_on, tm
     (site / "PNEUMONIA" / "again.jpg").unlink()
     assert main(args) == 0
     assert len(load_bundle(out).training_hashes) == 27
+
+
+def test_fingerprint_adds_them_to_an_older_bundle_or_a_copy(tmp_path, capsys):
+    train = write_image_folder(tmp_path / "data", CLASSES, 5, size=64, mode="L", splits=["train"])
+    write_image_folder(train, CLASSES, 2, size=64, mode="L", splits=["test"], seed=1)
+    old = make_app_bundle(tmp_path / "old")
+    weights = (old / "model.safetensors").read_bytes()
+    assert (
+        main(["fingerprint", str(old), "--data", str(train), "--out", str(tmp_path / "copy")]) == 0
+    )
+    assert "fingerprints of 10 training images" in capsys.readouterr().out  # not test/'s 4
+    assert load_bundle(old).training_hashes is None  # the source is untouched
+    copy = load_bundle(tmp_path / "copy")
+    assert len(copy.training_hashes) == 10 and copy.name == "copy"
+    assert (tmp_path / "copy" / "model.safetensors").read_bytes() == weights
+    assert main(["fingerprint", "pneumonia", "--data", str(train)]) == 2
+    assert "read-only" in capsys.readouterr().err

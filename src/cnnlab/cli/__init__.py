@@ -21,6 +21,7 @@ MODULES = [  # each a verb group with a `register(subparsers)`; --help lists the
     "cnnlab.cli.datasets",
     "cnnlab.cli.training",
     "cnnlab.cli.judging",
+    "cnnlab.cli.fingerprinting",
     "cnnlab.cli.comparing",
     "cnnlab.cli.monitoring",
     "cnnlab.cli.predicting",
