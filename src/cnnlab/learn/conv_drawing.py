@@ -68,7 +68,7 @@ def layout(s: ConvSetting, lines: list[str]) -> Layout:
     top = 12 + 20 * len(lines) + 26
     grid_h = max(ph, oh) * cell
     width = 2 * margin + (pw + ow) * cell + gap
-    text = max(int(font(14).getlength(line)) for line in lines) + 2 * margin
+    text = max((int(font(14).getlength(line)) for line in lines), default=0) + 2 * margin
     width = max(width, text, 560)
     height = top + grid_h + 60 + margin
     return Layout(cell, margin, top, gap, width, height)
@@ -85,11 +85,13 @@ def _header(s: ConvSetting) -> list[str]:
     return s.describe()
 
 
-def draw_conv(s: ConvSetting, position: int = 0) -> Image.Image:
-    """One frame: the window at output `position` (row by row from 0), outputs before it done."""
+def draw_conv(s: ConvSetting, position: int = 0, header: bool = True) -> Image.Image:
+    """One frame: the window at output `position` (row by row from 0), outputs before it done.
+    `header=False`: without the setting and formula above it (a page that prints them already,
+    as the app's Learn page does, shows the formula once)."""
     check_drawable(s)
     oy, ox = s.unit(position)
-    lines = _header(s)
+    lines = _header(s) if header else []
     lay = layout(s, lines)
     img = Image.new("RGB", (lay.width, lay.height), "white")
     d = ImageDraw.Draw(img)

@@ -16,6 +16,7 @@ from cnnlab.anatomy.arithmetic import (
     Padding,
     conv_formula,
     conv_output_size,
+    conv_params,
     effective_kernel,
     pair,
     resolve_padding,
@@ -95,10 +96,9 @@ class ConvSetting:
         """What a student reads beside the drawing: the setting, the formula, what is lost."""
         h, w = self.size
         kh, kw = self.kernel
-        pads = {f"{b}" if b == a else f"{b}+{a}" for b, a in self.padding}
         text = [
-            f"input {h}x{w}, kernel {kh}x{kw}, stride {_hw(self.stride)}, padding {self.asked}"
-            f" ({'/'.join(sorted(pads))} per side), dilation {_hw(self.dilation)}"
+            f"input {h}x{w}, kernel {kh}x{kw}, stride {_hw(self.stride)}, {self.padding_text()}, "
+            f"dilation {_hw(self.dilation)}"
             + (f" (the kernel spans {_hw(tuple(effective_kernel(k, d) for k, d in zip(self.kernel, self.dilation, strict=True)))})"
                if self.dilation != (1, 1) else ""),
             *self.formula(),
@@ -106,6 +106,42 @@ class ConvSetting:
             lost_text(*self.unused()),
         ]  # fmt: skip
         return text
+
+    def padding_text(self) -> str:
+        """'padding 1 per side', 'padding same: 1 per side', 'padding same: 1 before, 2 after'
+        (rows and columns apart when they differ), 'padding valid: none'."""
+
+        def side(before: int, after: int) -> str:
+            return f"{before} per side" if before == after else f"{before} before, {after} after"
+
+        (t, b), (lft, r) = self.padding
+        if (t, b, lft, r) == (0, 0, 0, 0):
+            detail = "none"
+        elif (t, b) == (lft, r):
+            detail = side(t, b)
+        else:
+            detail = f"rows {side(t, b)}; columns {side(lft, r)}"
+        return (
+            f"padding {self.asked}: {detail}"
+            if self.asked in ("same", "valid")
+            else f"padding {detail}"
+        )
+
+    def parameters(self, in_channels: int, filters: int, bias: bool = True) -> list[str]:
+        """The layer's parameter count and mult-adds for `in_channels` in and `filters` out,
+        each with its formula filled in (stride, padding and dilation change neither the
+        weights nor, past the output size, the work per output)."""
+        kh, kw = self.kernel
+        oh, ow = self.out
+        params = conv_params(in_channels, filters, self.kernel, bias)
+        plus = " + 1" if bias else ""
+        macs = kh * kw * in_channels * filters * oh * ow
+        return [
+            f"parameters = ({kh}*{kw}*{in_channels}{plus}) * {filters} = {params:,}"
+            f"  (kernel_h * kernel_w * channels_in{' + bias' if bias else ''}) * filters",
+            f"mult-adds = {kh}*{kw}*{in_channels} * {filters} * {oh}*{ow} = {macs:,}"
+            "  (per window per filter, times the output positions)",
+        ]
 
 
 def _hw(v: tuple[int, int]) -> str:

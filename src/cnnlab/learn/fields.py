@@ -212,3 +212,15 @@ def plot_fields(image: np.ndarray, field: UnitField):
     fig.text(0.5, 0.01, "\n".join(textwrap.wrap(field.comparison(), 120)), ha="center",
              va="bottom", fontsize=8.5)  # fmt: skip
     return fig
+
+
+def field_past_image(rf: tuple[int, int], image_size: tuple[int, int]) -> str | None:
+    """A note when a theoretical receptive field is larger than the image (309x309 on a
+    224x224 X-ray): its box runs into the padding, and the effective field, not the box, says
+    what the unit looks at. None when the field fits."""
+    (rh, rw), (h, w) = rf, image_size
+    if rh <= h and rw <= w:
+        return None
+    return (f"The theoretical field, {rh}x{rw}, is larger than the {h}x{w} image: every unit "
+            "here can see the whole image (the rest of its box is padding). What it actually "
+            "looks at is its effective field, which is usually far smaller.")  # fmt: skip

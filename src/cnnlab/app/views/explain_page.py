@@ -14,6 +14,7 @@ from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.data.intake import upload_too_large
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.layer_view import conv_layers, layer_filters, layer_maps, layer_table
+from cnnlab.learn.fields import field_past_image
 from cnnlab.report.figures import png_bytes
 from cnnlab.report.tables import count_text
 
@@ -58,6 +59,9 @@ row = rows[layer]
 st.subheader(f"{layer}")
 st.markdown(f"{row.type}: output {row.shape_text}, {row.params:,} parameters, receptive "
             f"field {row.field.describe()} (jump {row.field.describe_jump()})")  # fmt: skip
+pre = bundle.preprocess
+if row.field.kind == "spatial" and (note := field_past_image(row.field.rf, tuple(pre.size))):
+    st.caption(note)
 filters, maps = st.columns(2)
 filters.image(filters_png(path, layer), caption="learned filters", width="stretch")
 if file is None:

@@ -21,7 +21,13 @@ from cnnlab.explain.gallery import load_input
 from cnnlab.explain.layer_view import conv_layers
 from cnnlab.learn.conv_drawing import draw_conv, draw_partial_map, draw_window_on_image, gif_bytes
 from cnnlab.learn.convolution import ConvSetting, RealConv, first_conv
-from cnnlab.learn.fields import draw_fields, effective_field, spatial_rows, unit_field
+from cnnlab.learn.fields import (
+    draw_fields,
+    effective_field,
+    field_past_image,
+    spatial_rows,
+    unit_field,
+)
 
 SECTIONS = ["Convolution", "Receptive field", "Filters and maps", "Architectures", "Code"]
 
@@ -83,9 +89,10 @@ def numbers(a: np.ndarray) -> str:
 
 
 def arithmetic() -> None:
-    st.subheader("How padding, stride and dilation set the output size")
+    st.subheader("How padding, stride and dilation set the output size, and channels and "
+                 "filters the parameters")  # fmt: skip
     c = st.columns(5)
-    size = c[0].slider("Input size", 3, 16, 7, key="learn_size")
+    size = c[0].slider("Input size", 3, 64, 7, key="learn_size")
     kernel = c[1].slider("Kernel", 1, 7, 3, key="learn_kernel")
     stride = c[2].slider("Stride", 1, 4, 2, key="learn_stride")
     dilation = c[3].slider("Dilation", 1, 3, 1, key="learn_dilation")
@@ -99,7 +106,16 @@ def arithmetic() -> None:
     except CnnlabError as e:
         st.error(f"This setting has no output: {e}")
         return
-    st.code("\n".join(setting.describe()), language=None)
+    c = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
+    channels = c[0].number_input("Input channels", 1, 2048, 3, key="learn_channels",
+                                 help="1 for a grey image, 3 for RGB, the previous layer's "
+                                 "filters deeper in")  # fmt: skip
+    filters = c[1].number_input("Filters", 1, 2048, 16, key="learn_filters",
+                                help="output channels: one feature map per filter")  # fmt: skip
+    bias = c[2].checkbox("Bias", True, key="learn_bias", help="one per filter")
+    c[3].caption("Stride, padding and dilation change the output size, never the parameters.")
+    lines = [*setting.describe(), *setting.parameters(int(channels), int(filters), bias)]
+    st.code("\n".join(lines), language=None)
     clamp("learn_pos", setting.positions, 1, low=1)
     play = st.toggle("Play: slide the window", key="learn_play")
     animate(setting, play)
@@ -116,7 +132,7 @@ def animate(setting: ConvSetting, play: bool) -> None:
         if play:
             st.session_state["learn_pos"] = st.session_state.get("learn_pos", 1) % n + 1
         pos = st.slider("Output position (row by row)", 1, n, key="learn_pos")
-        st.image(png(draw_conv(setting, pos - 1)), caption="conv_arithmetic style: kernel "
+        st.image(png(draw_conv(setting, pos - 1, header=False)), caption="conv_arithmetic style: kernel "
                  "taps dark blue, padding white, rows/columns never read salmon")  # fmt: skip
 
     frame()
@@ -146,7 +162,7 @@ def real_filter() -> None:
     col = c[2].slider("Output column", 0, ow - 1, key="learn_col")
     step = rc.step(int(f), row * ow + col)
     st.markdown(f"`{rc.name}`: {rc.filters} filters {s.kernel[0]}x{s.kernel[1]}x"
-                f"{rc.weight.shape[1]}, stride {s.stride[0]}, padding {s.padding[0][0]}: "
+                f"{rc.weight.shape[1]}, stride {s.stride[0]}, {s.padding_text()}: "
                 f"{s.size[0]}x{s.size[1]} -> {oh}x{ow}. **Filter {int(f)}, output (row {row}, "
                 f"column {col})**, input rows {step.taps[0][0]}..{step.taps[-1][0]}, columns "
                 f"{step.taps[0][1]}..{step.taps[-1][1]}.")  # fmt: skip
@@ -191,6 +207,8 @@ def receptive_field() -> None:
                 f"{lft:g}..{r:g}"
                 + (" (beyond the image's edge: padding)." if min(t, lft) < 0 or b >= field.image_size[0]
                    or r >= field.image_size[1] else "."))  # fmt: skip
+    if note := field_past_image((rh, rw), field.image_size):
+        st.warning(note, icon=":material/open_in_full:")
     st.image(png(draw_fields(pixels.cpu().numpy(), field)),
              caption="left: the box on the image; right: |input gradient| of the unit "
              "(its channels summed), square-root scale")  # fmt: skip
