@@ -48,15 +48,9 @@ def test_a_missed_sensitivity_target_is_said_with_its_cost_in_specificity() -> N
     assert m["cost_to"] < m["cost_from"]
     text = missed_text(m)
     assert "misses the target 0.99 by" in text and "specificity is" in text
-    said = []
-    for target in (0.6, 0.9):  # said exactly when missed
-        cfg = DecisionConfig(policy="target_sensitivity", target_sensitivity=target)
-        r, _ = cross_validated(scores, CLASSES, cfg)
-        assert ("missed_target" in r) == (r["sensitivity"] < target)
-        said.append("missed_target" in r)
-    assert not all(said)
-    youden, _ = cross_validated(scores, CLASSES, DecisionConfig(policy="youden"))
-    assert "missed_target" not in youden  # no target to miss
+    met, _ = cross_validated(scores, CLASSES, DecisionConfig(policy="target_sensitivity",
+                                                             target_sensitivity=0.9))  # fmt: skip
+    assert met["sensitivity"] >= 0.9 and "missed_target" not in met  # met: nothing said
 
 
 def test_a_ppv_target_at_the_sites_prevalence() -> None:

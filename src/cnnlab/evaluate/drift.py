@@ -12,6 +12,10 @@ percentile gives the share of validation images beyond it (1% at the 99th).
 - The share flagged out of distribution against the validation share (exact binomial test).
 - The share called positive at the bundle's threshold, beside the validation share.
 
+The probabilities move when the images change (another scanner, exposure, population) and
+also when the disease becomes more or less common: drift says that something moved, and the
+share called positive beside the out-of-distribution share hints at which.
+
 Probabilities recorded at another temperature are put back on the bundle's scale first (the
 raw logit is temperature x logit(p)), so a recalibration does not read as drift.
 """
@@ -202,7 +206,8 @@ def format_drift(r: dict[str, Any], model: str) -> str:
         o = r["ood"]
         lines.append(f"  out of distribution {o['flagged']} of {o['checked']} ({o['share']:.1%}; "
                      f"validation {o['reference_share']:.1%})")  # fmt: skip
-    words = {"drift": "DRIFT: the inputs have moved since validation",
+    words = {"drift": "DRIFT: the inputs (or the share of positive cases) have moved since "
+                      "validation",
              "watch": "watch: some movement, not enough to call drift",
              "stable": "stable: no sign the inputs have moved since validation",
              "too few": "too few decisions to judge"}  # fmt: skip
