@@ -1,10 +1,11 @@
-"""Every decision on record (store.py: `Decision`, `DecisionStore`), built from what the
-surfaces showed (entries.py: `decisions_from`); `cnnlab decisions` lists and exports them.
+"""Every decision on record (store.py: `Decision`, `DecisionStore`; claims.py: the studies the
+PACS screeners claim), built from what the surfaces showed (entries.py: `decisions_from`);
+`cnnlab decisions` lists and exports them, the app's Worklist shows them by risk.
 
 The names below load on first use: the store needs no torch, so `cnnlab decisions` starts fast.
 """
 
-from importlib import import_module
+from cnnlab.lazy import lazy_exports
 
 _EXPORTS = {
     "Decision": "cnnlab.records.store",
@@ -13,10 +14,4 @@ _EXPORTS = {
     "sha256_of": "cnnlab.records.entries",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cnnlab.records' has no attribute {name!r}")
+lazy_exports(globals(), _EXPORTS)
