@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare two binary bundles on the same labelled images (DeLong, McNemar, kappa)",
         description="Both bundles judge every image of a labelled folder (root/<class>/* or its "
         "test/ split), each at its own decision rule. Printed: each model's AUC, sensitivity, "
-        "specificity, PPV and NPV with stratified bootstrap 95%% intervals; the AUC difference "
+        "specificity, PPV and NPV with stratified bootstrap 95% intervals; the AUC difference "
         "with DeLong's test for correlated ROC curves; McNemar's exact test for sensitivity "
         "and for specificity; Cohen's kappa of the two models' decisions.",
     )  # fmt: skip
