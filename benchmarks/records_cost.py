@@ -28,8 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def an_xray() -> bytes:
+    """An external X-ray from ../shared/data when present, else the shipped sample."""
     folder = ROOT.parent / "shared" / "data" / "chest_xray" / "external" / "PNEUMONIA"
-    return next(iter(sorted(folder.iterdir()))).read_bytes()
+    if folder.is_dir():
+        return next(iter(sorted(folder.iterdir()))).read_bytes()
+    return (ROOT / "src" / "cnnlab" / "samples" / "xray_pneumonia.jpeg").read_bytes()
 
 
 def ms(start: float) -> float:

@@ -258,3 +258,19 @@ def test_postgresql_claims_skip_a_locked_study(postgres_url):
         t.join(120)
     assert not set(won["w1"]) & set(won["w2"])
     assert sorted(won["w1"] + won["w2"]) == sorted(f"8.9.{i}" for i in range(40))
+
+
+def test_default_store_is_shared_per_place_and_old_ones_let_go(tmp_path, monkeypatch):
+    from cnnlab.records.store import default_store
+
+    monkeypatch.setenv("CNNLAB_RECORDS", str(tmp_path / "a.db"))
+    first = default_store()
+    assert default_store() is first
+    for i in range(6):  # a long test session moves between many
+        monkeypatch.setenv("CNNLAB_RECORDS", str(tmp_path / f"{i}.db"))
+        default_store().record([decision(i)])
+    monkeypatch.setenv("CNNLAB_RECORDS", str(tmp_path / "a.db"))
+    first.record([decision(9)])  # a store let go still works: its pool opens again
+    assert [d.source for d in default_store().query()] == ["x9.dcm"]
+    monkeypatch.setenv("CNNLAB_RECORDS", "off")
+    assert default_store() is None

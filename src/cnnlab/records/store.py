@@ -353,9 +353,11 @@ def default_store() -> DecisionStore | None:
     if url is None:
         return None
     with _OPEN_LOCK:
-        if url not in _OPEN:
-            _OPEN[url] = DecisionStore(url)
-        return _OPEN[url]
+        store = _OPEN.pop(url, None) or DecisionStore(url)
+        _OPEN[url] = store  # the most recent last
+        while len(_OPEN) > 4:  # a long test session opens many: close the pools of the oldest
+            _OPEN.pop(next(iter(_OPEN))).engine.dispose()
+        return store
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
