@@ -140,3 +140,28 @@ def test_the_scripts_name_the_training_aids_they_leave_out(tmp_path):
         compile(script, f"aids_{framework}.py", "exec")
     plain = generate_code(str(ROOT / "recipes" / "mnist_keras_cnn.yaml"))
     assert "training aids" not in plain
+
+
+def test_a_brief_model_name_brings_the_brief_recipe():
+    """`cnnlab code torch_mnist_net` (Q8): the brief's [-1, 1] inputs, not a generic 0-1."""
+    text = generate_code("torch_mnist_net")
+    assert "MEAN, STD = [0.5], [0.5]" in text
+    assert "MADE_FROM = 'recipe recipes/mnist_torch_net.yaml'" in text
+    assert "MADE_FROM = 'model fastnet'" in generate_code("fastnet")  # many recipes: none chosen
+
+
+def test_the_keras_folder_script_maps_every_image_data_generator_argument():
+    """Q9: each ImageDataGenerator argument is named with what became of it; shear is a layer
+    (the script itself runs in scripts_run above)."""
+    text = generate_code(str(ROOT / "recipes" / "folder_keras_cnn.yaml"), "keras")
+    mapping = text[text.index("# ImageDataGenerator (Keras 2) argument") :].split("\n\n")[0]
+    arguments = [  # keras.preprocessing.image.ImageDataGenerator's, Keras 2.15
+        "featurewise_center", "samplewise_center", "featurewise_std_normalization",
+        "samplewise_std_normalization", "zca_whitening", "zca_epsilon", "rotation_range",
+        "width_shift_range", "height_shift_range", "brightness_range", "shear_range",
+        "zoom_range", "channel_shift_range", "fill_mode", "cval", "horizontal_flip",
+        "vertical_flip", "rescale", "preprocessing_function", "data_format",
+        "validation_split", "interpolation_order", "dtype",
+    ]  # fmt: skip
+    assert [a for a in arguments if a not in mapping] == []
+    assert "layers.RandomShear(x_factor=math.tan(math.radians(0.2)), fill_mode='nearest')" in text

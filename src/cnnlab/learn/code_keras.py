@@ -136,6 +136,7 @@ def keras_layers(plain: PlainModel) -> list[tuple[str, str]]:
 
 
 def augmentation_layers(aug) -> tuple[list[str], list[str]]:
+    """The recipe's augmentation as Keras 3 layers, and notes on what has none."""
     ops, notes = [], []
     flips = [
         d for d, on in (("horizontal", aug.horizontal_flip), ("vertical", aug.vertical_flip)) if on
@@ -146,12 +147,17 @@ def augmentation_layers(aug) -> tuple[list[str], list[str]]:
         notes.append("horizontal_flip alternate: cnnlab mirrors each image in every other epoch; "
                      "RandomFlip flips at random")  # fmt: skip
     fill = f"fill_mode={literal(aug.fill_mode)}"
+    if aug.fill_mode == "constant":  # cval is on the 0-255 scale, the layers see normalised x
+        fill += f", fill_value=float((({aug.cval:g} / 255 - MEAN[0]) / STD[0]))"
     if aug.rotation_range:
         ops.append(f"layers.RandomRotation({aug.rotation_range:g} / 360, {fill})")
     if aug.width_shift_range or aug.height_shift_range:
         ops.append(
             f"layers.RandomTranslation({aug.height_shift_range:g}, {aug.width_shift_range:g}, {fill})"
         )
+    if aug.shear_range:  # ImageDataGenerator: an angle in degrees; RandomShear: its tangent
+        ops.append(f"layers.RandomShear(x_factor=math.tan(math.radians({aug.shear_range:g})), "
+                   f"{fill})")  # fmt: skip
     if aug.zoom_range:
         z = aug.zoom_range
         lo, hi = (-z, z) if isinstance(z, float | int) else (z[0] - 1, z[1] - 1)
@@ -159,12 +165,52 @@ def augmentation_layers(aug) -> tuple[list[str], list[str]]:
     if aug.random_crop:
         notes.append(f"random_crop {aug.random_crop}: a random translation of up to "
                      f"{aug.random_crop} pixels; use RandomTranslation for it")  # fmt: skip
-    if aug.shear_range:
-        notes.append(f"shear_range {aug.shear_range:g} degrees is left out (Keras 3's RandomShear "
-                     "measures shear differently)")  # fmt: skip
     if aug.brightness_range or aug.cutout:
         notes.append("brightness_range / cutout are left out")
     return ops, notes
+
+
+def generator_mapping(aug, normalize: str) -> list[str]:
+    """Every ImageDataGenerator argument and what this script does for it (Keras 3 has no
+    ImageDataGenerator: preprocessing layers replace it), as comment lines."""
+
+    def used(value) -> str:
+        return f" (here {value})" if value not in (None, False, 0, 0.0, "", []) else ""
+
+    rescale = {
+        "unit": "x / 255 in normalise()",
+        "symmetric": "(x / 255 - 0.5) / 0.5 in normalise()",
+    }
+    rows = [
+        ("rescale=1./255", rescale.get(normalize, "MEAN/STD in normalise()") + f" (here {normalize})"),
+        ("featurewise_center, featurewise_std_normalization",
+         "normalise() with the training images' mean/std when data.normalize is dataset"
+         + (" (here)" if normalize == "dataset" else "")),
+        ("rotation_range", "layers.RandomRotation(degrees / 360)" + used(aug.rotation_range)),
+        ("width_shift_range, height_shift_range",
+         "layers.RandomTranslation(height, width)"
+         + used(aug.width_shift_range or aug.height_shift_range)),
+        ("shear_range (degrees)",
+         "layers.RandomShear(x_factor=tan(angle)); it shears about the top-left corner where "
+         "ImageDataGenerator shears about the centre (the same shear, shifted)"
+         + used(aug.shear_range)),
+        ("zoom_range", "layers.RandomZoom((-z, z))" + used(aug.zoom_range)),
+        ("horizontal_flip, vertical_flip",
+         "layers.RandomFlip" + used(aug.horizontal_flip or aug.vertical_flip)),
+        ("fill_mode, cval", "fill_mode= (and fill_value=) of each layer above" + used(aug.fill_mode)),
+        ("brightness_range", "left out: ImageDataGenerator multiplies, layers.RandomBrightness "
+         "adds" + used(aug.brightness_range)),
+        ("channel_shift_range", "not supported here (no recipe key; layers.RandomColorJitter is "
+         "the nearest)"),
+        ("samplewise_center, samplewise_std_normalization, zca_whitening, zca_epsilon",
+         "not supported by Keras 3 layers (no recipe key either)"),
+        ("validation_split", "VAL_FRACTION"),
+        ("preprocessing_function, interpolation_order, data_format, dtype",
+         "not used: bilinear resizing, channels last, float32"),
+    ]  # fmt: skip
+    out = ["# ImageDataGenerator (Keras 2) argument -> what this script does (Keras 3)"]
+    out += [f"#   {arg}: {what}" for arg, what in rows]
+    return out
 
 
 def _optimizer(t) -> str:
@@ -205,7 +251,8 @@ def keras_script(source) -> str:
         lines.append("        # augmentation: active in model.fit only")
         lines += [f"        {op}," for op in ops]
     lines += [f"        {code},  # {note}" for code, note in body]
-    left_out = [f"# {n}" for n in notes] + aids_left_out(t)
+    left_out = generator_mapping(r.augment, r.data.normalize) if ops else []
+    left_out += [f"# {n}" for n in notes] + aids_left_out(t)
     if t.label_smoothing:
         left_out.append(f"# label_smoothing {t.label_smoothing:g} is left out (sparse labels)")
     if t.class_weight == "auto":

@@ -61,6 +61,20 @@ def _channels(recipe: Recipe, native: int) -> int:
     return {"grayscale": 1, "rgb": 3}.get(recipe.data.color_mode, native)
 
 
+def brief_recipe(model: str) -> Path | None:
+    """The one recipe that trains `model` as it comes (no model.args), e.g. the brief's
+    recipes/mnist_torch_net.yaml for torch_mnist_net: its normalisation ([-1, 1]), batch and
+    optimiser are the brief's, which a generic default would not be. None when none or several
+    (fastnet is trained by many recipes, each its own way)."""
+    from cnnlab.names import recipe_model, recipe_paths
+
+    found = []
+    for path in recipe_paths().values():
+        if recipe_model(path) == model and not load_recipe(path).model.args:
+            found.append(path)
+    return found[0] if len(found) == 1 else None
+
+
 def code_source(ref: str) -> CodeSource:
     """A recipe file, a bundle (folder or shipped name) or a model name, resolved for the generators."""
     from cnnlab.anatomy.target import looks_like_bundle
@@ -71,8 +85,9 @@ def code_source(ref: str) -> CodeSource:
     bundle_model = None
     if not looks_like_bundle(ref) and path.suffix.lower() not in (".yaml", ".yml"):
         named = resolve_model(ref)  # a recipe's name stands for the recipe: its data, its model
-        if named.recipe is not None:
-            path, shown = named.recipe, Path("recipes", named.recipe.name)
+        recipe_file = named.recipe or brief_recipe(named.model)
+        if recipe_file is not None:
+            path, shown = recipe_file, Path("recipes", recipe_file.name)
     if path.suffix.lower() in (".yaml", ".yml"):
         recipe = load_recipe(path)
         entry = get_entry(recipe.model.name)
