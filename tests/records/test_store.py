@@ -274,3 +274,12 @@ def test_default_store_is_shared_per_place_and_old_ones_let_go(tmp_path, monkeyp
     assert [d.source for d in default_store().query()] == ["x9.dcm"]
     monkeypatch.setenv("CNNLAB_RECORDS", "off")
     assert default_store() is None
+
+
+def test_a_store_from_a_newer_cnnlab_is_refused_not_misread(tmp_path):
+    DecisionStore(tmp_path / "d.db").record([decision()])
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        db.execute("INSERT INTO schema_version VALUES (2)")
+    with pytest.raises(CnnlabError, match="schema version 2, newer than this cnnlab's 1"):
+        DecisionStore(tmp_path / "d.db").query()
