@@ -165,3 +165,11 @@ def test_the_keras_folder_script_maps_every_image_data_generator_argument():
     ]  # fmt: skip
     assert [a for a in arguments if a not in mapping] == []
     assert "layers.RandomShear(x_factor=math.tan(math.radians(0.2)), fill_mode='nearest')" in text
+
+
+def test_a_streamlit_app_needs_a_bundle_or_a_recipe():
+    text = generate_code("chest_xray_brief", "streamlit")  # the bundle its training writes
+    assert "'runs/chest_xray_brief'" in text
+    assert "cnnlab train recipes/chest_xray_brief.yaml --out runs/chest_xray_brief" in text
+    with pytest.raises(CnnlabError, match="needs a trained model"):
+        generate_code("keras_mnist_cnn", "streamlit")

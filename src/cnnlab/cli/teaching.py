@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(recipes/mnist_keras_cnn.yaml: its data and training settings) or a bundle.",
     )
     p.add_argument("model", metavar="MODEL|RECIPE|BUNDLE")
-    p.add_argument("--framework", choices=["pytorch", "keras"], default="pytorch")
+    p.add_argument("--framework", choices=["pytorch", "keras", "streamlit"], default="pytorch",
+                   help="streamlit: app.py for a bundle (or the bundle a recipe trains): upload, "
+                   "predict, the probability and the threshold")  # fmt: skip
     p.add_argument("--out", help="write the script to this file instead of stdout")
     p.set_defaults(func=cmd_code)
 

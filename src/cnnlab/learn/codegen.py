@@ -18,7 +18,7 @@ from cnnlab.config import Recipe, load_recipe, recipe_from_dict
 from cnnlab.errors import CnnlabError
 from cnnlab.learn.plain_layers import NotPlain, PlainModel, plain_layers
 
-FRAMEWORKS = ("pytorch", "keras")
+FRAMEWORKS = ("pytorch", "keras", "streamlit")
 
 
 @dataclass
@@ -145,6 +145,8 @@ def generate_code(ref: str, framework: str = "pytorch") -> str:
     """The script's text; a model Keras cannot express as a Sequential is a CnnlabError saying why."""
     if framework not in FRAMEWORKS:
         raise CnnlabError(f"--framework must be one of {', '.join(FRAMEWORKS)}, not {framework!r}")
+    if framework == "streamlit":
+        return _checked(_streamlit(ref))
     source = code_source(ref)
     if framework == "keras":
         from cnnlab.learn.code_keras import keras_script
@@ -154,6 +156,36 @@ def generate_code(ref: str, framework: str = "pytorch") -> str:
         from cnnlab.learn.code_pytorch import pytorch_script
 
         text = pytorch_script(source)
+    return _checked(text)
+
+
+def _streamlit(ref: str) -> str:
+    """app.py for a bundle, or for the bundle a recipe's training writes (runs/<recipe>)."""
+    from cnnlab.anatomy.target import looks_like_bundle
+    from cnnlab.learn.code_streamlit import streamlit_app
+    from cnnlab.names import recipe_paths, resolve_model
+
+    if looks_like_bundle(ref):
+        from cnnlab.bundle.loading import load_bundle
+
+        bundle = load_bundle(ref)
+        recipe = str((bundle.meta.get("recipe") or {}).get("name") or "RECIPE")
+        return streamlit_app(ref, bundle.name, f"cnnlab train {recipe} --out {ref}")
+    path = shown = Path(ref)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        named = resolve_model(ref)
+        if named.recipe is None or ref not in recipe_paths():
+            raise CnnlabError(
+                f"a Streamlit app needs a trained model: give a bundle or a recipe, not the "
+                f"model {ref!r} (e.g. cnnlab code chest_xray_brief --framework streamlit)"
+            )
+        path, shown = named.recipe, Path("recipes", named.recipe.name)
+    name = load_recipe(path).name
+    out = f"runs/{name}"
+    return streamlit_app(out, name, f"cnnlab train {shown.as_posix()} --out {out}")
+
+
+def _checked(text: str) -> str:
     try:  # values are literals (code_text); a script that does not parse is never handed out
         ast.parse(text)
     except SyntaxError as e:  # pragma: no cover - a bug in the generators, not in the input
