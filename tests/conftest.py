@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import struct
 import subprocess
@@ -29,11 +30,20 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+@pytest.fixture(scope="session")
+def _records_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("records")
+
+
+_STORES = itertools.count()
+
+
 @pytest.fixture(autouse=True)
-def _records_in_tmp(tmp_path_factory, monkeypatch):
+def _records_in_tmp(_records_folder, monkeypatch):
     """Every decision a test makes (CLI subprocesses included) goes to a store of its own, never
-    into the user's data folder."""
-    folder = tmp_path_factory.mktemp("records", numbered=True)
+    into the user's data folder (a folder of its own, since rotation writes beside it)."""
+    folder = _records_folder / str(next(_STORES))
+    folder.mkdir()
     monkeypatch.setenv("CNNLAB_RECORDS", str(folder / "decisions.db"))
 
 
