@@ -122,3 +122,16 @@ def test_api_answers_nothing_when_the_store_fails(xray, images, tmp_path, monkey
             == 200
         )
     assert not (tmp_path / "ok.db").exists()
+
+
+def test_app_no_record_starts_the_app_with_recording_off(monkeypatch):
+    started = {}
+
+    def execve(path, argv, env):
+        started.update(env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("os.execve", execve)
+    with pytest.raises(SystemExit):
+        main(["app", "pneumonia", "--no-record"])
+    assert started["CNNLAB_RECORDS"] == "off"
