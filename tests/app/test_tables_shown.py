@@ -50,3 +50,16 @@ def test_classify_results_titled_with_blanks(app_env, app_bundle):
     error = list(at.dataframe[0].value.columns).index("error")
     assert cells.iloc[0, error] == ""  # no error: a blank, not None
     assert "None" not in cells.to_string()
+
+
+def test_gradcam_on_a_28x28_digit_comes_with_its_caveat(app_env, tiny_runs):
+    from tests.conftest import digit_images
+
+    x, _ = digit_images(1, seed=5)
+    at = app_env(tiny_runs[0]).run()
+    at.file_uploader(key="classify_files").set_value([("d.png", encode(x[0]), "image/png")]).run()
+    assert not any("Grad-CAM says little" in w.value for w in at.warning)
+    at.toggle(key="gradcam").set_value(True).run()
+    assert not at.exception, at.exception
+    notes = [w.value for w in at.warning if "Grad-CAM says little" in w.value]
+    assert len(notes) == 1 and "the input is only 28x28 pixels" in notes[0]

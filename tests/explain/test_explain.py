@@ -54,12 +54,14 @@ def test_grids_have_the_expected_layout():
     rgb = filter_grid(weight[:10, :3], "stem", rgb=True)
     assert rgb.mode == "rgb" and (rgb.mosaic.rows, rgb.mosaic.cols) == (3, 4)
     assert rgb.mosaic.image.shape == (3 * 4 - 1, 4 * 4 - 1, 3)
+    vmax = np.abs(weight[:10, :3]).max()  # one scale for every colour filter (issue 29)
     tile = rgb.mosaic.image[:3, :3]
-    assert tile.min() == 0.0 and tile.max() == 1.0  # each colour filter scaled to its own range
-    maps = feature_map_grid(torch.randn(100, 5, 7), "x", max_maps=64)
+    assert np.allclose(tile, 0.5 + weight[0, :3].transpose(1, 2, 0) / (2 * vmax))
+    raw = torch.randn(100, 5, 7)
+    maps = feature_map_grid(raw, "x", max_maps=64)
     assert maps.shown == 64 and (maps.mosaic.rows, maps.mosaic.cols) == (8, 8)
-    first = maps.mosaic.image[:5, :7]
-    assert first.min() == 0.0 and first.max() == 1.0  # normalised per map
+    assert np.allclose(maps.mosaic.image[:5, :7], raw[0].numpy())  # the values, one shared scale
+    assert (maps.low, maps.high) == (raw[:64].min().item(), raw[:64].max().item())
 
 
 def test_layer_names_are_the_summarys(mnist_bundle):

@@ -1,17 +1,16 @@
-"""Feature maps: what each filter of a layer responds to in one image, every map scaled to its
-own min..max so weak and strong maps are both visible."""
+"""Feature maps: what each filter of a layer responds to in one image, all maps on one shared
+scale with a colour bar, so a map that barely responds looks faint beside one that fires."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.capture import capture_outputs
-from cnnlab.explain.render import Mosaic, mosaic, normalise_each, render_mosaic
+from cnnlab.explain.render import MAP_CMAP, Mosaic, mosaic, render_mosaic, shared_range
 
 
 @dataclass
@@ -20,8 +19,8 @@ class FeatureMaps:
     shape: tuple[int, int, int]  # (C, H, W) of the layer's output
     mosaic: Mosaic
     shown: int
-    low: np.ndarray  # per shown map: the raw value drawn as 0 ...
-    high: np.ndarray  # ... and as 1
+    low: float  # the raw value at the bottom of the shared colour scale ...
+    high: float  # ... and at its top
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
@@ -40,14 +39,11 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[s
 
 
 def feature_map_grid(maps: torch.Tensor, layer: str = "", max_maps: int = 64) -> FeatureMaps:
-    """Tile the first `max_maps` maps of a (C, H, W) output, each normalised on its own."""
+    """Tile the first `max_maps` maps of a (C, H, W) output on one shared scale."""
     arr = maps.detach().float().cpu().numpy()
     shown = arr[:max_maps]
-    flat = shown.reshape(len(shown), -1)
-    return FeatureMaps(
-        layer, tuple(arr.shape), mosaic(normalise_each(shown)), len(shown),
-        flat.min(1), flat.max(1),
-    )  # fmt: skip
+    low, high = shared_range(shown)
+    return FeatureMaps(layer, tuple(arr.shape), mosaic(shown), len(shown), low, high)
 
 
 def plot_feature_maps(fm: FeatureMaps, layer_type: str = ""):
@@ -55,6 +51,4 @@ def plot_feature_maps(fm: FeatureMaps, layer_type: str = ""):
     kind = f" ({layer_type})" if layer_type else ""
     more = f", first {fm.shown} of {c} maps" if fm.shown < c else f", {c} maps"
     title = f"{fm.layer}{kind}: output {h}x{w}x{c}{more}"
-    return render_mosaic(
-        fm.mosaic, title, "viridis", 0.0, 1.0, "activation (each map: its min → 0, max → 1)"
-    )
+    return render_mosaic(fm.mosaic, title, MAP_CMAP, fm.low, fm.high, "activation (one scale)")

@@ -1,5 +1,6 @@
 """A layer's learned filters as a grid: RGB for first-layer colour filters, else one tile per
-input channel (rows = filters, columns = input channels) on a shared, signed colour scale."""
+input channel (rows = filters, columns = input channels); every grid on one shared scale,
+signed weights on the diverging FILTER_CMAP with a colour bar."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.render import Mosaic, mosaic, normalise_each, render_mosaic
+from cnnlab.explain.render import FILTER_CMAP, Mosaic, mosaic, render_mosaic
 from cnnlab.runtime.taps import split_name
 
 
@@ -39,13 +40,13 @@ def filter_grid(
     max_channels: int = 16,
 ) -> FilterGrid:  # fmt: skip
     """Arrange filters for viewing; `rgb` (three input channels that are the image's colours)
-    shows each filter as one colour tile scaled to its own min..max."""
+    shows each filter as one colour tile, grey at 0, all on the same +-vmax scale."""
     n, c = weight.shape[:2]
     shown = weight[:max_filters]
-    if rgb and c == 3:
-        tiles = normalise_each(shown.transpose(0, 2, 3, 1))
-        return FilterGrid(layer, weight.shape, "rgb", mosaic(tiles), len(shown), 3, 0.0)
     vmax = float(np.abs(shown).max()) or 1.0
+    if rgb and c == 3:
+        tiles = np.clip(0.5 + shown.transpose(0, 2, 3, 1) / (2 * vmax), 0, 1)
+        return FilterGrid(layer, weight.shape, "rgb", mosaic(tiles), len(shown), 3, vmax)
     if c == 1:
         return FilterGrid(layer, weight.shape, "gray", mosaic(shown[:, 0]), len(shown), 1, vmax)
     shown = shown[: min(max_filters, 32), :max_channels]
@@ -61,10 +62,10 @@ def plot_filters(grid: FilterGrid, title: str | None = None):
         more += f", first {grid.shown_channels} of {c} input channels"
     head = title or f"{grid.layer}: {n} filters {kh}x{kw}x{c}{more}"
     if grid.mode == "rgb":
-        return render_mosaic(grid.mosaic, head + "\n(RGB, each filter scaled to its own range)")
+        return render_mosaic(grid.mosaic, head + f"\n(RGB, one scale: grey 0, ±{grid.vmax:.3g})")
     if grid.mode == "gray":
-        return render_mosaic(grid.mosaic, head, "gray", -grid.vmax, grid.vmax, "weight")
+        return render_mosaic(grid.mosaic, head, FILTER_CMAP, -grid.vmax, grid.vmax, "weight")
     return render_mosaic(
-        grid.mosaic, head, "RdBu_r", -grid.vmax, grid.vmax, "weight",
+        grid.mosaic, head, FILTER_CMAP, -grid.vmax, grid.vmax, "weight",
         xlabel="input channel →", ylabel="← filter",
     )  # fmt: skip

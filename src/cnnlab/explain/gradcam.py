@@ -49,6 +49,27 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     return convs[-1]
 
 
+SMALL_INPUT = 64  # an input side below this, or
+SMALL_MAP = 4  # a class-activation map side below this: too coarse to point at anything
+
+
+def caveat(input_size: tuple[int, int], map_size: tuple[int, int]) -> str | None:
+    """Why a Grad-CAM says little here (a 28x28 digit; a 3x3 map upsampled over the image), or
+    None: its heatmap is the last conv layer's map stretched to the input, so a map of a few
+    cells can only say "the left half", and a tiny input has little to localise."""
+    reasons = []
+    if min(input_size) < SMALL_INPUT:
+        reasons.append(f"the input is only {input_size[0]}x{input_size[1]} pixels")
+    if min(map_size) < SMALL_MAP:
+        reasons.append(f"the map it comes from is {map_size[0]}x{map_size[1]}, each cell "
+                       f"covering about {input_size[0] // max(map_size[0], 1)} pixels a side")  # fmt: skip
+    if not reasons:
+        return None
+    return ("Grad-CAM says little here: " + " and ".join(reasons) + ". Read the overlay as a "
+            "rough region, not an outline; on inputs under 64x64 or maps under 4x4 it cannot "
+            "localise much.")  # fmt: skip
+
+
 def class_score(logits: torch.Tensor, class_index: int) -> torch.Tensor:
     """The logit of a class; a one-output (sigmoid) model's class 0 is the negated logit."""
     if logits.shape[1] == 1:

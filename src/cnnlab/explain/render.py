@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# One colour map each, on Explain, on Learn and in `cnnlab explain`: weights are signed, so a
+# diverging map centred on 0 (red +, blue -); activations on viridis, dark low to yellow high.
+FILTER_CMAP = "RdBu_r"
+MAP_CMAP = "viridis"
+
 
 @dataclass
 class Mosaic:
@@ -39,12 +44,10 @@ def mosaic(tiles: np.ndarray, cols: int | None = None, gap: int = 1) -> Mosaic:
     return Mosaic(out, rows, cols, (th, tw), n)
 
 
-def normalise_each(tiles: np.ndarray) -> np.ndarray:
-    """Scale every tile to its own 0..1 (min..max); a constant tile becomes 0."""
-    flat = tiles.reshape(len(tiles), -1).astype(np.float32)
-    lo = flat.min(1, keepdims=True)
-    span = flat.max(1, keepdims=True) - lo
-    return ((flat - lo) / np.where(span > 0, span, 1.0)).reshape(tiles.shape)
+def shared_range(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) of all the values: one scale for every tile, so a weak map looks weak."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
 def render_mosaic(

@@ -31,14 +31,39 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
-def png_bytes(fig, dpi: int = 100) -> bytes:
-    """A figure rendered to PNG bytes (for a page; bytes can be cached, figures leak if kept)."""
+MIN_TEXT_PX = 11  # the smallest text a page shows, in CSS pixels as the figure is displayed
+
+
+def png_bytes(fig, dpi: int = 100, shown_px: int | None = None) -> bytes:
+    """A figure rendered to PNG bytes (for a page; bytes can be cached, figures leak if kept).
+    `shown_px`: the narrowest width the page displays it at; its text is enlarged to be at
+    least MIN_TEXT_PX there (a figure scaled down into a column otherwise shrinks to 6 px)."""
     buf = io.BytesIO()
     try:
+        if shown_px:
+            fit_text(fig, shown_px)
         fig.savefig(buf, format="png", dpi=dpi)
     finally:
         _release(fig)
     return buf.getvalue()
+
+
+def fit_text(fig, shown_px: int, min_px: float = MIN_TEXT_PX):
+    """Every text of `fig` (titles, labels, tick labels, legends) at least `min_px` tall when
+    the whole figure is displayed `shown_px` wide, whatever its size in inches or its dpi."""
+    from matplotlib.text import Text
+
+    min_pt = min_px * 72 * fig.get_figwidth() / shown_px
+    fig.canvas.draw()  # tick labels exist only once drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = axis.get_ticklabels()
+            if labels and labels[0].get_fontsize() < min_pt:
+                axis.set_tick_params(labelsize=min_pt)
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < min_pt:
+            text.set_fontsize(min_pt)
+    return fig
 
 
 def _release(fig) -> None:
@@ -400,7 +425,7 @@ def colorbar_figure(label: str, cmap: str = "jet"):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    fig = _figure(figsize=(4.2, 0.85))
+    fig = _figure(figsize=(4.2, 1.1))
     ax = fig.subplots()
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=ax, orientation="horizontal")
     bar.set_ticks([0, 0.5, 1], labels=["none", "some", "strongest"])

@@ -14,12 +14,19 @@ import numpy as np
 import streamlit as st
 import torch
 
-from cnnlab.app.resources import get_cam_layer, require_bundle, session_id, upload_limit_mb
+from cnnlab.app.resources import (
+    get_cam_layer,
+    get_summary,
+    require_bundle,
+    session_id,
+    upload_limit_mb,
+)
 from cnnlab.app.sample_input import sample_input
 from cnnlab.app.table_widget import show_table
 from cnnlab.data.images import UPLOAD_KINDS, UPLOAD_TYPES
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import gradcam_image, overlay_heatmap
+from cnnlab.explain.gradcam import caveat
 from cnnlab.predict import predict_uploads
 from cnnlab.records.entries import put_on_record
 from cnnlab.report.figures import colorbar_figure, png_bytes
@@ -86,7 +93,16 @@ def cam_overlay(bundle_path: str, digest: str, label: str, _pixels: torch.Tensor
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def colorbar_png(label: str) -> bytes:
-    return png_bytes(colorbar_figure(f"Grad-CAM: evidence for {label}"), dpi=110)
+    return png_bytes(colorbar_figure(f"Grad-CAM: evidence for {label}"), dpi=110, shown_px=220)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cam_caveat(bundle_path: str) -> str | None:
+    """Grad-CAM's caveat for this model: its input and its CAM layer's map size."""
+    layer = get_cam_layer(bundle_path)
+    row = next((r for r in get_summary(bundle_path).rows if r.name == layer), None)
+    size = tuple(pre.size)
+    return caveat(size, tuple(row.output_shape[1:]) if row else size)
 
 
 def show_verdict(box, v: Verdict) -> None:
@@ -109,6 +125,8 @@ def model_view(pixels: torch.Tensor) -> np.ndarray:
 
 
 if results is not None:
+    if show_cam and (note := cam_caveat(str(entry.path))):
+        st.warning(note, icon=":material/zoom_out_map:")
     rows = []
     for f, pred in zip(files, results, strict=True):
         shown = present(pred, bundle)  # the CLI's and the API's words too

@@ -18,6 +18,8 @@ from cnnlab.learn.fields import field_past_image
 from cnnlab.report.figures import png_bytes
 from cnnlab.report.tables import count_text
 
+HALF_PAGE_PX = 420  # a column of two on a laptop's 1280-pixel window: the figures' text fits it
+
 entry, bundle = require_bundle()
 path = str(entry.path)
 summary = get_summary(path)
@@ -47,12 +49,12 @@ layer = st.selectbox(
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the filters ...")
 def filters_png(bundle_path: str, layer: str) -> bytes:
-    return png_bytes(layer_filters(bundle, summary, layer))
+    return png_bytes(layer_filters(bundle, summary, layer), shown_px=HALF_PAGE_PX)
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the feature maps ...")
 def maps_png(bundle_path: str, layer: str, file_id: str, _data: bytes) -> bytes:
-    return png_bytes(layer_maps(bundle, summary, _data, layer))
+    return png_bytes(layer_maps(bundle, summary, _data, layer), shown_px=HALF_PAGE_PX)
 
 
 row = rows[layer]

@@ -19,6 +19,7 @@ from cnnlab.report.metrics import degenerate_warning, figure_table
 from cnnlab.report.verdict import nice_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
+THIRD_PAGE_PX = 280  # a column of three on a laptop's 1280-pixel window
 FIGURE_MAX_BYTES = 32 * MIB  # a run's PNG figure: a few hundred KB at the DPI cnnlab draws
 MISTAKES_MAX_BYTES = MIB  # mistakes.json: a few dozen rows
 
@@ -55,12 +56,13 @@ def figures(bundle_path: str) -> dict[str, bytes | None]:
     positive = nice_label(bundle.classes[1]) if bundle.binary else "positive"
     out: dict[str, bytes | None] = {"roc": None, "cm": None, "rel": None}
     if bundle.binary and (fig := roc_figure(metrics, positive)) is not None:
-        out["roc"] = png_bytes(fig)
+        out["roc"] = png_bytes(fig, shown_px=THIRD_PAGE_PX)
     if metrics.get("confusion_matrix"):
         out["cm"] = png_bytes(confusion_figure(metrics["confusion_matrix"], bundle.classes),
-                              dpi=110 if len(bundle.classes) > 4 else 100)  # fmt: skip
+                              dpi=110 if len(bundle.classes) > 4 else 100,
+                              shown_px=THIRD_PAGE_PX if bundle.binary else 520)  # fmt: skip
     if fig := reliability_figure(metrics.get("calibration_bins") or [], metrics.get("ece")):
-        out["rel"] = png_bytes(fig)
+        out["rel"] = png_bytes(fig, shown_px=THIRD_PAGE_PX)
     return out
 
 
