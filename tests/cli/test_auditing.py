@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -74,13 +75,16 @@ def test_exports_every_field(on_record, capsys):
     assert datetime.fromisoformat(found[1]["time"]) == on_record.query(limit=2)[1].time
 
 
-def test_rotate_moves_the_file_aside(on_record, capsys, tmp_path):
+def test_rotate_moves_the_file_aside(on_record, capsys):
     code, out, _ = run(capsys, "--rotate")
     assert code == 0 and out.startswith("moved 3 decisions to ")
     archive = out.split(" to ")[1].split(";")[0]
     assert len(DecisionStore(archive).query()) == 3 and on_record.query() == []
     code, out, _ = run(capsys, "--store", archive, "--csv")
     assert len(list(csv.DictReader(io.StringIO(out)))) == 3
+    code, out, err = run(capsys, "--rotate")  # an empty store: no empty archive
+    assert code == 0 and out == "" and "nothing to rotate" in err
+    assert [p.name for p in Path(archive).parent.glob("decisions-*.db")] == [Path(archive).name]
 
 
 @pytest.mark.parametrize("args, words", [

@@ -60,6 +60,9 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     if args.rotate:
         if any(v is not None for v in (args.since, args.until, args.study, args.model, args.limit)):
             raise CnnlabError("--rotate moves every decision: it takes no filter")
+        if not store.query(limit=1):
+            print(f"no decisions on record in {store.where}: nothing to rotate", file=sys.stderr)
+            return 0
         moved_to, moved = store.rotate()
         print(f"moved {moved} decision{'s' if moved != 1 else ''} to {moved_to}; new decisions "
               f"go on into {store.where}")  # fmt: skip
