@@ -365,8 +365,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     commit is in the log file (the operating system's cache) when it returns, so a killed
     process loses nothing committed; only a power cut or a kernel crash can lose the last
     commits. FULL would sync the log at each commit and close that gap too, but costs an fsync
-    per request: 22 ms against 0.85 ms per decision here (benchmarks/records_cost.py), ten
-    times the 2 ms budget. A site that needs power-cut durability runs PostgreSQL."""
+    per request: 26 ms against 0.97 ms per decision here (benchmarks/records_cost.py), over
+    ten times the 2 ms budget. A site that needs power-cut durability runs PostgreSQL."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
