@@ -84,6 +84,14 @@ def default_url() -> str | None:
     return to_url(value or cache_dir() / "decisions.db")
 
 
+def _text(value):
+    """A value as the database can store it: a file name that is not valid UTF-8 (Python keeps
+    its bytes as surrogates) is stored with those bytes escaped (`\\xe9`), not refused."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def recording_enabled() -> bool:
     return os.environ.get(ENV, "").strip().lower() not in OFF
 
@@ -257,7 +265,7 @@ class DecisionStore(StudyClaims):
         for d in decisions:
             if d.surface not in SURFACES:
                 raise CnnlabError(f"unknown surface {d.surface!r}: one of {', '.join(SURFACES)}")
-            rows.append({**asdict(d), "time": _stored(d.time)})
+            rows.append({k: _text(v) for k, v in asdict(d).items()} | {"time": _stored(d.time)})
         if rows:
             with self._begin() as conn:
                 conn.execute(insert(self.decisions), rows)
