@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnlab.anatomy.summary import target_summary
@@ -61,6 +62,21 @@ def test_learn_page_in_the_browser(tmp_path):
         ).to_be_visible()
         expect(page.get_by_text("nothing lost: every input row and column is read")).to_be_visible()
         expect(drawing).not_to_have_attribute("src", before)
+
+        # channels and filters: the parameter count beside the convolution, as nn.Conv2d has it
+        params = sum(p.numel() for p in nn.Conv2d(3, 16, 4).parameters())
+        expect(page.get_by_text(f"parameters = (4*4*3 + 1) * 16 = {params:,}")).to_be_visible()
+        filters = page.get_by_test_id("stNumberInput").filter(has_text="Filters").locator("input")
+        filters.fill("32")
+        filters.press("Enter")
+        params = sum(p.numel() for p in nn.Conv2d(3, 32, 4).parameters())
+        expect(page.get_by_text(f"parameters = (4*4*3 + 1) * 32 = {params:,}")).to_be_visible()
+        size = slider(page, "Input size")  # up to 64: the course's 32x32 examples fit
+        size.focus()
+        timed(page, lambda: size.press("End"), r"input 64x64, kernel 4x4, stride 2, padding 1 per")
+        screenshot(page, ARTIFACTS / "learn_convolution_64.png")
+        size.press("Home")  # back to a small input for the steps below
+        expect(page.get_by_text("input 3x3, kernel 4x4")).to_be_visible()
 
         # step the convolution: the value shown is F.conv2d's for that patch
         f, row, col, value = step_shown(page)

@@ -58,7 +58,7 @@ def test_figure_text_is_legible_at_the_size_shown():
     metrics = {"roc_curve": {"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1]}, "auc": 0.8}
     fig = roc_figure(metrics, "Pneumonia")
     fit_text(fig, shown_px=280)
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     from matplotlib.text import Text
 
     scale = 280 / (72 * fig.get_figwidth())  # CSS pixels per point as shown
@@ -72,3 +72,15 @@ def test_gradcam_caveat_on_small_inputs_and_coarse_maps():
     assert "only 28x28 pixels" in caveat((28, 28), (7, 7))
     assert "map it comes from is 2x2" in caveat((96, 96), (2, 2))
     assert caveat((224, 224), (7, 7)) is None
+
+
+def test_a_title_grown_past_the_figure_is_wrapped_not_cut():
+    from cnnlab.explain.feature_maps import feature_map_grid, plot_feature_maps
+
+    name = "backbone.model.blocks.5.3.conv_pw_and_a_long_tail"
+    fig = plot_feature_maps(feature_map_grid(torch.randn(32, 8, 8), name), "Conv2d")
+    fit_text(fig, shown_px=420)
+    fig.draw_without_rendering()
+    title = fig.axes[0].title
+    assert "\n" in title.get_text()
+    assert title.get_window_extent().width <= fig.get_figwidth() * fig.dpi

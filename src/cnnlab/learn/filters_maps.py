@@ -45,7 +45,7 @@ def colour_bar(d: ImageDraw.ImageDraw, out: Image.Image, xy: tuple[int, int], wi
     ramp = _colour(np.tile(np.linspace(lo, hi, width), (12, 1)), cmap, lo, hi)
     out.paste(Image.fromarray(ramp), (x, y))
     d.rectangle((x - 1, y - 1, x + width, y + 12), outline=(120, 120, 120))
-    f = font(14)
+    f = font(15)
     for value, at in ((lo, x), ((lo + hi) / 2, x + width // 2), (hi, x + width)):
         text = f"{value:.3g}"
         d.text((at - d.textlength(text, font=f) / 2, y + 15), text, fill=(30, 30, 30), font=f)
@@ -62,7 +62,7 @@ def filters_beside_maps(target, summary: Summary, x, pixels: np.ndarray, layer: 
     ftiles, vmax = filter_tiles(weight[:n])
     lo, hi = shared_range(fmap[:n])
     rows = math.ceil(n / per_row)
-    label = 20
+    label = 21
     pair_w = 2 * tile + 6
     grid_w = per_row * (pair_w + 14)
     input_side = min(rows * (tile + label) - label, 2 * tile + label) if rows > 1 else tile
@@ -75,13 +75,13 @@ def filters_beside_maps(target, summary: Summary, x, pixels: np.ndarray, layer: 
     d.text((12, 6), f"{name}: filter i (left, {weight.shape[2]}x{weight.shape[3]}"
            f"{'' if c_in in (1, 3) else f', mean of {c_in} input channels'}) beside feature map i "
            f"(right, {fmap.shape[1]}x{fmap.shape[2]}, before BatchNorm/activation if they follow)",
-           fill=(30, 30, 30), font=font(15))  # fmt: skip
+           fill=(30, 30, 30), font=font(16))  # fmt: skip
     img = np.asarray(pixels)
     img = img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] in (1, 3) else img
     img = img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
     inp = Image.fromarray(img).convert("RGB").resize((input_side, input_side), Image.BILINEAR)
     out.paste(inp, (12, 30))
-    d.text((12, 30 + input_side + 2), "input", fill=(30, 30, 30), font=font(14))
+    d.text((12, 30 + input_side + 2), "input", fill=(30, 30, 30), font=font(15))
     x0 = 12 + input_side + 24
     for i in range(n):
         r, c = divmod(i, per_row)
@@ -91,12 +91,12 @@ def filters_beside_maps(target, summary: Summary, x, pixels: np.ndarray, layer: 
         mt = Image.fromarray(_colour(m, MAP_CMAP, lo, hi))
         out.paste(f, (px, py))
         out.paste(mt.resize((tile, tile), Image.NEAREST), (px + tile + 6, py))
-        d.text((px, py + tile + 1), f"filter {i}", fill=(30, 30, 30), font=font(14))
-        d.text((px + tile + 6, py + tile + 1), f"map {i}", fill=(30, 30, 30), font=font(14))
+        d.text((px, py + tile + 1), f"filter {i}", fill=(30, 30, 30), font=font(15))
+        d.text((px + tile + 6, py + tile + 1), f"map {i}", fill=(30, 30, 30), font=font(15))
     bar_y, bar_w = 30 + rows * (tile + label) + 16, min(320, grid_w // 2)
     if weight.shape[1] == 3:
         d.text((x0, bar_y - 2), f"filters: RGB, grey = 0, full colour = ±{vmax:.3g} (one scale)",
-               fill=(30, 30, 30), font=font(15))  # fmt: skip
+               fill=(30, 30, 30), font=font(16))  # fmt: skip
     else:
         colour_bar(
             d, out, (x0, bar_y), bar_w, FILTER_CMAP, -vmax, vmax, "filter weight (one scale)"

@@ -54,7 +54,7 @@ def fit_text(fig, shown_px: int, min_px: float = MIN_TEXT_PX):
     from matplotlib.text import Text
 
     min_pt = min_px * 72 * fig.get_figwidth() / shown_px
-    fig.canvas.draw()  # tick labels exist only once drawn
+    fig.draw_without_rendering()  # tick labels exist only once drawn (any canvas, even none)
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             labels = axis.get_ticklabels()
@@ -63,7 +63,22 @@ def fit_text(fig, shown_px: int, min_px: float = MIN_TEXT_PX):
     for text in fig.findobj(Text):
         if text.get_text() and text.get_fontsize() < min_pt:
             text.set_fontsize(min_pt)
+    _wrap_titles(fig)
     return fig
+
+
+def _wrap_titles(fig) -> None:
+    """Titles grown wider than the figure wrapped onto lines (else they run off its edges)."""
+    import textwrap
+
+    fig.draw_without_rendering()  # the sizes just set, laid out
+    room = 0.95 * fig.get_figwidth() * fig.dpi
+    for ax in fig.axes:
+        title = ax.title
+        wide = title.get_window_extent().width
+        if title.get_text() and wide > room:
+            chars = max(12, int(len(title.get_text()) * room / wide))
+            title.set_text(textwrap.fill(title.get_text(), chars))
 
 
 def _release(fig) -> None:

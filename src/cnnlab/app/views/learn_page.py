@@ -167,7 +167,7 @@ def real_filter() -> None:
                 f"column {col})**, input rows {step.taps[0][0]}..{step.taps[-1][0]}, columns "
                 f"{step.taps[0][1]}..{step.taps[-1][1]}.")  # fmt: skip
     st.success(f"patch x filter + bias = value: {step.equation(6)}")
-    img, patch, weights, fmap = st.columns([3, 2, 2, 3])
+    img, patch, weights, fmap = st.columns([2, 3, 3, 2])  # the numbers never clipped
     img.image(png(draw_window_on_image(pixels.cpu().numpy(), s, row * ow + col)),
               caption="the window on the image (as the model sees it)")  # fmt: skip
     for ch in range(step.patch.shape[0]):
