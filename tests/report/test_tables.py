@@ -20,6 +20,8 @@ def test_counts_titles_and_blanks_read_as_a_person_writes_them():
     assert cell_text(float("nan")) == "" and cell_text("None") == ""
     assert cell_text(12345.678) == "12,346"
     assert title("best val acc") == "Best val acc" and title("study_uid") == "Study UID"
+    assert title("validation (120)") == "Validation (120)" and title("final RF") == "Final RF"
+    assert title("chest_xray/external (312 CV)") == "chest_xray/external (312 CV)"  # a name
 
 
 def test_the_styler_shows_text_and_keeps_numbers_for_sorting():

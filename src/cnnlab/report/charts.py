@@ -53,4 +53,4 @@ def runs_chart(runs: list[dict[str, Any]], key: str):
         size=alt.condition(near, alt.value(90), alt.value(18 if len(rows) < 60 else 0)),
         tooltip=tooltip,
     ).add_params(near)  # fmt: skip
-    return (lines + points).properties(height=330, title=SHORT[key])
+    return (lines + points).properties(height=330, title=SHORT[key], padding={"right": 14})

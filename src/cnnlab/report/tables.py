@@ -8,6 +8,7 @@ app sorts by value, not by text."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ TITLES = {
     "conv/fc": "Conv/FC",
     "best val acc": "Best val acc",
 }
+KEY = re.compile(r"[A-Za-z][A-Za-z0-9_ ()%-]*")  # what a column key looks like (no / or .)
 SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"))
 COUNTED_BIG = {"mult_adds", "macs", "flops"}  # compute counts: read in M and G, like torchinfo
 BIG = 10**9  # other counts (parameters) stay exact up to a billion: 138,357,544
@@ -29,6 +31,8 @@ def title(key: str) -> str:
     """'mult_adds' -> 'Mult-adds', 'receptive_field' -> 'RF', 'ood_distance' -> 'OOD distance'."""
     if key in TITLES:
         return TITLES[key]
+    if not KEY.fullmatch(key):  # a name, not a key: a data set's 'chest_xray/external' stays
+        return key
     words = [ACRONYMS.get(w.lower(), w) for w in key.replace("_", " ").split()]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
