@@ -36,10 +36,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.cli.common import recipe_file
     from cnnlab.config import load_recipe
     from cnnlab.train.distributed import is_main
-    from cnnlab.train.run import train_recipe
+    from cnnlab.train.run import RunFinished, train_recipe
 
     recipe = load_recipe(recipe_file(args.recipe), args.set)
-    outcome = train_recipe(recipe, args.data, args.out, args.resume, progress=not args.no_progress)
+    try:
+        outcome = train_recipe(recipe, args.data, args.out, args.resume,
+                               progress=not args.no_progress)  # fmt: skip
+    except RunFinished as done:  # said, and not an error: the run is there to use
+        print(f"cnnlab: {done}", file=sys.stderr)
+        return 0
     if not is_main():  # under torchrun, rank 0 reports
         return 0
     acc = outcome.metrics.get("accuracy")

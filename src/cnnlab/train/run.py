@@ -94,10 +94,12 @@ def train_recipe(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainOutcome:
-    if data_source:
-        recipe.data.source = data_source
     if resume and out_dir is None:
         raise CnnlabError("--resume needs --out DIR: the run folder holding checkpoint.pt")
+    if resume:
+        recipe = resumed_recipe(Path(out_dir), recipe)  # type: ignore[arg-type]
+    if data_source:
+        recipe.data.source = data_source
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise CnnlabError(f"--out {out_dir} is a file; give a folder for the run")
     check_weights_available(recipe.model.name, dict(recipe.model.args))  # before any decoding
@@ -117,6 +119,32 @@ def train_recipe(
         return TrainOutcome(out, fit_model(model, data, recipe, out, resume, False), {}, data)
     with run_folder(out):
         return _train_in(out, recipe, data, model, args, resume, progress)
+
+
+class RunFinished(CnnlabError):
+    """`--resume` of a run that finished: nothing to do, and nothing is changed."""
+
+
+def resumed_recipe(out: Path, given: Recipe) -> Recipe:
+    """`given` with the data source the run was trained on (out/recipe.yaml's: a `--data`
+    path, not the recipe's dataset name, which would download it); the checkpoint still
+    refuses any other difference. A finished run (its bundle written after its last
+    checkpoint) raises RunFinished: resuming it would retrain nothing and rewrite its bundle."""
+    from cnnlab.config import load_recipe
+
+    saved = out / "recipe.yaml"
+    if not saved.is_file():
+        raise CnnlabError(f"--resume: {out} holds no recipe.yaml: not a run folder (train into "
+                          "it without --resume first)")  # fmt: skip
+    bundle, ckpt = out / "bundle.json", out / CHECKPOINT
+    if bundle.is_file() and (not ckpt.is_file() or bundle.stat().st_mtime >= ckpt.stat().st_mtime):
+        raise RunFinished(f"{out} is a finished run (its bundle is written): nothing to resume, "
+                          "nothing changed; train more in a new run: --out ANOTHER_DIR")  # fmt: skip
+    source = load_recipe(saved).data.source
+    if source != given.data.source:
+        log.info("--resume: reading the run's own data, %s", source)
+        given.data.source = source
+    return given
 
 
 def check_savable(recipe: Recipe, data: PreparedData) -> None:
