@@ -246,6 +246,6 @@ def test_every_module_of_the_package_is_imported_with_it():
     import cnnlab.models as package
 
     names = [m.name for m in pkgutil.iter_modules(package.__path__)]
-    assert {"cifar", "classic", "fast", "transfer"} <= set(names)
+    assert {"cifarnet", "classic", "fast", "transfer"} <= set(names)
     assert all(f"cnnlab.models.{name}" in sys.modules for name in names)
     assert {e.builder.__module__ for e in list_models()} <= {f"cnnlab.models.{n}" for n in names}

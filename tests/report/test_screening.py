@@ -129,7 +129,7 @@ def test_api_rows_carry_identifiers_and_refusals(chest_bundle, inputs):
     assert rows[1] == {**rows[1], "screened": False, "label": None,
                        "reason": REFUSED["lateral.dcm"]}  # fmt: skip
     assert rows[2]["screened"] and rows[2]["study_uid"] is None
-    assert all(row["patient_id"] is None for row in rows)  # only where asked for
+    assert all("patient_id" not in row for row in rows)  # only where asked for, as in the CLI
     with TestClient(create_app([chest_bundle])) as client:
         r = client.post("/v1/predict?with_patient_id=true", files=files[:1])
     assert r.json()["predictions"][0]["patient_id"] == "PAT-7"

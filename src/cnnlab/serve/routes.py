@@ -137,7 +137,8 @@ async def model_detail(name: str, served: Served = SERVED) -> dict[str, Any]:
 
 
 @router.post("/v1/predict", response_model=PredictResponse, tags=["predict"],
-             openapi_extra=UPLOAD_SCHEMA,
+             response_model_exclude_unset=True,  # the row as present() made it: no patient_id
+             openapi_extra=UPLOAD_SCHEMA,  # key unless asked for, as in the CLI's --json
              responses=ERRORS([400, 404, 408, 413, 415, 422, 503]))  # fmt: skip
 async def predict(
     request: Request,
