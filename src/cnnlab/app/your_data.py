@@ -18,6 +18,7 @@ from typing import Any
 
 import streamlit as st
 
+from cnnlab.app.table_widget import show_table
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import GIB
 
@@ -110,7 +111,7 @@ def show_result(bundle, result: dict[str, Any], validation: dict[str, bytes | No
         if line:
             st.warning(line)
     block = external_block(report, f"your data: {name}", bundle.classes, "the bundle's own rule")
-    st.dataframe(figure_table(metrics, [block]), hide_index=True)
+    show_table(figure_table(metrics, [block]))
     drawn = [(key, caption) for key, _, caption in FIGURES if key in result["figures"]]
     # one column per figure, validation above yours: each pair compared straight down
     for row, (label, figures) in enumerate((("validation", validation),
@@ -123,6 +124,6 @@ def show_result(bundle, result: dict[str, Any], validation: dict[str, bytes | No
     if result["mistakes_png"] and result["mistakes"]:
         st.image(result["mistakes_png"], width="stretch",
                  caption=f"{name}: the wrong answers the model was surest of, per true class")  # fmt: skip
-        st.dataframe(result["mistakes"], hide_index=True)
+        show_table(result["mistakes"])
     elif result["mistakes_png"]:
         st.success(f"No mistakes on {name}.")
