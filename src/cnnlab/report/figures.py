@@ -72,9 +72,11 @@ def _wrap_titles(fig) -> None:
     import textwrap
 
     fig.draw_without_rendering()  # the sizes just set, laid out
-    room = 0.95 * fig.get_figwidth() * fig.dpi
+    width = fig.get_figwidth() * fig.dpi
     for ax in fig.axes:
         title = ax.title
+        centre = ax.get_window_extent().x0 + ax.get_window_extent().width / 2
+        room = 0.95 * 2 * min(centre, width - centre)  # centred on its axes, not the figure
         wide = title.get_window_extent().width
         if title.get_text() and wide > room:
             chars = max(12, int(len(title.get_text()) * room / wide))
