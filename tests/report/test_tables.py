@@ -16,6 +16,8 @@ def test_counts_titles_and_blanks_read_as_a_person_writes_them():
         "OOD distance": "", "Uncertain": "no", "Probability": "0.9123", "Top k": "0.5; 0.25",
     }]  # fmt: skip
     assert cell_text(376_683_488, si_from=10**6) == "376.68 M"
+    assert people_rows([{"year": 1998}]) == [{"Year": "1998"}]  # a year is not an amount
+    assert ">2014<" in people_table([{"year": 2014, "params": 138_357_544}]).to_html()
     assert cell_text(15_470_264_320) == "15.47 G" and cell_text(6018) == "6,018"
     assert cell_text(float("nan")) == "" and cell_text("None") == ""
     assert cell_text(12345.678) == "12,346"

@@ -25,6 +25,7 @@ KEY = re.compile(r"[A-Za-z][A-Za-z0-9_ ()%-]*")  # what a column key looks like 
 SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"))
 COUNTED_BIG = {"mult_adds", "macs", "flops"}  # compute counts: read in M and G, like torchinfo
 BIG = 10**9  # other counts (parameters) stay exact up to a billion: 138,357,544
+NOT_COUNTS = {"year", "epoch", "step", "port"}  # integers that are names, not amounts: 1998
 
 
 def title(key: str) -> str:
@@ -69,10 +70,13 @@ def cell_text(value: Any, si_from: int = BIG) -> str:
 
 def people_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """The rows as text cells under titles (for a terminal, a CSV for people, or a test)."""
-    return [
-        {title(k): cell_text(v, 10**6 if k in COUNTED_BIG else BIG) for k, v in r.items()}
-        for r in rows
-    ]
+    return [{title(k): _cell(k, v) for k, v in r.items()} for r in rows]
+
+
+def _cell(key: str, value: Any) -> str:
+    if key in NOT_COUNTS and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return cell_text(value, 10**6 if key in COUNTED_BIG else BIG)
 
 
 def people_table(rows: Iterable[Mapping[str, Any]], titled: bool = True):
@@ -86,8 +90,7 @@ def people_table(rows: Iterable[Mapping[str, Any]], titled: bool = True):
     names = [title(k) for k in keys] if titled else keys
     frame = pd.DataFrame([[r.get(k) for k in keys] for r in rows], columns=names, dtype=object)
     return frame.style.format({
-        name: (lambda v, s=10**6 if k in COUNTED_BIG else BIG: cell_text(_plain(v), s))
-        for k, name in zip(keys, names, strict=True)
+        name: (lambda v, k=k: _cell(k, _plain(v))) for k, name in zip(keys, names, strict=True)
     })  # fmt: skip
 
 
