@@ -15,7 +15,8 @@ from cnnlab.report.tables import people_table, title
 def show_table(rows: Iterable[Mapping[str, Any]], height: int | str = "auto", pin: bool = False,
                key: str | None = None):  # fmt: skip
     """A sortable grid; its data keeps the rows' keys (as the CSV has them), shown as titles.
-    `pin`: the first column stays in view while a table wider than the page scrolls sideways
+    A missing value is blank (the grid would draw a grey "None" for it, whatever the Styler
+    says). `pin`: the first column stays in view while a table wider than the page scrolls sideways
     (Streamlit greys a pinned column, so only where that can happen)."""
     rows = list(rows)
     if not rows:
@@ -26,7 +27,7 @@ def show_table(rows: Iterable[Mapping[str, Any]], height: int | str = "auto", pi
         for i, k in enumerate(keys)
     }
     return st.dataframe(people_table(rows, titled=False), hide_index=True, height=height,
-                        width="stretch", column_config=config, key=key)  # fmt: skip
+                        width="stretch", column_config=config, placeholder="", key=key)  # fmt: skip
 
 
 def static_table(rows: Iterable[Mapping[str, Any]]) -> None:
