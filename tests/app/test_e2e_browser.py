@@ -101,9 +101,6 @@ def test_classify_an_xray_in_the_browser(tmp_path, digits_bundle):
         expect(named("mnist_7.png")).to_be_visible()
         expect(page.get_by_test_id("stAlertContainer").get_by_text(digit.sentence)).to_be_visible()
         expect(named("xray_pneumonia.jpeg")).to_have_count(0)
-        cells = page.get_by_test_id("stDataFrame").locator("td")  # its accessible table
-        expect(cells.first).to_be_attached()
-        assert "None" not in cells.all_text_contents()  # no threshold, no P(positive): blanks
         screenshot(page, ARTIFACTS / "app_classify_digits_sample.png")
         browser.close()
     figures = {"bundle": ref, "startup_to_health_s": round(startup, 3),

@@ -49,6 +49,8 @@ def test_classify_results_titled_with_blanks(app_env, app_bundle):
     assert labels["ood_distance"] == "OOD distance" and labels["top_k"] == "Top k"
     error = list(at.dataframe[0].value.columns).index("error")
     assert cells.iloc[0, error] == ""  # no error: a blank, not None
+    grid = at.dataframe[0].proto  # and the grid draws a null cell blank (its default: "None")
+    assert grid.HasField("placeholder") and grid.placeholder == ""
     assert "None" not in cells.to_string()
 
 
