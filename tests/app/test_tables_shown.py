@@ -5,6 +5,7 @@ the numbers and the keys the CSV download uses."""
 from __future__ import annotations
 
 import json
+import re
 
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
@@ -47,6 +48,8 @@ def test_classify_results_titled_with_blanks(app_env, app_bundle):
     labels, cells = shown(at.dataframe[0])
     assert labels["positive_probability"] == "Positive probability"
     assert labels["ood_distance"] == "OOD distance" and labels["top_k"] == "Top k"
+    top = cells.iloc[0, list(at.dataframe[0].value.columns).index("top_k")]
+    assert re.fullmatch(r"(Pneumonia|Normal) 0\.\d{3} · (Pneumonia|Normal) 0\.\d{3}", top), top
     error = list(at.dataframe[0].value.columns).index("error")
     assert cells.iloc[0, error] == ""  # no error: a blank, not None
     grid = at.dataframe[0].proto  # and the grid draws a null cell blank (its default: "None")
