@@ -107,7 +107,7 @@ def test_models_without_a_keras_sequential_say_why(run_cli):
     text = generate_code("cifarnet")  # PyTorch: cnnlab builds what is not a plain stack
     assert "create_model('cifarnet'" in text
     compile(text, "cifarnet.py", "exec")
-    r = run_cli("code", "efficientnet_lite0", "--framework", "keras")
+    r = run_cli("code", "timm/resnet18", "--framework", "keras")  # no keras.applications map
     assert r.returncode == 2 and "use --framework pytorch" in r.stderr
     r = run_cli("code", "lenet5", "--framework", "keras")
     assert r.returncode == 0 and 'layers.Dense(10, activation="softmax")' in r.stdout
@@ -173,3 +173,22 @@ def test_a_streamlit_app_needs_a_bundle_or_a_recipe():
     assert "cnnlab train recipes/chest_xray_brief.yaml --out runs/chest_xray_brief" in text
     with pytest.raises(CnnlabError, match="needs a trained model"):
         generate_code("keras_mnist_cnn", "streamlit")
+
+
+def test_a_transfer_recipe_in_keras_uses_keras_applications(tmp_path):
+    """chest_xray_brief --framework keras: EfficientNetB0 from keras.applications, frozen, the
+    brief's head; the script says Keras downloads the weights. Run here from scratch
+    (WEIGHTS = None: no network) at 64x64 for one step."""
+    text = generate_code("chest_xray_brief", "keras")
+    assert "keras.applications.EfficientNetB0(include_top=False, weights=WEIGHTS" in text
+    assert "downloaded by Keras itself" in text and "base.trainable = False" in text
+    script = tmp_path / "xray.py"
+    script.write_text(text.replace('WEIGHTS = "imagenet"', "WEIGHTS = None")
+                      .replace("IMAGE_SIZE = (224, 224)", "IMAGE_SIZE = (64, 64)"))  # fmt: skip
+    write_image_folder(tmp_path / "folder", ["NORMAL", "PNEUMONIA"], 3, size=40, splits=["train"])
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "folder"),
+                           "--epochs", "1"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(r"1/1 - .* - loss: \d", proc.stdout), proc.stdout

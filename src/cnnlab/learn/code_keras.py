@@ -235,16 +235,22 @@ def _schedule(t) -> str:
 RUN = "KERAS_BACKEND=torch python train.py [--data PATH] [--epochs N]"
 
 
+def _sequential(source, lines: list[str]) -> str:
+    return "\n".join([
+        "def build_model():",
+        f'    """{model_word(source.model_name)} as a keras.Sequential ({source.params:,} '
+        'parameters in cnnlab)."""',
+        "    return keras.Sequential([",
+        *lines,
+        f"    ], name={literal(source.model_name)})",
+    ])  # fmt: skip
+
+
 def keras_script(source) -> str:
-    if source.plain is None:
-        raise CnnlabError(
-            f"{source.model_name} is not a plain stack of layers ({source.why_not_plain}), so it "
-            "has no keras.Sequential; use --framework pytorch"
-        )
     r = source.recipe
     t = r.train
-    body = keras_layers(source.plain)
     ops, notes = augmentation_layers(r.augment)
+    body = keras_layers(source.plain) if source.plain is not None else []
     h, w = source.size
     lines = [f"        keras.Input(shape=({h}, {w}, {source.channels})),"]
     if ops:
@@ -261,14 +267,12 @@ def keras_script(source) -> str:
         left_out.append("# train.optimizer: muon is left out: cnnlab's Muon steps the conv filters "
                         "along their orthogonalised momentum; SGD here")  # fmt: skip
     loss = "binary_crossentropy" if source.binary else "sparse_categorical_crossentropy"
-    model = "\n".join([
-        "def build_model():",
-        f'    """{model_word(source.model_name)} as a keras.Sequential ({source.params:,} '
-        'parameters in cnnlab)."""',
-        "    return keras.Sequential([",
-        *lines,
-        f"    ], name={literal(source.model_name)})",
-    ])  # fmt: skip
+    if source.plain is None:  # a pretrained backbone: keras.applications, or a refusal
+        from cnnlab.learn.code_keras_transfer import transfer_model
+
+        model = transfer_model(source, ops)
+    else:
+        model = _sequential(source, lines)
     train = (TRAIN.strip("\n").replace("{optimizer}", _optimizer(t))
              .replace("{schedule}", _schedule(t)).replace("{loss}", loss))  # fmt: skip
     parts = [
