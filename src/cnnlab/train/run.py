@@ -134,8 +134,8 @@ def resumed_recipe(out: Path, given: Recipe) -> Recipe:
 
     saved = out / "recipe.yaml"
     if not saved.is_file():
-        raise CnnlabError(f"--resume: {out} holds no recipe.yaml: not a run folder (train into "
-                          "it without --resume first)")  # fmt: skip
+        raise CnnlabError(f"--resume: {out} holds no recipe.yaml and no checkpoint.pt: not a "
+                          "run folder (train into it without --resume first)")  # fmt: skip
     bundle, ckpt = out / "bundle.json", out / CHECKPOINT
     if bundle.is_file() and (not ckpt.is_file() or bundle.stat().st_mtime >= ckpt.stat().st_mtime):
         raise RunFinished(f"{out} is a finished run (its bundle is written): nothing to resume, "
