@@ -186,15 +186,17 @@ def test_an_in_memory_export_is_kept_by_weights_and_found_again(tmp_path, monkey
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "data"))
     bundle = make_bundle(tmp_path / "b")
     before = sorted(p.name for p in (tmp_path / "b").iterdir())
-    exports = []
-    real_export = kept.export_onnx
+    exports, checks = [], []
+    real_export, real_check = kept.export_onnx, kept.parity_check
     monkeypatch.setattr(kept, "export_onnx", lambda b: exports.append(b) or real_export(b))
+    monkeypatch.setattr(kept, "parity_check", lambda *a: checks.append(a) or real_check(*a))
     use_backend(bundle, "onnx")
     path = kept.export_cache_path(bundle)
     assert path.is_file() and path.is_relative_to(tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == before  # the bundle untouched
     again = use_backend(load_bundle(tmp_path / "b"), "onnx")
     assert len(exports) == 1  # the second start read the kept export
+    assert checks == []  # its digest matched what passed the check: not checked again (2 s)
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     ref = load_bundle(tmp_path / "b").predict_proba(images)  # PyTorch
     assert torch.allclose(again.predict_proba(images), ref, atol=1e-5)
@@ -204,3 +206,9 @@ def test_an_in_memory_export_is_kept_by_weights_and_found_again(tmp_path, monkey
     path.write_bytes(path.read_bytes()[:100])  # a damaged file is exported again
     use_backend(load_bundle(tmp_path / "b"), "onnx")
     assert len(exports) == 2 and len(path.read_bytes()) > 100
+    use_backend(other, "onnx")  # another model's valid export put in its place is checked
+    path.write_bytes(kept.export_cache_path(other).read_bytes())  # again, fails, is redone
+    n_checks = len(checks)
+    use_backend(load_bundle(tmp_path / "b"), "onnx")
+    assert len(checks) == n_checks + 1 and len(exports) == 4
+    assert path.read_bytes() != kept.export_cache_path(other).read_bytes()

@@ -89,28 +89,43 @@ def export_cache_path(bundle: Bundle) -> Path:
 
 
 def cached_export(bundle: Bundle) -> bytes:
-    """The bundle's graph: exported and parity-checked once, then read back from the cache (and
-    checked again on a few synthetic images, which a damaged or swapped file fails)."""
+    """The bundle's graph: exported and parity-checked once, then read back from the cache.
+    Beside it, the sha256 of the bytes that passed the check: a kept file whose digest still
+    matches is used at once (the check again would cost a torch and an ONNX forward pass, 2 s
+    of a warm start); any other file is checked again on a few synthetic images, and exported
+    again when it fails."""
     path = export_cache_path(bundle) if weights_digest(bundle) else None
     if path is not None and path.is_file():
         data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        stamp = path.with_suffix(".sha256")
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            log.info("ONNX backend: the export of these weights kept in %s", path)
+            return data
         try:
             diff, ood_diff = parity_check(bundle, data, synthetic_images(bundle.preprocess, 4))
             report = ParityReport(diff, 4, "synthetic images", ood_diff)
             if report.passed:
-                log.info("ONNX backend: the export of these weights kept in %s", path)
+                log.info("ONNX backend: the export kept in %s checked again", path)
+                _keep(stamp, digest.encode())
                 return data
             log.warning("ONNX export in %s failed its parity check; exporting again", path)
         except CnnlabError as e:
             log.warning("ONNX export in %s unreadable (%s); exporting again", path, e)
     log.info("ONNX backend: exporting %s (kept for the next start; `cnnlab export` writes a "
              "file of your own)", bundle.name)  # fmt: skip
-    data, result = export_onnx(bundle)
+    data, result = export_onnx(bundle)  # parity-checked on export: refused if it fails
     log.info("%s; %.1f s", result.parity.describe(), result.seconds)
-    if path is not None:
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(data)
-        except OSError as e:  # a read-only data folder: correct, only slower next start
-            log.warning("could not keep the ONNX export in %s (%s)", path, e)
+    if path is not None and _keep(path, data):
+        _keep(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
     return data
+
+
+def _keep(path: Path, data: bytes) -> bool:
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return True
+    except OSError as e:  # a read-only data folder: correct, only slower next start
+        log.warning("could not keep the ONNX export in %s (%s)", path.parent, e)
+        return False
