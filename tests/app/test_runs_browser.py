@@ -91,8 +91,14 @@ def test_runs_page_compares_two_runs_in_the_browser(tiny_runs, tmp_path):
         expect(page.get_by_text("Out-of-distribution check")).to_be_visible()
         screenshot(page, ARTIFACTS / "app_model_run.png")
 
+        page.mouse.move(0, 0)  # the chart's tooltip away
         page.get_by_role("link", name="Classify").click()
+        # the Classify page itself, not the page it replaces: a file given to an uploader that is
+        # about to go is lost (a fresh clone's CI run showed no answer after 60 s)
+        expect(page.get_by_role("heading", name="Classify", exact=True)).to_be_visible()
+        expect(page.get_by_text("Model", exact=False).first).to_be_visible()
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(inverted))
+        expect(page.get_by_text(inverted.name).first).to_be_visible()
         # the answer's box (the results table may render the same sentence as a cell)
         alert = page.get_by_test_id("stAlertContentInfo")
         expect(alert.get_by_text("Does not look like the training images")).to_be_visible()
