@@ -287,23 +287,7 @@ def _load_steps(
     model.load_state_dict(state)
     with _step("head"):
         yield "head", check_head(model, meta, pre, path / META)
-    ood = None
-    if meta.get("ood"):
-        with _step("ood"):
-            ood_name = meta["ood"].get("file", "ood.safetensors")
-            ood = load_ood(path, meta["ood"], data.pop(ood_name))
-            yield "ood", (f"{ood_name}: {len(ood.parts)} parts, every tensor finite and of the "
-                          "shape its record gives")  # fmt: skip
-    hashes = None
-    if meta.get("training_hashes"):
-        with _step("hashes"):
-            kept = meta["training_hashes"]
-            hashes = load_training_hashes(path / kept["file"], kept, data.pop(kept["file"]))
-            yield "hashes", (f"{kept['file']}: fingerprints of {len(hashes):,} "
-                                      f"training images ({kept.get('source', '?')})")  # fmt: skip
-    elif report:
-        yield "hashes", ("none kept: evaluate and recalibrate cannot check their data "
-                                  "against this bundle's training images")  # fmt: skip
+    ood, hashes = yield from _companions(path, meta, data, report)
     rt = choose_runtime(device, precision, "auto")
     model.to(rt.device)
     if rt.channels_last:
@@ -312,6 +296,30 @@ def _load_steps(
     card = data[CARD].decode("utf-8", errors="replace")
     return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
                   sealed=record, signed=signed is not None, training_hashes=hashes)  # fmt: skip
+
+
+def _companions(
+    path: Path, meta: dict, data: dict[str, bytes], report: bool
+) -> Generator[tuple[str, str], None, tuple[OODCheck | None, Any]]:
+    """The load's steps for the files beside the weights: the OOD check's statistics and the
+    training images' fingerprints, each checked like the rest (the bytes the seal verified)."""
+    ood = hashes = None
+    if meta.get("ood"):
+        with _step("ood"):
+            ood_name = meta["ood"].get("file", "ood.safetensors")
+            ood = load_ood(path, meta["ood"], data.pop(ood_name))
+            yield "ood", (f"{ood_name}: {len(ood.parts)} parts, every tensor finite and of the "
+                          "shape its record gives")  # fmt: skip
+    if meta.get("training_hashes"):
+        with _step("hashes"):
+            kept = meta["training_hashes"]
+            hashes = load_training_hashes(path / kept["file"], kept, data.pop(kept["file"]))
+            yield "hashes", (f"{kept['file']}: fingerprints of {len(hashes):,} "
+                             f"training images ({kept.get('source', '?')})")  # fmt: skip
+    elif report:
+        yield "hashes", ("none kept: evaluate and recalibrate cannot check their data "
+                         "against this bundle's training images")  # fmt: skip
+    return ood, hashes
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
