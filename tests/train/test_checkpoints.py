@@ -85,7 +85,7 @@ def test_killed_three_times_then_resumed_is_bit_identical(idx_dir, tmp_path):
     assert not list(out.glob(".*.tmp"))  # what a kill mid-write left is cleaned up
     # the training time is the run's, not the last start's
     seconds = json.loads((out / "bundle.json").read_text())["training"]["seconds"]
-    assert seconds >= resumed.result.train_seconds > 0
+    assert seconds >= round(resumed.result.train_seconds, 2) > 0  # bundle.json keeps 0.01 s
     with pytest.raises(RunFinished, match="finished run"):  # and a finished run stays as it is
         train_recipe(tiny(idx_dir), None, out, resume=True, progress=False)
 

@@ -4,6 +4,7 @@ the fine-tuning phase, the decision stored in the bundle and used by evaluate/pr
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,11 @@ def test_a_run_killed_in_either_phase_resumes_bit_identical(xray_dir, tmp_path, 
     assert where == expected
     assert not (out / "model.safetensors").exists()
     caplog.set_level("INFO", logger="cnnlab")
+    # TensorBoard reads a folder's event files in name order, and a name starts with the second
+    # it was opened in: a resume within the second of the last kill could sort before the cut
+    # run's file (the pid decides) and its purge then hides the resumed steps. A person resumes
+    # seconds later; the test waits for the next second.
+    time.sleep(1.01 - time.time() % 1)
     resumed = train_recipe(resumable(xray_dir, case), None, out, resume=True, progress=False)
     ckpt = out / ("finetune" if case == "finetune" else "") / CHECKPOINT
     after = {"head": "epoch 2", "finetune": "step 1 of epoch 2"}[case]
