@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
-import json
-import socket
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
-import requests
 import torch
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from cnnlab.bundle import load_bundle
 from cnnlab.pacs.screening import screen_pass
@@ -40,67 +33,18 @@ from cnnlab.records.store import DecisionStore
 from cnnlab.runtime.device import cpu_capability, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-ORTHANC, PLUGIN = "/usr/sbin/Orthanc", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_orthanc(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    config = {"Name": "BENCH", "StorageDirectory": str(folder), "IndexDirectory": str(folder),
-              "HttpPort": port, "DicomPort": free_port(), "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": False, "Plugins": [PLUGIN],
-              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}  # fmt: skip
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    proc = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/system", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise SystemExit("Orthanc did not start (make orthanc)")
+sys.path.insert(0, str(ROOT))  # the tests' Orthanc and DICOM studies, made the same way here
+from tests.pacs.orthanc import running_orthanc  # noqa: E402
+from tests.pacs.studies import chest_dicom, dicom_file_bytes, new_study  # noqa: E402
 
 
 def study_bytes(path: Path, day: str) -> bytes:
     """One CR PA chest study (one instance, 8-bit MONOCHROME2) from an X-ray JPEG."""
     img = Image.open(path).convert("L")
     img.thumbnail((1024, 1024))
-    px = np.asarray(img)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = (
-        ComputedRadiographyImageStorage,
-        generate_uid(),
-    )
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        meta.MediaStorageSOPClassUID,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.AccessionNumber, ds.StudyDate = (
-        "BENCH",
-        "BENCH^X",
-        path.stem[:16],
-        day,
-    )
-    ds.Modality, ds.ViewPosition, ds.BodyPartExamined = "CR", "PA", "CHEST"
-    ds.Rows, ds.Columns = px.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.PixelData = px.tobytes()
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+    ds = chest_dicom(np.asarray(img), new_study(path.stem[:16], "BENCH"))
+    ds.StudyDate = day
+    return dicom_file_bytes(ds)
 
 
 def main() -> None:
@@ -115,36 +59,29 @@ def main() -> None:
     ]
     bundle = load_bundle(args.bundle)
     load = functools.cache(lambda: bundle)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_orthanc(Path(tmp))
-        try:
-            days = {"warm": "20000101", "plain": "20000102", "full": "20000103"}
-            blobs = {k: [study_bytes(f, d) for f in files[: 1 if k == "warm" else args.studies]]
-                     for k, d in days.items()}  # fmt: skip
-            for group in blobs.values():
-                for b in group:
-                    requests.post(f"{url}/instances", data=b, timeout=60).raise_for_status()
-            web = f"{url}/dicom-web"
-            store = DecisionStore(Path(tmp) / "decisions.db")
-            screen_pass(web, load, store, days["warm"], ["CR"])  # warm-up: Grad-CAM layer, caches
-            predict_sources(bundle, blobs["warm"])
-            timings = {}
-            start = time.perf_counter()
-            preds = predict_sources(bundle, blobs["plain"])
-            timings["predict_sources on the same DICOM bytes (images)"] = (
-                time.perf_counter() - start
-            )
-            start = time.perf_counter()
-            plain = screen_pass(web, load, store, days["plain"], ["CR"], store_back=False)
-            timings["cnnlab screen --no-store-back (QIDO, WADO, predict, record)"] = (
-                time.perf_counter() - start
-            )
-            start = time.perf_counter()
-            full = screen_pass(web, load, store, days["full"], ["CR"])
-            timings["cnnlab screen (+ SR and Grad-CAM SC, STOW-RS)"] = time.perf_counter() - start
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, running_orthanc(Path(tmp), "BENCH") as pacs:
+        days = {"warm": "20000101", "plain": "20000102", "full": "20000103"}
+        blobs = {k: [study_bytes(f, d) for f in files[: 1 if k == "warm" else args.studies]]
+                 for k, d in days.items()}  # fmt: skip
+        for group in blobs.values():
+            for b in group:
+                pacs.upload(b)
+        web = pacs.dicomweb
+        store = DecisionStore(Path(tmp) / "decisions.db")
+        screen_pass(web, load, store, days["warm"], ["CR"])  # warm-up: Grad-CAM layer, caches
+        predict_sources(bundle, blobs["warm"])
+        timings = {}
+        start = time.perf_counter()
+        preds = predict_sources(bundle, blobs["plain"])
+        timings["predict_sources on the same DICOM bytes (images)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        plain = screen_pass(web, load, store, days["plain"], ["CR"], store_back=False)
+        timings["cnnlab screen --no-store-back (QIDO, WADO, predict, record)"] = (
+            time.perf_counter() - start
+        )
+        start = time.perf_counter()
+        full = screen_pass(web, load, store, days["full"], ["CR"])
+        timings["cnnlab screen (+ SR and Grad-CAM SC, STOW-RS)"] = time.perf_counter() - start
     assert all(p.screened for p in preds) and all(o.error is None for o in plain + full)
     assert len(plain) == len(full) == args.studies
     print(f"{bundle.name}: {bundle.meta['model']['name']}, CPU {cpu_capability()}, {threads} threads, "

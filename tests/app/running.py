@@ -69,11 +69,16 @@ def running_app(
             raise CnnlabError(f"{e}\n{tail}".strip()) from None
         yield url, time.perf_counter() - start
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """A server started by a test, stopped: asked first, killed after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -17,7 +17,7 @@ from cnnlab.predict import predict_sources
 from cnnlab.report.present import present
 from cnnlab.samples import sample_path
 from tests.app.browser import launch
-from tests.app.running import wait_healthy
+from tests.app.running import stop, wait_healthy
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,9 +60,5 @@ def test_the_generated_streamlit_app_classifies_in_the_browser(app_bundle, tmp_p
             expect(page.get_by_text(sentence, exact=True)).to_be_visible()
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]

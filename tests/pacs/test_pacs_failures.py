@@ -13,10 +13,10 @@ from cnnlab.bundle.loading import load_bundle
 from cnnlab.bundle.save import update_bundle_meta
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
+from cnnlab.net import free_port
 from cnnlab.pacs.screening import connect, screen_pass, watch
 from cnnlab.pacs.structured import read_report
 from cnnlab.records.store import DecisionStore
-from tests.pacs.conftest import free_port
 from tests.pacs.proxy import flaky_pacs
 from tests.pacs.studies import chest_dicom, dicom_file_bytes, new_study, synthetic_chest
 from tests.serve.conftest import make_bundle

@@ -10,11 +10,11 @@ from pynetdicom.sop_class import ComputedRadiographyImageStorage
 
 from cnnlab.bundle.loading import load_bundle
 from cnnlab.bundle.save import update_bundle_meta
+from cnnlab.net import free_port
 from cnnlab.pacs.receiver import CANNOT_DELIVER, SUCCESS, Receiver
 from cnnlab.pacs.screening import connect
 from cnnlab.pacs.structured import read_report
 from cnnlab.records.store import DecisionStore
-from tests.pacs.conftest import free_port
 from tests.pacs.studies import chest_dicom, new_study, synthetic_chest
 from tests.serve.conftest import make_bundle
 
