@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import logging
@@ -30,7 +29,7 @@ from cnnlab.bundle.loading import Bundle
 from cnnlab.bundle.seal import WEIGHTS
 from cnnlab.data.preprocess import Preprocess
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path
+from cnnlab.fileio import atomic_path, file_digest
 from cnnlab.machine import available_cpus
 from cnnlab.runtime.decision import probabilities
 from cnnlab.runtime.device import Runtime
@@ -122,11 +121,7 @@ def weights_digest(bundle: Bundle) -> str:
         return sealed["sha256"]
     if bundle.path is None or not (bundle.path / WEIGHTS).is_file():
         return ""
-    h = hashlib.sha256()
-    with open(bundle.path / WEIGHTS, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(bundle.path / WEIGHTS)
 
 
 def onnx_model_bytes(bundle: Bundle) -> bytes:

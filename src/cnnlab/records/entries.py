@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.bundle.seal import WEIGHTS
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import file_digest
 from cnnlab.records.store import Decision, DecisionStore, default_store
 
 if TYPE_CHECKING:
@@ -21,11 +22,7 @@ def sha256_of(data: bytes | Path) -> str:
     """An input's sha256: of its bytes, or of a file's bytes (read in 1 MB chunks)."""
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()
-    h = hashlib.sha256()
-    with open(data, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(data)
 
 
 def decisions_from(
