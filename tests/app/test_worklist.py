@@ -66,6 +66,9 @@ def test_worklist_sorts_by_risk_and_filters(app_env, app_bundle):
     assert list(table["Read unaided"])[:3] == ["unlike the training images", "not screened", ""]
     assert table["Finding"][1] == "not screened: lateral view (ViewPosition LL)"
     assert table["From"][4] == "api (ward-7)"
+    assert table["Threshold"].isna()[1]  # the not-screened row has none, and the grid shows a
+    grid = at.dataframe[0].proto  # blank for it, not its default grey "None"
+    assert grid.HasField("placeholder") and grid.placeholder == ""
     assert "5** decisions" in at.markdown[0].value and "**2** to read" in at.markdown[0].value
     at.selectbox(key="worklist_window").set_value("all time").run()
     assert len(at.dataframe[0].value) == 6

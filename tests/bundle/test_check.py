@@ -110,6 +110,29 @@ def test_head_must_match_the_classes(tmp_path):
     assert not checks[-1].ok
 
 
+def test_a_deferred_model_runs_the_same_checks_when_first_used(good, tmp_path):
+    """`build_model=False` (an ONNX start) defers the architecture and head checks to the
+    model's first use: a wrong head is still refused, by whoever asks first, and a good
+    model is built once however many threads ask at the same moment."""
+    bad = variant(good, tmp_path, lambda m: m.update(classes=["a", "b", "c"],
+                                                       class_mode="categorical"))  # fmt: skip
+    with pytest.raises(CnnlabError, match="3 names but the model has 1 outputs"):
+        load_bundle(bad)
+    deferred = load_bundle(bad, build_model=False)  # every other check passed
+    assert deferred.built is None
+    with pytest.raises(CnnlabError, match="3 names but the model has 1 outputs"):
+        deferred.model  # noqa: B018 -- the first use builds, and checks
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    lazy = load_bundle(good, build_model=False)
+    with ThreadPoolExecutor(8) as pool:
+        models = list(pool.map(lambda _: lazy.model, range(8)))
+    assert all(m is models[0] for m in models) and lazy.build is None
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    assert torch.equal(lazy.predict_proba(images), load_bundle(good).predict_proba(images))
+
+
 def rewrite_weights(path: Path, change) -> None:
     """Change the weights and record their new size and hash (as a careless save would)."""
     from cnnlab.bundle.check import files_record

@@ -4,6 +4,9 @@ decisions identical to the PyTorch path, refusals that leave no file behind."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -13,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from cnnlab.cli import main
 from cnnlab.deploy import use_backend
+from cnnlab.deploy.backends import load_with_backend
 from cnnlab.deploy.onnx import OnnxBackend, export_onnx, parity_images
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict_sources
@@ -194,12 +198,27 @@ def test_an_in_memory_export_is_kept_by_weights_and_found_again(tmp_path, monkey
     path = kept.export_cache_path(bundle)
     assert path.is_file() and path.is_relative_to(tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == before  # the bundle untouched
-    again = use_backend(load_bundle(tmp_path / "b"), "onnx")
+    again = load_with_backend(tmp_path / "b", "onnx")
     assert len(exports) == 1  # the second start read the kept export
     assert checks == []  # its digest matched what passed the check: not checked again (2 s)
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     ref = load_bundle(tmp_path / "b").predict_proba(images)  # PyTorch
     assert torch.allclose(again.predict_proba(images), ref, atol=1e-5)
+    assert again.built is None  # nor was the PyTorch model built: the kept graph stands for it
+    code = (
+        "import sys; from cnnlab.deploy.backends import load_with_backend; "
+        f"b = load_with_backend({str(tmp_path / 'b')!r}, 'onnx'); "
+        "print(b.built is None, [m for m in ('timm', 'torchvision') if m in sys.modules])"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CNNLAB_DATA": str(tmp_path / "data")},
+    )
+    assert started.stdout.split() == ["True", "[]"], started.stderr  # a warm start: no 2 s of timm
+    (tmp_path / "mine.onnx").write_bytes(path.read_bytes())  # a user's file is not ours:
+    assert load_with_backend(tmp_path / "b", "onnx", tmp_path / "mine.onnx").built is not None
 
     other = make_bundle(tmp_path / "other", seed=1)  # other weights: another key
     assert kept.export_cache_path(other) != path

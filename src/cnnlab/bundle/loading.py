@@ -10,8 +10,10 @@ preprocess and decide exactly as training did.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
-from collections.abc import Generator, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ from cnnlab.runtime.ood import OODCheck, load_ood
 
 @dataclass
 class Bundle:
-    model: nn.Module
+    built: nn.Module | None  # None until `model` is first read (see `build_model` in load_bundle)
     preprocess: Preprocess
     classes: list[str]
     meta: dict[str, Any]
@@ -73,6 +75,22 @@ class Bundle:
     card_text: str | None = field(default=None, repr=False)  # card.md as the load verified it
     sealed: dict[str, Any] = field(default_factory=dict, repr=False)  # manifest of what loaded
     signed: bool = False  # its signature verified at load (`--require-signed`)
+    # builds and checks the model on first use; dropped once it has (its tensors with it)
+    build: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def model(self) -> nn.Module:
+        """The PyTorch model, checked against bundle.json: built at load, or on first use when
+        the load was told a kept ONNX graph of these very weights would answer instead (then
+        a failed check raises here, from whichever caller first needs the model)."""
+        if self.built is None:
+            with self.building:  # many sessions may ask at once: one builds, the rest wait
+                if self.built is None:
+                    if self.build is None:
+                        raise CnnlabError(f"{self.name}: no model and nothing to build it from")
+                    self.built, self.build = self.build(), None
+        return self.built
 
     @property
     def name(self) -> str:
@@ -144,11 +162,17 @@ def load_bundle(
     device: str = "cpu",
     precision: str = "fp32",
     require_signed: str | Path | None = None,
+    build_model: bool = True,
 ) -> Bundle:
     """Load and check a bundle (its seal, `cnnlab.bundle.check`, and with `require_signed` a
     PEM public key or CA certificate, its signature); anything missing, changed, mismatched or
-    out of range is a CnnlabError that names it."""
-    steps = _load_steps(resolve_bundle(ref), device, precision, require_signed)
+    out of range is a CnnlabError that names it.
+
+    `build_model=False` leaves the PyTorch model, and the checks of the architecture and head
+    against it, to its first use: for an ONNX backend, which may never need it (building a
+    timm model imports timm and torchvision, 2 s of a 3 s start). Every other check runs now."""
+    steps = _load_steps(resolve_bundle(ref), device, precision, require_signed,
+                        build_model=build_model)  # fmt: skip
     try:
         while True:
             next(steps)
@@ -217,11 +241,10 @@ def _load_steps(
     require_signed: str | Path | None = None,
     sealed: bool = True,
     report: bool = False,
+    build_model: bool = True,
 ) -> Generator[tuple[str, str], None, Bundle]:
     """The load, one checked step at a time; each yields (check name, what it found). Every
     file is read once, capped, and the bytes checked against the seal are the bytes used."""
-    from cnnlab.models import create_model, get_entry
-
     manifest, manifest_bytes, record, signed = None, b"", {}, None
     if require_signed is not None:  # before anything of the bundle is read
         from cnnlab.bundle.sign import verify_signature
@@ -264,38 +287,69 @@ def _load_steps(
         yield "bounds", check_bounds(meta, pre, decision, path / META)
     with _step("files"):
         yield "files", check_files(path, meta, {WEIGHTS: data[WEIGHTS]})
-    with _step("architecture"):
-        name = meta["model"]["name"]
-        args = dict(meta["model"].get("args", {}))
-        try:
-            if "pretrained" in get_entry(name).arguments():
-                args["pretrained"] = False  # the bundle's own weights replace any download
-            model = create_model(name, **args)
-        except CnnlabError as e:
-            raise CnnlabError(f"{path / META}: model: {e}") from None
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise CnnlabError(f"{path / META}: model.args do not build {name}: {e}") from None
-        weights = path / WEIGHTS
-        try:
-            state = load(data.pop(WEIGHTS))  # the verified bytes; freed once they are tensors
-        except (SafetensorError, OSError) as e:
-            raise CnnlabError(f"{weights} is not a readable safetensors file: {e}") from None
-        check_state(model, state, weights)
-        yield "architecture", f"{name}: {len(state)} tensors match the model's"
-    with _step("weights"):
-        yield "weights", check_weights(state, weights)
-    model.load_state_dict(state)
-    with _step("head"):
-        yield "head", check_head(model, meta, pre, path / META)
-    ood, hashes = yield from _companions(path, meta, data, report)
     rt = choose_runtime(device, precision, "auto")
+    model = build = None
+    with _step("architecture"):
+        state = _read_weights(data.pop(WEIGHTS), path / WEIGHTS)  # the verified bytes, freed
+        if build_model:
+            model = _create_model(meta, path / META)
+            check_state(model, state, path / WEIGHTS)
+            name = meta["model"]["name"]
+            yield "architecture", f"{name}: {len(state)} tensors match the model's"
+    with _step("weights"):
+        yield "weights", check_weights(state, path / WEIGHTS)
+    if model is not None:
+        model.load_state_dict(state)
+        with _step("head"):
+            yield "head", check_head(model, meta, pre, path / META)
+        model = _placed(model, rt)
+    else:
+        build = functools.partial(_checked_model, meta, pre, path, state, rt)
+    ood, hashes = yield from _companions(path, meta, data, report)
+    card = data[CARD].decode("utf-8", errors="replace")
+    return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
+                  sealed=record, signed=signed is not None, training_hashes=hashes,
+                  build=build)  # fmt: skip
+
+
+def _read_weights(data: bytes, where: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load(data)
+    except (SafetensorError, OSError) as e:
+        raise CnnlabError(f"{where} is not a readable safetensors file: {e}") from None
+
+
+def _create_model(meta: dict[str, Any], where: Path) -> nn.Module:
+    """bundle.json's model, untrained: its own weights replace any pretrained download."""
+    from cnnlab.models import create_model, get_entry
+
+    name, args = meta["model"]["name"], dict(meta["model"].get("args", {}))
+    try:
+        if "pretrained" in get_entry(name).arguments():
+            args["pretrained"] = False
+        return create_model(name, **args)
+    except CnnlabError as e:
+        raise CnnlabError(f"{where}: model: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CnnlabError(f"{where}: model.args do not build {name}: {e}") from None
+
+
+def _placed(model: nn.Module, rt: Any) -> nn.Module:
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
-    model.eval()
-    card = data[CARD].decode("utf-8", errors="replace")
-    return Bundle(model, pre, list(meta["classes"]), meta, path, rt, ood=ood, card_text=card,
-                  sealed=record, signed=signed is not None, training_hashes=hashes)  # fmt: skip
+    return model.eval()
+
+
+def _checked_model(
+    meta: dict[str, Any], pre: Preprocess, path: Path, state: dict[str, torch.Tensor], rt: Any
+) -> nn.Module:
+    """A load's architecture and head steps, run when the model is first needed."""
+    model = _create_model(meta, path / META)
+    check_state(model, state, path / WEIGHTS)
+    model.load_state_dict(state)
+    check_head(model, meta, pre, path / META)
+    return _placed(model, rt)
 
 
 def _companions(

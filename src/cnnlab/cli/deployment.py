@@ -114,8 +114,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cnnlab.bundle.loading import load_bundle
-    from cnnlab.deploy.backends import use_backend
+    from cnnlab.deploy.backends import load_with_backend
     from cnnlab.runtime.device import set_threads
     from cnnlab.serve import create_app
     from cnnlab.serve.guards import LOCAL_HOSTS, allowed_host_patterns
@@ -130,8 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     hosts = allowed_host_patterns(args.allowed_hosts or [*LOCAL_HOSTS, args.host])
     tokens = TokenFile(args.tokens) if args.tokens else None  # a bad line: exit 2 before loading
     set_threads()
-    bundles = [use_backend(load_bundle(b, require_signed=args.require_signed), args.backend,
-                           args.onnx) for b in args.bundles]  # fmt: skip
+    bundles = [load_with_backend(b, args.backend, args.onnx, args.require_signed)
+               for b in args.bundles]  # fmt: skip
     app = create_app(bundles, limits, hosts, record=not args.no_record, tokens=tokens)
     if app.state.records is not None:  # a store that cannot open stops the start, not a request
         log.info("decisions on record in %s", app.state.records.opened().where)

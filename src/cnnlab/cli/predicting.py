@@ -40,8 +40,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnlab.bundle.loading import load_bundle
-    from cnnlab.deploy.backends import use_backend
+    from cnnlab.deploy.backends import load_with_backend
     from cnnlab.predict import expand_inputs, predict_sources
     from cnnlab.records.entries import put_on_record
     from cnnlab.report.present import present
@@ -50,8 +49,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CnnlabError("--top-k must be at least 1")
     files = expand_inputs(args.paths, args.recursive)
-    loaded = load_bundle(args.bundle, require_signed=args.require_signed)
-    bundle = use_backend(loaded, args.backend, args.onnx)
+    bundle = load_with_backend(args.bundle, args.backend, args.onnx, args.require_signed)
     start = time.perf_counter()
     results = predict_sources(bundle, files, [str(f) for f in files], args.top_k)
     failed = [r for r in results if r.error]

@@ -20,13 +20,13 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import PIL
 import torch
-import torchvision
 
 from cnnlab.data.cache import decode_cache_dir, enforce_limit, touch
 from cnnlab.data.images import ImageReadError, fit_image, read_image
@@ -142,7 +142,7 @@ def decode_many(
 
 def cache_key(lst: SplitListing, size: tuple[int, int] | None, color_mode: str, resize: str) -> str:
     head = [CACHE_VERSION, list(size) if size else None, color_mode, resize, lst.classes,
-            PIL.__version__, torch.__version__, torchvision.__version__]  # fmt: skip
+            PIL.__version__, torch.__version__, metadata.version("torchvision")]  # fmt: skip
     body = "".join(f"{rel}\t{nbytes}\t{mtime}\n" for rel, nbytes, mtime, _ in lst.files)
     text = json.dumps(head) + "\n" + body  # file names that are not UTF-8 keep their bytes
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]

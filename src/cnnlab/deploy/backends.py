@@ -45,5 +45,20 @@ def use_backend(bundle: Bundle, name: str = "torch", onnx_file: str | Path | Non
     return bundle
 
 
+def load_with_backend(
+    ref: str | Path,
+    name: str = "torch",
+    onnx_file: str | Path | None = None,
+    require_signed: str | Path | None = None,
+) -> Bundle:
+    """`load_bundle` then `use_backend`: what predict and serve start with. For ONNX the
+    PyTorch model is built only if the graph's source needs it (an export kept from these
+    very weights does not: a warm `serve --backend onnx` imports neither timm nor torchvision)."""
+    from cnnlab.bundle.loading import load_bundle
+
+    bundle = load_bundle(ref, require_signed=require_signed, build_model=name != "onnx")
+    return use_backend(bundle, name, onnx_file)
+
+
 def backend_name(bundle: Bundle) -> str:
     return getattr(bundle.backend, "name", "torch")

@@ -31,7 +31,9 @@ def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> Onn
     """The backend for a bundle: `onnx_file`, else BUNDLE/model.onnx, else an export in memory.
 
     A file exported from other weights than the bundle's is refused (it would answer for
-    another model)."""
+    another model). A bundle loaded without its model (`build_model=False`) has it built, and
+    so checked, here, except where the export cnnlab keeps for these weights answers: it was
+    made from this bundle, checked in full, and found again by the weights' sha256."""
     if getattr(bundle, "signed", False):  # no ONNX file is covered by the bundle's signature
         if onnx_file:
             raise CnnlabError("--onnx FILE is not covered by the bundle's signature: with "
@@ -61,6 +63,7 @@ def onnx_backend_for(bundle: Bundle, onnx_file: str | Path | None = None) -> Onn
                 f"check (exported before the check, or by an older cnnlab); re-export it with "
                 f"`cnnlab export {bundle.path} --onnx {path}`"
             )
+        bundle.model  # noqa: B018 -- the load's model checks, deferred: a user's file is not ours
         log.info("ONNX backend: %s", path)
         return backend
     return OnnxBackend(cached_export(bundle))

@@ -84,6 +84,7 @@ st.dataframe(
     rows,
     hide_index=True,
     width="stretch",
+    placeholder="",  # a not-screened row's probability and threshold: blank, not a grey "None"
     column_config={
         "Read unaided": st.column_config.TextColumn(width="medium", help="why a person reads "
                                                     "it without the model's answer"),
