@@ -243,3 +243,20 @@ def test_decode_cache_is_capped_listed_and_cleared(own_cache, tmp_path, monkeypa
     code, out, _ = cli(capsys, "cache", "clear")
     assert code == 0 and out.startswith("removed 1 entry (")
     assert json.loads(cli(capsys, "cache", "--json")[1])["entries"] == []
+
+
+def test_cache_lists_and_clears_onnx_exports_and_kept_answers(own_cache, tmp_path, capsys):
+    """serve's ONNX exports (with the digest of what passed parity) and the names table and
+    summaries are cnnlab's disk use too: listed, and cleared like the rest."""
+    (own_cache / "onnx").mkdir(parents=True)
+    (own_cache / "onnx" / "k1.onnx").write_bytes(b"x" * 1000)
+    (own_cache / "onnx" / "k1.sha256").write_text("ab" * 32)
+    assert cli(capsys, "summary", "keras_mnist_cnn")[0] == 0  # keeps its answer under index/
+    listed = json.loads(cli(capsys, "cache", "--json")[1])["entries"]
+    kinds = {e["kind"]: e for e in listed}
+    assert kinds["onnx"]["bytes"] == 1064 and kinds["onnx"]["key"] == "k1"
+    assert "summaries" in kinds["index"]["what"] and kinds["index"]["bytes"] > 0
+    code, out, _ = cli(capsys, "cache", "clear", "--kind", "onnx")
+    assert code == 0 and out.startswith("removed 1 entry (")
+    assert not any((own_cache / "onnx").iterdir()) and (own_cache / "index").is_dir()
+    assert cli(capsys, "cache", "clear")[0] == 0 and not any((own_cache / "index").iterdir())

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cnnlab.data.cache import DEFAULT_MAX_GB, MAX_GB_ENV  # no torch: the parser reads them
+from cnnlab.data.cache import DEFAULT_MAX_GB, KINDS, MAX_GB_ENV  # no torch: the parser reads them
 from cnnlab.data.readers import FORMATS_HELP
 from cnnlab.errors import CnnlabError
 
@@ -72,13 +72,13 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "cache",
-        help="list or clear cnnlab's caches (decoded images, features, extracted archives)",
+        help="list or clear cnnlab's caches (decoded images, features, archives, ONNX exports...)",
         description="Decoded image folders and backbone features are kept under "
         f"${MAX_GB_ENV} (default {DEFAULT_MAX_GB:g}), least recently used removed first. Downloaded "
         "datasets are not a cache and stay.",
     )
     p.add_argument("action", nargs="?", choices=["list", "clear"], default="list")
-    p.add_argument("--kind", action="append", choices=["decoded", "features", "extracted", "fingerprints"],
+    p.add_argument("--kind", action="append", choices=KINDS,
                    help="only this kind (repeatable; default: all)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_cache)

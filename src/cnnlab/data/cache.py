@@ -3,11 +3,13 @@
 Under `$CNNLAB_DATA` (default `~/.cache/cnnlab`): `decoded/` (image folders decoded once into
 uint8 tensors: CIFAR-10's 50,000 JPEGs, the X-rays at each size asked for), `features/` (a
 frozen backbone's pooled features), `extracted/` (archives given as --data, unpacked once) and
-`fingerprints.sqlite` (each image's perceptual hashes by file sha256: audit and leakage checks).
+`fingerprints.sqlite` (each image's perceptual hashes by file sha256: audit and leakage checks),
+`onnx/` (the ONNX graphs `serve --backend onnx` exported, by weights) and `index/` (the model
+names table and `summary` answers, by version and sources).
 Decoded splits and features together are kept under `$CNNLAB_CACHE_MAX_GB` (default 5): after
-each new entry, the least recently used others go. `cnnlab cache` lists all four and
+each new entry, the least recently used others go. `cnnlab cache` lists all six kinds and
 `cnnlab cache clear` empties them (an extracted archive is unpacked again when next used, a
-fingerprint computed again).
+fingerprint, export or summary made again).
 Downloaded datasets are not a cache and are never removed here.
 """
 
@@ -28,7 +30,7 @@ log = logging.getLogger("cnnlab")
 
 DEFAULT_MAX_GB = 5.0
 MAX_GB_ENV = "CNNLAB_CACHE_MAX_GB"
-KINDS = ("decoded", "features", "extracted", "fingerprints")
+KINDS = ("decoded", "features", "extracted", "fingerprints", "onnx", "index")
 CAPPED = ("decoded", "features")  # an extracted folder may be being read: never removed unasked
 
 
@@ -120,12 +122,32 @@ def _fingerprint_entries() -> list[CacheEntry]:
                        "image fingerprints by sha256 (audit, evaluate, recalibrate)")]  # fmt: skip
 
 
+def _onnx_entries() -> list[CacheEntry]:
+    """Each kept export with the sidecar holding the sha256 of the bytes that passed parity."""
+    entries = []
+    for path in sorted((cache_dir() / "onnx").glob("*.onnx")):
+        files = [path, path.with_suffix(".sha256")]
+        with contextlib.suppress(OSError):
+            entries.append(CacheEntry("onnx", path.stem, files, _size(files),
+                                      path.stat().st_mtime, "ONNX export for serve"))  # fmt: skip
+    return entries
+
+
+def _index_entries() -> list[CacheEntry]:
+    """The names table and kept summaries: small JSON files, one entry for them all."""
+    files = sorted((cache_dir() / "index").glob("*.json"))
+    if not files:
+        return []
+    return [CacheEntry("index", "index", files, _size(files), max(p.stat().st_mtime for p in files),
+                       f"{len(files)} model-name tables and summaries")]  # fmt: skip
+
+
 def cache_entries(kinds: tuple[str, ...] = KINDS) -> list[CacheEntry]:
     """Every entry of the asked kinds, most recently used first."""
-    found = [*(_decoded_entries() if "decoded" in kinds else []),
-             *(_feature_entries() if "features" in kinds else []),
-             *(_extracted_entries() if "extracted" in kinds else []),
-             *(_fingerprint_entries() if "fingerprints" in kinds else [])]  # fmt: skip
+    listers = {"decoded": _decoded_entries, "features": _feature_entries,
+               "extracted": _extracted_entries, "fingerprints": _fingerprint_entries,
+               "onnx": _onnx_entries, "index": _index_entries}  # fmt: skip
+    found = [e for kind in KINDS if kind in kinds for e in listers[kind]()]
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 
 

@@ -9,6 +9,7 @@ suffixes image folders list and file pickers accept are derived from it.
 from __future__ import annotations
 
 import io
+import platform
 import struct
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data.dicom import DicomTags, open_dicom, read_dicom_tags
@@ -266,22 +268,40 @@ def fit_image(
     ih, iw = img.shape[-2:]
     if (ih, iw) == (h, w):
         return img
-    import torchvision.transforms.v2.functional as TF  # here: torchvision's import costs seconds
-
     if policy == "stretch":
-        return TF.resize(img, [h, w], antialias=True)
+        return resize(img, h, w)
     if policy == "letterbox":
         scale = min(h / ih, w / iw)
         nh, nw = max(1, round(ih * scale)), max(1, round(iw * scale))
-        img = TF.resize(img, [nh, nw], antialias=True)
         top, left = (h - nh) // 2, (w - nw) // 2
-        return TF.pad(img, [left, top, w - nw - left, h - nh - top], fill=0)
+        return F.pad(resize(img, nh, nw), (left, w - nw - left, top, h - nh - top), value=0)
     if policy == "center_crop":
         scale = max(h / ih, w / iw)
         nh, nw = max(h, round(ih * scale)), max(w, round(iw * scale))
-        img = TF.resize(img, [nh, nw], antialias=True)
-        return TF.center_crop(img, [h, w])
+        top, left = int(round((nh - h) / 2.0)), int(round((nw - w) / 2.0))
+        return resize(img, nh, nw)[..., top : top + h, left : left + w]
     raise ValueError(f"unknown resize policy {policy!r}")
+
+
+def resize(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 (..., C, H, W), pixel for pixel what torchvision's
+    `resize` gives (tests compare them), without importing torchvision: that costs 2 s, which
+    every process paid on its first image (a served model's first request, a one-image
+    predict). PyTorch resizes uint8 natively on AVX2/AVX512 and ARM; elsewhere in float,
+    rounded, as torchvision does there."""
+    if tuple(img.shape[-2:]) == (h, w) or img.numel() == 0:
+        return img
+    shape = img.shape
+    x = img.reshape(-1, *shape[-3:])
+    cast = img.dtype == torch.uint8 and not (
+        torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+        or platform.machine() in ("aarch64", "arm64")
+    )
+    out = F.interpolate(x.float() if cast else x, size=[h, w], mode="bilinear",
+                        align_corners=False, antialias=True)  # fmt: skip
+    if cast:
+        out = out.round_().to(img.dtype)
+    return out.reshape(*shape[:-2], h, w)
 
 
 def load_image_tensor(
