@@ -39,3 +39,27 @@ def test_the_packages_import_nothing_heavy_until_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[0] == "[] True ['BACKENDS', 'Backend', 'use_backend']"
+
+
+def test_loading_at_start_pauses_the_collector_and_freezes_what_loaded():
+    import gc
+
+    import pytest
+
+    from cnnlab.lazy import loading_at_start
+
+    try:
+        with loading_at_start():
+            assert not gc.isenabled()
+            kept = [[] for _ in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= len(kept)
+        with pytest.raises(RuntimeError), loading_at_start():  # a failed start restores it too
+            raise RuntimeError("bad bundle")
+        assert gc.isenabled()
+        gc.disable()  # a caller that had it off keeps it off
+        with loading_at_start():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()

@@ -114,11 +114,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnlab.lazy import loading_at_start
+
+    with loading_at_start():
+        app, limits = _serving_app(args)
+    from cnnlab.serve.server import serve
+
+    serve(app, args.host, args.port, limits, access_log=args.access_log)
+    return 0
+
+
+def _serving_app(args: argparse.Namespace):
+    """Everything `serve` checks and loads before it listens (a bad flag, token file, bundle
+    or store stops the start)."""
     from cnnlab.deploy.backends import load_with_backend
     from cnnlab.runtime.device import set_threads
     from cnnlab.serve import create_app
     from cnnlab.serve.guards import LOCAL_HOSTS, allowed_host_patterns
-    from cnnlab.serve.server import serve
     from cnnlab.serve.tokens import TokenFile
 
     if not 0 <= args.port <= 65535:
@@ -149,8 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = ", ".join(b.name for b in bundles)
     log.info("serving %s (%s backend) on http://%s:%d  (OpenAPI: /docs, /openapi.json)",
              names, args.backend, args.host, args.port)  # fmt: skip
-    serve(app, args.host, args.port, limits, access_log=args.access_log)
-    return 0
+    return app, limits
 
 
 def _is_loopback(host: str) -> bool:
