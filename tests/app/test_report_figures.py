@@ -96,3 +96,29 @@ def test_roc_figure_falls_back_to_the_bins(metrics):
     curve = roc_figure(old, "Pneumonia").axes[0].get_lines()[0]
     assert list(curve.get_xdata()) == roc_from_bins(old["calibration_bins"])["fpr"]
     assert "calibration bins" in curve.get_label()
+
+
+def curve_under_legend(fig, line: int) -> int:
+    """How many points along the first axes' `line` (each segment sampled 50 times) lie under
+    its legend, as drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    curve = ax.get_lines()[line]
+    xy = np.column_stack([curve.get_xdata(), curve.get_ydata()]).astype(float)
+    t = np.linspace(0, 1, 50)[:, None, None]
+    x, y = ax.transData.transform((xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2)).T
+    return int(((x >= box.x0) & (x <= box.x1) & (y >= box.y0) & (y <= box.y1)).sum())
+
+
+def test_legends_leave_the_shipped_models_curves_in_view():
+    """The ROC legend once spanned the axes and hid the curve where it leaves x = 0; the
+    calibration legend sat on the steep start of the curve."""
+    from cnnlab.bundle.catalog import shipped_bundles
+
+    shipped = json.loads((shipped_bundles()["pneumonia"] / "bundle.json").read_text())["metrics"]
+    assert curve_under_legend(roc_figure(shipped, "Pneumonia"), 0) == 0  # the model's curve
+    fig = reliability_figure(shipped["calibration_bins"], shipped["ece"])
+    assert curve_under_legend(fig, 1) == 0

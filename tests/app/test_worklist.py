@@ -4,6 +4,7 @@ page that shows the latest by risk."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
 from cnnlab.records import Decision, DecisionStore
@@ -69,6 +70,8 @@ def test_worklist_sorts_by_risk_and_filters(app_env, app_bundle):
     assert table["Threshold"].isna()[1]  # the not-screened row has none, and the grid shows a
     grid = at.dataframe[0].proto  # blank for it, not its default grey "None"
     assert grid.HasField("placeholder") and grid.placeholder == ""
+    assert list(table.columns[:4]) == ["Study / input", "Read unaided", "Probability", "Threshold"]
+    assert json.loads(grid.columns)["Study / input"]["pinned"]  # in view while it scrolls
     assert "5** decisions" in at.markdown[0].value and "**2** to read" in at.markdown[0].value
     at.selectbox(key="worklist_window").set_value("all time").run()
     assert len(at.dataframe[0].value) == 6

@@ -124,14 +124,12 @@ def roc_figure(
     ax = fig.subplots()
     auc = finite_number(metrics.get("auc"))
     lo, hi = (metrics.get("auc_ci") or [None, None])[:2]
-    label = f"ROC (AUC {auc:.3f}" if auc is not None else "ROC ("
-    label += (
-        f", 95% CI {lo:.3f}-{hi:.3f})"
-        if finite_number(lo) is not None and finite_number(hi) is not None
-        else ")"
-    )
+    # short lines: a legend as wide as the axes covers the curve where it leaves x = 0
+    label = f"ROC, AUC {auc:.3f}" if auc is not None else "ROC"
+    if finite_number(lo) is not None and finite_number(hi) is not None:
+        label += f"\n(95% CI {lo:.3f}-{hi:.3f})"
     if coarse:
-        label += f" from {len(metrics['calibration_bins'])} calibration bins"
+        label += f"\nfrom {len(metrics['calibration_bins'])} calibration bins"
     ax.plot(roc["fpr"], roc["tpr"], "o-" if coarse else "-", ms=3, label=label)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
     sens, spec = (
@@ -140,9 +138,9 @@ def roc_figure(
     )
     if sens is not None and spec is not None:
         t = finite_number(metrics.get("threshold"))
-        where = f"threshold {t:.3f}: " if t is not None else ""
+        where = f"threshold {t:.3f}:" if t is not None else "operating point:"
         ax.plot(1 - spec, sens, "o", color="C3",
-                label=f"{where}sens {sens:.3f}, spec {spec:.3f}")  # fmt: skip
+                label=f"{where}\nsens {sens:.3f}, spec {spec:.3f}")  # fmt: skip
     ax.set_xlabel("1 - specificity (false positive rate)")
     ax.set_ylabel(f"sensitivity ({positive} found)")
     ax.set_xlim(-0.01, 1.01)
@@ -191,7 +189,7 @@ def reliability_figure(
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)  # under the diagonal: where a calibrated curve is not
     if title is None:
         title = "calibration" + (f" (ECE {ece:.3f})" if finite_number(ece) is not None else "")
     ax.set_title(title, fontsize=10)

@@ -67,13 +67,13 @@ def input_name(d) -> str:
 
 
 rows = [
-    {
-        "Read unaided": attention(d),
-        "Decided (UTC)": d.time.replace(tzinfo=None),
+    {  # what is read together side by side; wider than the page, it scrolls past the study
         "Study / input": d.accession or d.study_uid or input_name(d),
+        "Read unaided": attention(d),
         "Probability": d.probability if d.screened else None,
-        "Finding": finding(d),
         "Threshold": d.threshold,
+        "Finding": finding(d),
+        "Decided (UTC)": d.time.replace(tzinfo=None),
         "Model": d.bundle,
         "From": d.surface + (f" ({d.client[:12]})" if d.client else ""),
         "Latency (ms)": d.latency_ms,
@@ -86,6 +86,8 @@ st.dataframe(
     width="stretch",
     placeholder="",  # a not-screened row's probability and threshold: blank, not a grey "None"
     column_config={
+        "Study / input": st.column_config.TextColumn(pinned=True, help="accession number, "
+                                                     "study UID or file name"),
         "Read unaided": st.column_config.TextColumn(width="medium", help="why a person reads "
                                                     "it without the model's answer"),
         "Finding": st.column_config.TextColumn(width="medium", help="the label, or why the "
@@ -94,7 +96,7 @@ st.dataframe(
         "Probability": st.column_config.ProgressColumn(
             help="the calibrated probability of the positive class (binary models), else of "
             "the label", format="%.2f", min_value=0.0, max_value=1.0),
-        "Threshold": st.column_config.NumberColumn(format="%.2f"),
+        "Threshold": st.column_config.NumberColumn(format="%.2f", width="small"),
         "Latency (ms)": st.column_config.NumberColumn(format="%.0f"),
     },
 )  # fmt: skip
