@@ -83,5 +83,8 @@ def test_a_title_grown_past_the_figure_is_wrapped_not_cut():
     fig.draw_without_rendering()
     title = fig.axes[0].title
     assert "\n" in title.get_text()
+    lines = title.get_text().split("\n")  # broken after the name, not inside "32 maps"
+    assert lines[0] == f"{name} (Conv2d):" and not any(x in ("maps", "32") for x in lines)
+    assert "32 maps" in title.get_text()
     box = title.get_window_extent()
     assert box.x0 >= 0 and box.x1 <= fig.get_figwidth() * fig.dpi  # inside the figure

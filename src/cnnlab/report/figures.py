@@ -68,7 +68,8 @@ def fit_text(fig, shown_px: int, min_px: float = MIN_TEXT_PX):
 
 
 def _wrap_titles(fig) -> None:
-    """Titles grown wider than the figure wrapped onto lines (else they run off its edges)."""
+    """Titles grown wider than the figure wrapped onto lines (else they run off its edges):
+    after the layer's name first, so "32 / maps" is never split from its number."""
     import textwrap
 
     fig.draw_without_rendering()  # the sizes just set, laid out
@@ -78,9 +79,11 @@ def _wrap_titles(fig) -> None:
         centre = ax.get_window_extent().x0 + ax.get_window_extent().width / 2
         room = 0.95 * 2 * min(centre, width - centre)  # centred on its axes, not the figure
         wide = title.get_window_extent().width
-        if title.get_text() and wide > room:
-            chars = max(12, int(len(title.get_text()) * room / wide))
-            title.set_text(textwrap.fill(title.get_text(), chars))
+        text = title.get_text()
+        if text and wide > room:  # "layer: what it shows" breaks after the name first
+            chars = max(12, int(len(text) * room / wide))
+            parts = text.replace(": ", ":\n", 1).split("\n")
+            title.set_text("\n".join(textwrap.fill(part, chars) for part in parts))
 
 
 def _release(fig) -> None:
