@@ -86,7 +86,7 @@ def test_drift_from_predict_json_logs(bundle, tmp_path, capsys) -> None:
     assert main(["drift", "--bundle", str(bundle), "--from-json", str(tmp_path / "bad.json")]) == 2
     assert "not `cnnlab predict --json` output" in capsys.readouterr().err
     assert main(["drift", "--bundle", str(bundle), "--since", "last tuesday"]) == 2
-    assert "is not a date" in capsys.readouterr().err
+    assert "--since 'last tuesday': not a date or time" in capsys.readouterr().err
 
 
 def test_out_of_distribution_share_and_small_periods() -> None:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
 
+from cnnlab.cli.common import when
 from cnnlab.errors import CnnlabError
 
 SHOWN = 20  # the table's rows when --limit is not given (exports take every match)
-AGO = re.compile(r"^(\d+)\s*([mhdw])$")
-UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,22 +86,6 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         print(f"{len(found)} decision{'s' if len(found) != 1 else ''} in {store.where}{more}",
               file=sys.stderr)  # fmt: skip
     return 0
-
-
-def when(text: str | None, flag: str) -> datetime | None:
-    """A time as people write it: an ISO date or date-time (UTC unless it says otherwise), or
-    an age (24h, 7d) counted back from now."""
-    if text is None:
-        return None
-    ago = AGO.match(text.strip().lower())
-    if ago:
-        return datetime.now(UTC) - timedelta(**{UNITS[ago.group(2)]: int(ago.group(1))})
-    try:
-        found = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise CnnlabError(f"{flag} {text!r}: not a date or time (write 2026-12-05, "
-                          "2026-12-05T09:30, 2026-12-05T09:30+01:00, or an age: 24h, 7d)") from None  # fmt: skip
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def table(decisions: list, columns: tuple[tuple[str, str], ...]) -> str:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from datetime import UTC, datetime, timedelta
 
 from cnnlab.deploy import BACKENDS  # loads nothing heavy: building the parser must not
 from cnnlab.errors import CnnlabError
+
+AGO = re.compile(r"^(\d+)\s*([mhdw])$")
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def finite_json(obj):
@@ -97,3 +102,19 @@ def recipe_file(ref: str) -> str:
     stem = Path(ref).stem if Path(ref).suffix.lower() in (".yaml", ".yml") else ref
     hint = did_you_mean(stem, list(recipes))
     raise CnnlabError(f"recipe not found: {ref}{hint}; recipes/ holds the shipped ones")
+
+
+def when(text: str | None, flag: str) -> datetime | None:
+    """A time as people write it (`decisions`, `drift`): an ISO date or date-time (UTC unless
+    it says otherwise), or an age (30m, 24h, 7d, 2w) counted back from now."""
+    if text is None:
+        return None
+    ago = AGO.match(text.strip().lower())
+    if ago:
+        return datetime.now(UTC) - timedelta(**{UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        found = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CnnlabError(f"{flag} {text!r}: not a date or time (write 2026-12-05, "
+                          "2026-12-05T09:30, 2026-12-05T09:30+01:00, or an age: 24h, 7d)") from None  # fmt: skip
+    return found if found.tzinfo else found.replace(tzinfo=UTC)

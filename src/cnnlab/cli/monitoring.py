@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cnnlab.cli.common import finite_json
+from cnnlab.cli.common import finite_json, when
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", help="the bundle whose validation is the reference (default: "
                    "--model, as a shipped name or folder)")  # fmt: skip
     p.add_argument("--model", help="the decisions of this bundle name (default: the bundle's)")
-    p.add_argument("--since", help="from this date/time (ISO 8601, UTC) or age (7d, 24h)")
+    p.add_argument("--since", help="from this date/time (ISO 8601, UTC) or age (24h, 7d, 2w)")
     p.add_argument("--until", help="before this date/time or age")
     p.add_argument("--records", metavar="URL", help="the decision store (default: "
                    "$CNNLAB_RECORDS, else decisions.db in cnnlab's data folder)")  # fmt: skip
@@ -43,7 +43,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if args.from_json:
         period = drift.period_from_logs(reference, args.from_json)
     else:
-        since, until = drift.parse_when(args.since), drift.parse_when(args.until)
+        since, until = when(args.since, "--since"), when(args.until, "--until")
         period = drift.period_from_store(reference, since, until, args.model, args.records)
     report = drift.drift_report(reference, period)
     report["model"] = args.model or reference["name"]

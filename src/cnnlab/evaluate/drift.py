@@ -215,23 +215,6 @@ def format_drift(r: dict[str, Any], model: str) -> str:
     return "\n".join(lines)
 
 
-def parse_when(text: str | None) -> datetime | None:
-    """An ISO 8601 date or time (UTC unless it says otherwise), or '7d' / '24h' ago."""
-    from datetime import UTC, timedelta
-
-    if text is None:
-        return None
-    t = text.strip()
-    if t[:-1].isdigit() and t[-1:] in ("d", "h"):
-        return datetime.now(UTC) - timedelta(**{"days" if t[-1] == "d" else "hours": int(t[:-1])})
-    try:
-        when = datetime.fromisoformat(t)
-    except ValueError:
-        raise CnnlabError(f"{text!r} is not a date (2026-12-01, 2026-12-01T08:00) nor an age "
-                          "(7d, 24h)") from None  # fmt: skip
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def reference_for(bundle_ref: str | None, model: str | None) -> dict[str, Any]:
     """The reference of `--bundle` (a folder or shipped name), else of the bundle `--model`
     names; loaded and verified as any bundle is."""
