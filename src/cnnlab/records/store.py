@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.records.claims import StudyClaims
+from cnnlab.records.claims import StudyClaims, _utc
 
 ENV = "CNNLAB_RECORDS"  # a path or SQLAlchemy URL; "off" turns recording off
 OFF = {"off", "none", "0", "false", "no"}
@@ -92,10 +92,6 @@ def _text(value):
     return value
 
 
-def recording_enabled() -> bool:
-    return os.environ.get(ENV, "").strip().lower() not in OFF
-
-
 def to_url(where: str | Path) -> str:
     """A SQLAlchemy URL from a URL or a file path (a path becomes `sqlite:///PATH`)."""
     text = str(where)
@@ -157,13 +153,6 @@ def _tables(metadata: Any) -> tuple[Any, Any, Any]:
         Column("error", Text),
     )
     return version, decisions, studies
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Aware UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _stored(value: datetime) -> datetime:

@@ -16,11 +16,6 @@ from collections.abc import Sequence
 from cnnlab.records.store import Decision
 
 
-def needs_a_reader(d: Decision) -> bool:
-    """The model gave no answer to rely on: not screened, or out of distribution."""
-    return not d.screened or bool(d.out_of_distribution)
-
-
 def risk(d: Decision) -> float:
     """The screened decision's risk, 0 to 1: p(positive) when it has a threshold (binary),
     else how unsure the label is."""
@@ -30,7 +25,7 @@ def risk(d: Decision) -> float:
 
 def by_risk(decisions: Sequence[Decision]) -> list[Decision]:
     newest = sorted(decisions, key=lambda d: d.time, reverse=True)  # stable: ties stay newest first
-    return sorted(newest, key=lambda d: (0, 0.0) if needs_a_reader(d) else (1, -risk(d)))
+    return sorted(newest, key=lambda d: (0, 0.0) if attention(d) else (1, -risk(d)))
 
 
 def finding(d: Decision) -> str:
@@ -42,7 +37,8 @@ def finding(d: Decision) -> str:
 
 
 def attention(d: Decision) -> str:
-    """Why a person must read it unaided ("" when the model's answer stands)."""
+    """Why a person must read it unaided: the model gave no answer to rely on (not screened,
+    or out of distribution); "" when its answer stands. It also sorts them first."""
     if not d.screened:
         return "not screened"
     return "unlike the training images" if d.out_of_distribution else ""
