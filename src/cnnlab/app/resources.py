@@ -41,13 +41,9 @@ def get_summary(path: str) -> Summary:
 @st.cache_resource(show_spinner=False)
 def get_cam_layer(path: str) -> str:
     """The Grad-CAM layer (last conv of the features), found once per model, not per image."""
-    import torch
+    from cnnlab.explain import bundle_cam_layer
 
-    from cnnlab.explain import default_layer
-
-    bundle = get_bundle(path)
-    pre = bundle.preprocess
-    return default_layer(bundle.model, torch.zeros(1, pre.channels, *pre.size))
+    return bundle_cam_layer(get_bundle(path))
 
 
 @st.cache_data(ttl=30, show_spinner=False)

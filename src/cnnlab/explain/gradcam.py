@@ -9,6 +9,7 @@ draw them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
 from cnnlab.runtime.taps import evaluating, hooked, tapped
+
+if TYPE_CHECKING:
+    from cnnlab.bundle.loading import Bundle
 
 
 @dataclass
@@ -47,6 +51,13 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     if not convs:
         raise CnnlabError("this model has no conv layer for Grad-CAM; pass --layer")
     return convs[-1]
+
+
+def bundle_cam_layer(bundle: Bundle) -> str:
+    """A bundle's Grad-CAM layer, found with one blank input at its own size: once per model
+    (the app caches it, `receive` and `screen` keep it), never per image."""
+    pre = bundle.preprocess
+    return default_layer(bundle.model, torch.zeros(1, pre.channels, *pre.size))
 
 
 SMALL_INPUT = 64  # an input side below this, or

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from pydicom.uid import generate_uid
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain import bundle_cam_layer
 from cnnlab.pacs.answers import answer_images, results_for
-from cnnlab.pacs.screening import _http, connect, grad_cam_layer, worker_name
+from cnnlab.pacs.screening import _http, connect, record_answers
 
 if TYPE_CHECKING:
     from cnnlab.bundle.loading import Bundle
@@ -36,11 +37,11 @@ class Receiver:
                  ae_title: str = "CNNLAB") -> None:  # fmt: skip
         self.bundle, self.to, self.store, self.ae_title = bundle, to, store, ae_title
         self.client = connect(to)
-        self.cam_layer = grad_cam_layer(bundle)
+        self.cam_layer = bundle_cam_layer(bundle)
         self.series: dict[str, tuple[str, str]] = {}  # study -> (SR series, SC series)
         self.lock = threading.Lock()  # the model and the series table: one image at a time
         self.server: Any = None
-        self.handled: list[tuple[str, str | None]] = []  # (SOP instance, error or None)
+        self.numbers: dict[str, int] = {}  # "study/modality" -> the last instance number given
 
     def start(self, host: str, port: int) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -67,9 +68,7 @@ class Receiver:
                 self.handle(ds)
         except CnnlabError as e:
             log.error("cnnlab: error: image %s: %s (the sender is told to push it again)", sop, e)
-            self.handled.append((sop, str(e)))
             return CANNOT_DELIVER
-        self.handled.append((sop, None))
         return SUCCESS
 
     def handle(self, ds: Any) -> None:
@@ -77,13 +76,7 @@ class Receiver:
         started = time.perf_counter()
         answers = answer_images(self.bundle, [ds])
         if self.store is not None:
-            from cnnlab.records import decisions_from
-            from cnnlab.records.entries import sha256_of
-
-            latency = (time.perf_counter() - started) * 1000
-            self.store.record(decisions_from([a.shown for a in answers], self.bundle, "pacs",
-                                             worker_name(), latency,
-                                             [sha256_of(a.data) for a in answers]))  # fmt: skip
+            record_answers(self.store, self.bundle, answers, (time.perf_counter() - started) * 1000)
         study = str(ds.StudyInstanceUID)
         sr_series, sc_series = self.series.setdefault(study, (generate_uid(), generate_uid()))
         results = results_for(self.bundle, answers, sr_series, sc_series, self.cam_layer)
@@ -99,6 +92,5 @@ class Receiver:
 
     def _next(self, study: str, modality: str) -> int:
         key = f"{study}/{modality}"
-        self._count = getattr(self, "_count", {})
-        self._count[key] = self._count.get(key, 0) + 1
-        return self._count[key]
+        self.numbers[key] = self.numbers.get(key, 0) + 1
+        return self.numbers[key]

@@ -179,12 +179,7 @@ def screen_study(
     outcome.answers = answer_images(bundle, images)
     latency = (time.perf_counter() - started) * 1000 / len(images)
     if store is not None:
-        from cnnlab.records import decisions_from
-        from cnnlab.records.entries import sha256_of
-
-        store.record(decisions_from([a.shown for a in outcome.answers], bundle, "pacs",
-                                    worker_name(), latency,
-                                    [sha256_of(a.data) for a in outcome.answers]))  # fmt: skip
+        record_answers(store, bundle, outcome.answers, latency)
     if store_back:
         results = results_for(bundle, outcome.answers, generate_uid(), generate_uid(), cam_layer)
         try:
@@ -222,7 +217,9 @@ def screen_pass(
         try:
             bundle = load()
             if cam_layer is None and store_back:
-                cam_layer = grad_cam_layer(bundle)
+                from cnnlab.explain import bundle_cam_layer
+
+                cam_layer = bundle_cam_layer(bundle)
             outcome = screen_study(client, url, bundle, uid, modalities, store_back, store,
                                    cam_layer)  # fmt: skip
         except CnnlabError as e:
@@ -252,11 +249,10 @@ def watch(
         stop.wait(every_s)
 
 
-def grad_cam_layer(bundle: Bundle) -> str:
-    """The Grad-CAM layer (the last conv of the features), found once per pass."""
-    import torch
+def record_answers(store: DecisionStore, bundle: Bundle, answers: list, latency_ms: float) -> None:
+    """The answers on record as decisions of the PACS surface (`screen` and `receive`)."""
+    from cnnlab.records import decisions_from
+    from cnnlab.records.entries import sha256_of
 
-    from cnnlab.explain import default_layer
-
-    pre = bundle.preprocess
-    return default_layer(bundle.model, torch.zeros(1, pre.channels, *pre.size))
+    store.record(decisions_from([a.shown for a in answers], bundle, "pacs", worker_name(),
+                                latency_ms, [sha256_of(a.data) for a in answers]))  # fmt: skip
