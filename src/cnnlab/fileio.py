@@ -35,9 +35,10 @@ def umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it into place, else delete it.
-    The file gets the permissions a plain open() would give (mkstemp's are owner-only)."""
+    The file gets `mode`, else the permissions a plain open() would give; while it is written
+    it is owner-only (mkstemp's), so a secret given mode 0o600 is never readable by others."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     import tempfile  # here, as hashlib and shlex below: the CLI parser reads this module
@@ -48,7 +49,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         if tmp_path.exists():
-            tmp_path.chmod(0o666 & ~umask())
+            tmp_path.chmod(0o666 & ~umask() if mode is None else mode)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path
 from cnnlab.serve.guards import json_error
 
 log = logging.getLogger("cnnlab.serve")
@@ -122,14 +123,18 @@ class TokenFile:
         return sorted(self.current().hashes or {})
 
     def name_of(self, token: str) -> str | None:
-        """The name of the token `token`, or None; compares every hash in constant time."""
-        hashes = self.current().hashes or {}
-        digest = token_hash(token)
-        match = None
-        for name, expected in hashes.items():
-            if hmac.compare_digest(digest, expected):
-                match = name
-        return match
+        """The name of the token `token` in the file as it is now, or None."""
+        return match_token(self.current().hashes or {}, token)
+
+
+def match_token(hashes: dict[str, str], token: str) -> str | None:
+    """The name whose hash is `token`'s, or None; compares every hash in constant time."""
+    digest = token_hash(token)
+    match = None
+    for name, expected in hashes.items():
+        if hmac.compare_digest(digest, expected):
+            match = name
+    return match
 
 
 class BearerAuth:
@@ -144,13 +149,14 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        if self.tokens.current().hashes is None:
+        hashes = self.tokens.current().hashes  # one look at the file per request
+        if hashes is None:
             refused = json_error(503, "tokens_unavailable", "the server's token file is being "
                                  "fixed; retry later", {"Retry-After": "5"})  # fmt: skip
             await refused(scope, receive, send)
             return
         given = _bearer(scope)
-        name = self.tokens.name_of(given) if given else None
+        name = match_token(hashes, given) if given else None
         if name is None:
             challenge = 'Bearer realm="cnnlab"' + (', error="invalid_token"' if given else "")
             detail = ("the token is not valid (revoked, or mistyped)" if given else
@@ -208,17 +214,7 @@ def revoke_token(path: str | Path, name: str) -> None:
 def _replace(path: Path, body: str, mode: int) -> None:
     """Write `body` beside `path` with `mode`, then rename it into place: a server re-reading
     the file never sees half a line, and the file is never readable by others meanwhile."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, mode) as tmp, open(tmp, "w") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
