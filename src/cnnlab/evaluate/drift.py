@@ -52,6 +52,8 @@ def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
     """What a bundle.json keeps of its validation: p(positive) of every validation image at the
     bundle's current temperature, its threshold, the share called positive there, and the
     expected out-of-distribution share. Read from the record alone: no model is loaded."""
+    import torch
+
     from cnnlab.runtime.decision import Decision
 
     name = meta.get("name") or "the bundle"
@@ -61,8 +63,8 @@ def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
         raise CnnlabError(f"{name} keeps no validation scores (binary bundles trained by cnnlab "
                           "keep them in bundle.json): nothing to measure drift against")  # fmt: skip
     rule = Decision.from_record(meta.get("decision"), binary)
-    z = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0]
-    p = 1 / (1 + np.exp(-z / rule.temperature))
+    z = torch.tensor(logits, dtype=torch.float64).reshape(len(logits), -1)[:, :1]
+    p = rule.probabilities(z)[:, 1].numpy()  # the bundle's own calibrated p(positive)
     pct = (meta.get("ood") or {}).get("percentile")
     return {"name": name, "n": len(p), "p": p, "threshold": float(rule.threshold),
             "temperature": float(rule.temperature),
