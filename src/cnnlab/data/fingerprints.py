@@ -156,21 +156,13 @@ def remember(prints: list[Fingerprint]) -> None:
 
 def fingerprint_paths(paths: list[str], workers: int | None = None) -> list[Fingerprint | str]:
     """Each file's fingerprint, or the reason it cannot be read. Files are read and hashed
-    (sha256) here; only those not in the cache are decoded, in `workers` processes, and
-    then cached."""
+    (sha256) first, in threads (hashlib lets go of the GIL); only those not in the cache are
+    decoded, in `workers` processes, and then cached."""
     from cnnlab.data.decode import parallel_map
-    from cnnlab.data.images import ImageReadError, read_source
 
-    out: list[Fingerprint | str] = []
-    shas: list[str | None] = []
-    for path in paths:
-        try:
-            shas.append(hashlib.sha256(read_source(path)).hexdigest())
-        except ImageReadError as e:
-            shas.append(None)
-            out.append(str(e))
-            continue
-        out.append("")
+    read = list(parallel_map(_sha_of, list(paths), (), workers, backend="thread"))
+    shas: list[str | None] = [sha for sha, _ in read]
+    out: list[Fingerprint | str] = [problem for _, problem in read]
     known = cached(sorted({s for s in shas if s}))
     todo = [i for i, s in enumerate(shas) if s and s not in known]
     fresh = list(parallel_map(_decode_one, [paths[i] for i in todo], (), workers))
@@ -181,6 +173,16 @@ def fingerprint_paths(paths: list[str], workers: int | None = None) -> list[Fing
             out[i] = known[s]
     remember([fp for fp in fresh if isinstance(fp, Fingerprint)])
     return out
+
+
+def _sha_of(path: str) -> tuple[str | None, str]:
+    """(the file's sha256, "") or (None, why it cannot be read)."""
+    from cnnlab.data.images import ImageReadError, read_source
+
+    try:
+        return hashlib.sha256(read_source(path)).hexdigest(), ""
+    except ImageReadError as e:
+        return None, str(e)
 
 
 def _decode_one(path: str) -> Fingerprint | str:
