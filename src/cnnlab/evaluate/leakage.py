@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cnnlab.data.audit import FileFacts, exact_groups, near_pairs, overlap
-from cnnlab.data.fingerprints import Fingerprint, fingerprint_paths
+from cnnlab.data.audit import exact_groups, inspect_files, near_pairs, overlap
 from cnnlab.errors import CnnlabError
 
 SHOWN = 3  # files named in a one-line warning (all are in the JSON)
@@ -27,11 +26,8 @@ def data_leakage(
     if not paths:
         return {"checked": False, "warnings": [],
                 "why": "the data has no image files to fingerprint (IDX, npz or a download)"}  # fmt: skip
-    facts = []
-    for i, (path, fp) in enumerate(zip(paths, fingerprint_paths(paths), strict=True)):
-        cls = classes[i] if classes else ""
-        if isinstance(fp, Fingerprint):
-            facts.append(FileFacts(path, "data", cls, fp.sha256, phash=fp.phash, fine=fp.fine))
+    items = [(path, "data", classes[i] if classes else "") for i, path in enumerate(paths)]
+    facts = [f for f in inspect_files(items, None) if f.error is None]
     groups = exact_groups(facts)
     pairs = near_pairs(facts)
     dup_list = [[f.path for f in g] for g in groups] + [[facts[i].path, facts[j].path]
