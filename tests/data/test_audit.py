@@ -222,7 +222,7 @@ def test_index_matches_find_what_brute_force_finds():
         )
         queries.append(fp(h, fine, 10_000 + k))
     queries += [ref[100], fp(2**62, rng.integers(0, 256, 32, dtype=np.uint8), 20_000)]
-    index = FingerprintIndex.of(ref, [str(i) for i in range(len(ref))])
+    index = FingerprintIndex.of(ref)
     found = {(q, m["index"], m["kind"]) for q, ms in enumerate(index.matches(queries)) for m in ms}
     brute = set()
     for q, a in enumerate(queries):

@@ -229,9 +229,7 @@ def leaks_into(facts: list[FileFacts], against: str | Path, workers: int | None)
     root = _folder_root(against)
     _, items, _ = _listing(root)
     ref = [f for f in inspect_files(items, workers) if f.error is None]
-    index = FingerprintIndex.of(
-        [Fingerprint(f.sha, 0, 0, "", "", f.phash, f.fine) for f in ref], [f.path for f in ref]
-    )
+    index = FingerprintIndex.of([Fingerprint(f.sha, 0, 0, "", "", f.phash, f.fine) for f in ref])
     return {"folder": str(root), "n_readable": len(ref), **overlap(facts, index, ref)}
 
 

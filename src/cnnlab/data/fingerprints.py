@@ -204,11 +204,10 @@ class FingerprintIndex:
     look other images up in: exact by sha256, near by pHash bands (pigeonhole: two hashes
     within NEAR_BITS agree on one of NEAR_BITS + 1 bands) then the fine hash."""
 
-    def __init__(self, sha256: np.ndarray, phashes: np.ndarray, fine: np.ndarray, names: list[str]):
+    def __init__(self, sha256: np.ndarray, phashes: np.ndarray, fine: np.ndarray):
         self.sha256 = sha256  # (N, 32) uint8
         self.phash = phashes  # (N,) uint64; blank images are left out of `_bands`
         self.fine = fine  # (N, 32) uint8
-        self.names = names  # a file name per entry, or "" where not kept
         self.has_hash = (fine != 0).any(axis=1)
         self._exact: dict[bytes, list[int]] = {}
         for i, row in enumerate(sha256):
@@ -224,9 +223,8 @@ class FingerprintIndex:
         return len(self.sha256)
 
     @classmethod
-    def of(cls, prints: list[Fingerprint], names: list[str]) -> FingerprintIndex:
-        sha, ph, fine = as_arrays(prints)
-        return cls(sha, ph, fine, names)
+    def of(cls, prints: list[Fingerprint]) -> FingerprintIndex:
+        return cls(*as_arrays(prints))
 
     def matches(self, prints: list[Fingerprint]) -> list[list[dict[str, Any]]]:
         """For each image, [{index, kind: exact|near, bits (pHash), fine_bits}], exact first.
@@ -327,4 +325,4 @@ def load_training_hashes(where: Path, record: Any, data: bytes) -> FingerprintIn
             raise CnnlabError(f"{where}: tensor {key} has shape {t[key].shape} ({t[key].dtype}); "
                               f"the record says {shape} uint8")  # fmt: skip
     ph = t["phash"].copy().view(">u8").reshape(-1).astype(np.uint64)
-    return FingerprintIndex(t["sha256"], ph, t["fine"], [""] * n)
+    return FingerprintIndex(t["sha256"], ph, t["fine"])
