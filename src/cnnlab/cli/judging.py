@@ -138,8 +138,7 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     cfg = DecisionConfig(policy=policy, target_sensitivity=args.target_sensitivity,
                          target_ppv=args.target_ppv or 0.5, prevalence=prevalence)  # fmt: skip
     command = shlex.join(["cnnlab", *sys.argv[1:]]) if sys.argv[1:2] == ["recalibrate"] else ""
-    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name, command=command,
-                    prevalence=prevalence)  # fmt: skip
+    r = recalibrate(args.bundle, args.data, args.out, cfg, args.folds, args.name, command=command)
     if args.json:
         if r.after.get("missed_target"):
             print(f"cnnlab: warning: {missed_text(r.after['missed_target'])}", file=sys.stderr)

@@ -49,7 +49,6 @@ def cross_validated(
     cfg: DecisionConfig,
     folds: int = 5,
     seed: int = 0,
-    prevalence: float | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The site figures of a rule refitted on the site, each image judged by the rule fitted on
     the folds without it: (report, folds used). When they miss the policy's target, the report's
@@ -67,9 +66,8 @@ def cross_validated(
         rule = fit_decision(scores.logits[train], scores.labels[train], classes, cfg)
         p[test] = probabilities(scores.logits[test], rule["temperature"])[:, 1].numpy()
         thresholds[test] = rule["threshold"]
-    prevalence = prevalence if prevalence is not None else cfg.prevalence
     report = probability_report(
-        p, scores.labels.numpy(), classes, thresholds, prevalence=prevalence
+        p, scores.labels.numpy(), classes, thresholds, prevalence=cfg.prevalence
     )
     from sklearn.metrics import confusion_matrix
 
@@ -135,10 +133,9 @@ def refit(
     cfg: DecisionConfig,
     folds: int = 5,
     seed: int = 0,
-    prevalence: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     """(new rule fitted on every site image, site figures under the `current` rule, cross-validated
-    site figures of the refitted rule, folds used); PPV and NPV at `prevalence` in both."""
+    site figures of the refitted rule, folds used); PPV and NPV at `cfg.prevalence` in both."""
     from cnnlab.evaluate.calibration import fit_decision
     from cnnlab.evaluate.scores import full_report
 
@@ -148,11 +145,10 @@ def refit(
         )
     if cfg.policy == "target_ppv" and cfg.prevalence is None:
         raise CnnlabError("--target-ppv needs --prevalence: a PPV holds at one prevalence")
-    prevalence = prevalence if prevalence is not None else cfg.prevalence
     before = full_report(scores.logits, scores.labels, classes, float(current.get("threshold", 0.5)),
                          float(current.get("temperature", 1.0)), True,
-                         prevalence=prevalence)  # fmt: skip
-    after, used = cross_validated(scores, classes, cfg, folds, seed, prevalence)
+                         prevalence=cfg.prevalence)  # fmt: skip
+    after, used = cross_validated(scores, classes, cfg, folds, seed)
     decision = fit_decision(scores.logits, scores.labels, classes, cfg)
     site = f"{scores.name} ({len(scores.labels)} images)"
     decision.update(
@@ -171,7 +167,6 @@ def recalibrate(
     name: str | None = None,
     seed: int = 0,
     command: str = "",
-    prevalence: float | None = None,
 ) -> Recalibration:
     """Refit temperature and threshold on a site's labelled images; write a new bundle that
     records both rules, the data each came from, and the site's cross-validated figures.
@@ -188,8 +183,7 @@ def recalibrate(
     checked = refuse_training_overlap(bundle, scores.paths, data_path)
     for line in checked["warnings"]:
         log.warning("%s", line)
-    decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed,
-                                          prevalence)  # fmt: skip
+    decision, before, after, used = refit(scores, bundle.classes, bundle.decision, cfg, folds, seed)
 
     meta = read_meta(bundle.path, META)
     meta["decision_history"] = [*meta.get("decision_history", []), dict(bundle.decision)]
