@@ -110,10 +110,11 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
     atomic_write_text(path / META, meta_text(meta))
 
 
-def add_training_hashes(path: str | Path, data: str | Path) -> dict[str, Any]:
+def add_training_hashes(path: str | Path, data: str | Path, **changes: Any) -> dict[str, Any]:
     """Keep in a bundle the fingerprints of the images of `data`, the folder it was trained on
-    (for bundles trained before cnnlab kept them), and re-seal; the weights are not touched.
-    Returns bundle.json's new `training_hashes` record."""
+    (for bundles trained before cnnlab kept them), with any other top-level `changes` to
+    bundle.json, and re-seal; the weights are not touched. Returns the new `training_hashes`
+    record."""
     from cnnlab.data.audit import training_files
     from cnnlab.data.fingerprints import Fingerprint, fingerprint_paths, save_training_hashes
 
@@ -123,7 +124,7 @@ def add_training_hashes(path: str | Path, data: str | Path) -> dict[str, Any]:
     if not prints:
         raise CnnlabError(f"{data} holds no readable images to fingerprint")
     record = save_training_hashes(path, prints, data_name(Path(data).resolve()))
-    update_bundle_meta(path, training_hashes=record)
+    update_bundle_meta(path, training_hashes=record, **changes)
     return record
 
 

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from cnnlab.bundle.catalog import resolve_bundle, shipped_bundles
     from cnnlab.bundle.loading import copy_bundle, load_bundle
-    from cnnlab.bundle.save import add_training_hashes, update_bundle_meta
+    from cnnlab.bundle.save import add_training_hashes
 
     src = resolve_bundle(args.bundle)
     if args.out is None and src in shipped_bundles().values():
@@ -37,13 +37,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
                           "copy with --out DIR")  # fmt: skip
     if args.out is not None and Path(args.out).exists():
         raise CnnlabError(f"--out {args.out} exists; name a new folder")
-    load_bundle(src)  # a bundle that would not load gets nothing added
-    target = src
-    if args.out is not None:
+    target, renamed = src, {}
+    if args.out is None:
+        load_bundle(src)  # a bundle that would not load gets nothing added (a copy loads it)
+    else:
         target = copy_bundle(src, Path(args.out))
-        update_bundle_meta(target, name=target.name)
+        renamed = {"name": target.name}  # written with the fingerprints: one write, one seal
     try:
-        record = add_training_hashes(target, args.data)
+        record = add_training_hashes(target, args.data, **renamed)
     except CnnlabError:
         if args.out is not None:
             shutil.rmtree(target, ignore_errors=True)
