@@ -21,6 +21,8 @@ from cnnlab.data.fingerprints import (
     NEAR_BITS,
     Fingerprint,
     FingerprintIndex,
+    band,
+    band_edges,
     fingerprint_paths,
     hamming,
     phash,
@@ -91,11 +93,9 @@ def near_pairs(
     exactly on at least one band, so only images sharing a band value are compared."""
     idx = [i for i, f in enumerate(facts) if f.phash is not None]
     hashes = np.array([facts[i].phash for i in idx], dtype=np.uint64)
-    bands = max_bits + 1
-    edges = np.linspace(0, 64, bands + 1).astype(int)
     found: dict[tuple[int, int], int] = {}
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        keys = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+    for lo, hi in band_edges(max_bits):
+        keys = band(hashes, lo, hi)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])

@@ -214,8 +214,8 @@ class FingerprintIndex:
             self._exact.setdefault(row.tobytes(), []).append(i)
         self._hashed = np.flatnonzero(self.has_hash)
         self._bands = []  # per band: (sorted band values, the hashed entries in that order)
-        for lo, hi in _band_edges():
-            keys = _band(phashes[self._hashed], lo, hi)
+        for lo, hi in band_edges():
+            keys = band(phashes[self._hashed], lo, hi)
             order = np.argsort(keys, kind="stable")
             self._bands.append((keys[order], self._hashed[order]))
 
@@ -238,8 +238,8 @@ class FingerprintIndex:
         qh = np.array([prints[i].phash for i in q], dtype=np.uint64)
         qf = np.stack([np.frombuffer(prints[i].fine, np.uint8) for i in q])  # type: ignore[arg-type]
         pairs = []
-        for (lo, hi), (keys, entries) in zip(_band_edges(), self._bands, strict=True):
-            qk = _band(qh, lo, hi)
+        for (lo, hi), (keys, entries) in zip(band_edges(), self._bands, strict=True):
+            qk = band(qh, lo, hi)
             starts = np.searchsorted(keys, qk, "left")
             counts = np.searchsorted(keys, qk, "right") - starts
             rows = np.repeat(np.arange(len(q)), counts)
@@ -261,13 +261,14 @@ class FingerprintIndex:
         return out
 
 
-def _band_edges() -> list[tuple[int, int]]:
-    """NEAR_BITS + 1 bands of the 64 bits: two hashes within NEAR_BITS agree on one of them."""
-    edges = np.linspace(0, 64, NEAR_BITS + 2).astype(int)
+def band_edges(max_bits: int = NEAR_BITS) -> list[tuple[int, int]]:
+    """max_bits + 1 bands of the 64 bits: two hashes within max_bits agree on one of them
+    (pigeonhole), so only hashes sharing a band value need comparing."""
+    edges = np.linspace(0, 64, max_bits + 2).astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
-def _band(h: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def band(h: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return (h >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
 
 
