@@ -185,7 +185,8 @@ def target_summary(
     allocating or computing anything (VGG-16 in 0.1 s instead of 3 s). Where that fails,
     a real build runs, so the user sees the real error, or a model meta cannot run still works.
     """
-    from cnnlab.anatomy.target import load_target, looks_like_bundle
+    from cnnlab.anatomy.target import load_target
+    from cnnlab.bundle.catalog import looks_like_bundle
 
     if not looks_like_bundle(ref):
         try:

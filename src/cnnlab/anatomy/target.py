@@ -40,13 +40,6 @@ def parse_input(text: str) -> tuple[int, int, int]:
     return (parts[0], parts[1], parts[2])
 
 
-def looks_like_bundle(ref: str) -> bool:
-    from cnnlab.bundle.catalog import shipped_bundles
-
-    path = Path(ref).expanduser()
-    return path.exists() or ref in shipped_bundles()
-
-
 def load_target(
     ref: str,
     input_shape: tuple[int, int, int] | None = None,
@@ -55,9 +48,10 @@ def load_target(
 ) -> Target:
     """A bundle folder or shipped name, a registered model name, a recipe (name or file: its
     model, arguments and input size), or a timm model name; else the closest names."""
+    from cnnlab.bundle.catalog import looks_like_bundle, shipped_bundles
+
     if looks_like_bundle(ref):
         return _from_bundle(ref, input_shape, num_classes)
-    from cnnlab.bundle.catalog import shipped_bundles
     from cnnlab.models import get_entry
     from cnnlab.names import is_timm_name, model_names, resolve_model, unknown_model
 

@@ -30,6 +30,12 @@ def shipped_bundles() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / META).is_file()}
 
 
+def looks_like_bundle(ref: str) -> bool:
+    """`ref` names something on disk or a shipped bundle, not a model or recipe name (no torch:
+    the CLI asks before it loads anything)."""
+    return Path(ref).expanduser().exists() or ref in shipped_bundles()
+
+
 def resolve_bundle(ref: str | Path) -> Path:
     """A bundle folder, or the name of a bundle that ships with cnnlab (e.g. `pneumonia`)."""
     path = Path(ref).expanduser()

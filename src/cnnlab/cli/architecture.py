@@ -140,10 +140,10 @@ def _summary_cache(args: argparse.Namespace):
     Importing torch alone takes longer than a student should wait for a table."""
     from pathlib import Path
 
-    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.bundle.catalog import looks_like_bundle
     from cnnlab.names import derived_path, resolve_model
 
-    if Path(args.model).expanduser().exists() or args.model in shipped_bundles():
+    if looks_like_bundle(args.model):
         return None
     named = resolve_model(args.model)
     recipe = named.recipe.read_bytes() if named.recipe is not None else b""

@@ -74,12 +74,11 @@ def add_no_record(p: argparse.ArgumentParser) -> None:
 def check_model_name(ref: str) -> None:
     """Refuse a name no bundle, model, recipe or timm architecture answers to, with the closest
     names, before the command imports torch (seconds): a typo is answered at once."""
-    from pathlib import Path
 
-    from cnnlab.bundle.catalog import shipped_bundles
+    from cnnlab.bundle.catalog import looks_like_bundle, shipped_bundles
     from cnnlab.names import resolve_model, unknown_model
 
-    if Path(ref).expanduser().exists() or ref in shipped_bundles():
+    if looks_like_bundle(ref):
         return
     try:
         resolve_model(ref)

@@ -103,7 +103,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cnnlab.cli.common import check_model_name
 
     check_model_name(args.model)  # a typo answered before torch loads
-    from cnnlab.anatomy.target import load_target, looks_like_bundle, parse_input
+    from cnnlab.anatomy.target import load_target, parse_input
+    from cnnlab.bundle.catalog import looks_like_bundle
     from cnnlab.explain.gallery import explain_to_files
 
     if args.max_maps < 1:

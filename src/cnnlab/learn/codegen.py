@@ -77,7 +77,7 @@ def brief_recipe(model: str) -> Path | None:
 
 def code_source(ref: str) -> CodeSource:
     """A recipe file, a bundle (folder or shipped name) or a model name, resolved for the generators."""
-    from cnnlab.anatomy.target import looks_like_bundle
+    from cnnlab.bundle.catalog import looks_like_bundle
     from cnnlab.models import create_model, get_entry
     from cnnlab.names import resolve_model
 
@@ -161,7 +161,7 @@ def generate_code(ref: str, framework: str = "pytorch") -> str:
 
 def _streamlit(ref: str) -> str:
     """app.py for a bundle, or for the bundle a recipe's training writes (runs/<recipe>)."""
-    from cnnlab.anatomy.target import looks_like_bundle
+    from cnnlab.bundle.catalog import looks_like_bundle
     from cnnlab.learn.code_streamlit import streamlit_app
     from cnnlab.names import recipe_paths, resolve_model
 
