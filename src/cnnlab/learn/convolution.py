@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from cnnlab.anatomy.arithmetic import (
     Padding,
     conv_formula,
+    conv_mult_adds,
     conv_output_size,
     conv_params,
     effective_kernel,
@@ -135,7 +136,7 @@ class ConvSetting:
         oh, ow = self.out
         params = conv_params(in_channels, filters, self.kernel, bias)
         plus = " + 1" if bias else ""
-        macs = kh * kw * in_channels * filters * oh * ow
+        macs = conv_mult_adds((oh, ow), in_channels, filters, self.kernel)
         return [
             f"parameters = ({kh}*{kw}*{in_channels}{plus}) * {filters} = {params:,}"
             f"  (kernel_h * kernel_w * channels_in{' + bias' if bias else ''}) * filters",
