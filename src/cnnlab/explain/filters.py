@@ -10,7 +10,7 @@ import numpy as np
 import torch.nn as nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.render import FILTER_CMAP, Mosaic, mosaic, render_mosaic
+from cnnlab.explain.render import FILTER_CMAP, Mosaic, mosaic, render_mosaic, signed_rgb
 from cnnlab.runtime.taps import split_name
 
 
@@ -45,7 +45,7 @@ def filter_grid(
     shown = weight[:max_filters]
     vmax = float(np.abs(shown).max()) or 1.0
     if rgb and c == 3:
-        tiles = np.clip(0.5 + shown.transpose(0, 2, 3, 1) / (2 * vmax), 0, 1)
+        tiles, vmax = signed_rgb(shown.transpose(0, 2, 3, 1))
         return FilterGrid(layer, weight.shape, "rgb", mosaic(tiles), len(shown), 3, vmax)
     if c == 1:
         return FilterGrid(layer, weight.shape, "gray", mosaic(shown[:, 0]), len(shown), 1, vmax)

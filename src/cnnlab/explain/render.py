@@ -50,6 +50,13 @@ def shared_range(values: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
+def signed_rgb(filters_nhwc: np.ndarray) -> tuple[np.ndarray, float]:
+    """Colour filters of a colour input as colours on one scale +-vmax, grey at 0 (values in
+    0-1), and that vmax: the Explain page's filter grid and Learn's filter tiles."""
+    vmax = float(np.abs(filters_nhwc).max()) or 1.0
+    return np.clip(0.5 + filters_nhwc / (2 * vmax), 0, 1), vmax
+
+
 def render_mosaic(
     m: Mosaic,
     title: str,

@@ -12,7 +12,7 @@ from cnnlab.anatomy.summary import Summary
 from cnnlab.explain.capture import resolve_layer
 from cnnlab.explain.feature_maps import feature_maps
 from cnnlab.explain.filters import conv_weight
-from cnnlab.explain.render import FILTER_CMAP, MAP_CMAP, shared_range
+from cnnlab.explain.render import FILTER_CMAP, MAP_CMAP, shared_range, signed_rgb
 from cnnlab.learn.conv_drawing import font
 
 
@@ -30,9 +30,8 @@ def filter_tiles(weight: np.ndarray) -> tuple[list[np.ndarray], float]:
     input as colours (grey at 0), others on FILTER_CMAP (averaged over the input channels when
     there are several) -- the scale and colours of the Explain page."""
     if weight.shape[1] == 3:
-        vmax = float(np.abs(weight).max()) or 1.0
-        return [(np.clip(0.5 + w.transpose(1, 2, 0) / (2 * vmax), 0, 1) * 255).astype(np.uint8)
-                for w in weight], vmax  # fmt: skip
+        tiles, vmax = signed_rgb(weight.transpose(0, 2, 3, 1))
+        return [(t * 255).astype(np.uint8) for t in tiles], vmax
     mean = weight.mean(1)
     vmax = float(np.abs(mean).max()) or 1.0
     return [_colour(w, FILTER_CMAP, -vmax, vmax) for w in mean], vmax
