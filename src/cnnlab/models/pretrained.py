@@ -98,17 +98,24 @@ def timm_model(arch: str, in_channels: int, pretrained: bool) -> nn.Module:
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
     if not hub_id:
         raise CnnlabError(f"timm has no pretrained weights for {arch}")
-    cached = _hf_cached(hub_id)
+    cached = _timm_weights_file(arch, hub_id)
     if cached is not None:
         return timm.create_model(
             arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}, **kwargs
         )
-    if not reachable(HF_HOST):
-        raise _offline(f"timm/{arch}", HF_HOST, "the Hugging Face cache")
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as e:  # hub errors come in many types
         raise CnnlabError(f"downloading weights for timm/{arch} failed: {e}") from None
+
+
+def _timm_weights_file(arch: str, hub_id: str) -> Path | None:
+    """The weights of timm's `arch` in the Hugging Face cache, or None when they are to be
+    downloaded; offline with nothing cached, a CnnlabError that says where to put them."""
+    cached = _hf_cached(hub_id)
+    if cached is None and not reachable(HF_HOST):
+        raise _offline(f"timm/{arch}", HF_HOST, "the Hugging Face cache")
+    return cached
 
 
 def _hf_cached(hub_id: str) -> Path | None:
@@ -134,16 +141,25 @@ def torchvision_model(arch: str, pretrained: bool) -> nn.Module:
     model = tvm.get_model(arch, weights=None)
     if not pretrained:
         return model
-    weights = tvm.get_model_weights(arch).DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if not cached.is_file() and not reachable(weights.url):
-        raise _offline(f"torchvision/{arch}", weights.url.split("/models/")[0], str(cached.parent))
+    weights = _torchvision_weights(arch)
     try:
         state = weights.get_state_dict(progress=False)
     except Exception as e:  # URLError, a corrupt cache file, ...
         raise CnnlabError(f"loading weights for torchvision/{arch} failed: {e}") from None
     model.load_state_dict(state)
     return model
+
+
+def _torchvision_weights(arch: str):
+    """torchvision's DEFAULT weights of `arch`, cached or reachable; offline with nothing
+    cached, a CnnlabError that says where to put them."""
+    import torchvision.models as tvm
+
+    weights = tvm.get_model_weights(arch).DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if not cached.is_file() and not reachable(weights.url):
+        raise _offline(f"torchvision/{arch}", weights.url.split("/models/")[0], str(cached.parent))
+    return weights
 
 
 # ----------------------------------------------------------------------------- before the data
@@ -167,16 +183,10 @@ def check_weights_available(name: str, args: dict) -> None:
 
         cfg = timm.models.get_pretrained_cfg(arch) if timm.is_model(arch) else None
         hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
-        if hub_id and _hf_cached(hub_id) is None and not reachable(HF_HOST):
-            raise _offline(f"timm/{arch}", HF_HOST, "the Hugging Face cache")
+        if hub_id:
+            _timm_weights_file(arch, hub_id)
     elif source == "torchvision":
         import torchvision.models as tvm
 
-        if arch not in tvm.list_models(module=tvm):
-            return  # the build says so in its own words
-        weights = tvm.get_model_weights(arch).DEFAULT
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-        if not cached.is_file() and not reachable(weights.url):
-            raise _offline(
-                f"torchvision/{arch}", weights.url.split("/models/")[0], str(cached.parent)
-            )
+        if arch in tvm.list_models(module=tvm):  # else the build says so in its own words
+            _torchvision_weights(arch)
