@@ -179,16 +179,18 @@ def _extract_tar(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> N
         ) from None
 
 
+def _extract(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> None:
+    extract = _extract_zip if archive.name.lower().endswith(".zip") else _extract_tar
+    extract(archive, dest, most)
+
+
 def unpack_into(archive: Path, dest: Path, most: int = MAX_EXPANDED_BYTES) -> Path:
     """Unpack `archive` into the folder `dest` (made here; the caller owns and removes it), with
     every check `extract_archive` makes and at most `most` bytes unpacked: for data that must
     not be kept, such as a zip uploaded to the app."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        if archive.name.lower().endswith(".zip"):
-            _extract_zip(archive, dest, most)
-        else:
-            _extract_tar(archive, dest, most)
+        _extract(archive, dest, most)
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
         raise CnnlabError(f"cannot extract {archive.name}: {e}") from None
     return dest
@@ -203,10 +205,7 @@ def extract_archive(archive: Path) -> Path:
     log.info("extracting %s into %s (once)", archive, dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        if archive.name.lower().endswith(".zip"):
-            _extract_zip(archive, tmp)
-        else:
-            _extract_tar(archive, tmp)
+        _extract(archive, tmp)
         try:
             os.rename(tmp, dest)
         except OSError:  # another process finished first: use its copy
